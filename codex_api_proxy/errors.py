@@ -1,0 +1,181 @@
+"""One error type for everything that goes wrong, and the two envelopes clients understand.
+
+Every failure (bad input, local auth, credentials, upstream HTTP errors, failures inside an upstream
+stream, transport errors) becomes a `ProxyError`; each API family renders it in its own dialect, so a
+client never sees a raw upstream body or an HTML page.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+# Events the upstream relay injects into a relayed stream (upstream dialect, `type` like any other event).
+HEARTBEAT_EVENT = "proxy.heartbeat"
+ERROR_EVENT = "proxy.error"
+
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "invalid_request_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+# Codes inside `response.failed` / `error` events, mapped to the HTTP status a client should see.
+_FAILURE_STATUS = {
+    "context_length_exceeded": 400,
+    "invalid_prompt": 400,
+    "invalid_request_error": 400,
+    "bad_request": 400,
+    "rate_limit_exceeded": 429,
+    "rate_limit_error": 429,
+    "usage_limit_reached": 429,
+    "usage_not_included": 403,
+    "insufficient_quota": 429,
+    "server_is_overloaded": 529,
+    "overloaded": 529,
+    "overloaded_error": 529,
+    "slow_down": 529,
+    "server_error": 500,
+    "api_error": 500,
+}
+_TRY_AGAIN = re.compile(r"try again in\s+([0-9.]+)\s*(ms|s)", re.IGNORECASE)
+
+
+@dataclass
+class ProxyError(Exception):
+    status: int
+    message: str
+    code: str | None = None
+    param: str | None = None
+    retry_after: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.status}: {self.message}"
+
+    def headers(self) -> dict[str, str]:
+        return {"retry-after": str(self.retry_after)} if self.retry_after is not None else {}
+
+    def openai_body(self) -> dict[str, Any]:
+        kind = _OPENAI_TYPES.get(
+            self.status, "server_error" if self.status >= 500 else "invalid_request_error"
+        )
+        return {"error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}}
+
+    def anthropic_type(self) -> str:
+        return _ANTHROPIC_TYPES.get(
+            self.status, "api_error" if self.status >= 500 else "invalid_request_error"
+        )
+
+    def anthropic_body(self) -> dict[str, Any]:
+        return {"type": "error", "error": {"type": self.anthropic_type(), "message": self.message}}
+
+    def event(self) -> dict[str, Any]:
+        """The relay's in-band form, parsed back by `from_event`."""
+        return {
+            "type": ERROR_EVENT,
+            "status": self.status,
+            "message": self.message,
+            "code": self.code,
+            "retry_after": self.retry_after,
+        }
+
+
+def bad_request(message: str, param: str | None = None, code: str | None = None) -> ProxyError:
+    return ProxyError(400, message, code=code, param=param)
+
+
+def _retry_after(headers: Any, err: dict[str, Any], message: str) -> int | None:
+    raw = headers.get("retry-after") if headers is not None else None
+    if raw:
+        try:
+            return max(0, int(float(raw)))
+        except ValueError:
+            pass
+    secs = err.get("resets_in_seconds")
+    if isinstance(secs, int | float):
+        return max(0, int(secs))
+    at = err.get("resets_at")
+    if isinstance(at, int | float):
+        return max(0, int(at - time.time()))
+    m = _TRY_AGAIN.search(message or "")
+    if m:
+        value = float(m.group(1)) / (1000 if m.group(2).lower() == "ms" else 1)
+        return max(1, int(value + 0.999))
+    return None
+
+
+def _error_fields(payload: Any) -> tuple[dict[str, Any], str, str | None]:
+    """(error object, message, code) from any upstream error body shape we know."""
+    if not isinstance(payload, dict):
+        return {}, "", None
+    err = payload.get("error")
+    if isinstance(err, dict):
+        code = err.get("code") or err.get("type")
+        return err, str(err.get("message") or code or ""), code if isinstance(code, str) else None
+    if isinstance(err, str):
+        return {}, err, None
+    detail = payload.get("detail")
+    if isinstance(detail, str):
+        return {}, detail, None
+    if isinstance(detail, dict):
+        return _error_fields({"error": detail})
+    message = payload.get("message")
+    code = payload.get("code")
+    return payload, str(message or ""), code if isinstance(code, str) else None
+
+
+def from_upstream(status: int, body: bytes, headers: Any = None) -> ProxyError:
+    """An upstream HTTP error response, kept at its status with its message."""
+    try:
+        payload = json.loads(body) if body else None
+    except ValueError:
+        payload = None
+    err, message, code = _error_fields(payload)
+    if not message:
+        text = body.decode("utf-8", "replace").strip()
+        message = text[:500] if text and not text.startswith("<") else f"upstream returned HTTP {status}"
+    retry = _retry_after(headers, err, message) if status in (429, 503, 529) else None
+    return ProxyError(status, message, code=code, retry_after=retry)
+
+
+def from_event(data: dict[str, Any]) -> ProxyError:
+    """A failure reported inside an upstream stream: `response.failed`, `error`, or the relay's own."""
+    kind = data.get("type")
+    if kind == ERROR_EVENT:
+        return ProxyError(
+            int(data.get("status") or 502),
+            str(data.get("message") or "upstream failed"),
+            code=data.get("code"),
+            retry_after=data.get("retry_after"),
+        )
+    if kind == "response.failed":
+        response = data.get("response") or {}
+        err = response.get("error") or {}
+    else:  # top-level `error` event: fields flat or under `error`
+        err = data.get("error") if isinstance(data.get("error"), dict) else data
+    code = err.get("code") or err.get("type")
+    code = code if isinstance(code, str) and code != "error" else None
+    message = str(err.get("message") or code or "upstream response failed")
+    status = _FAILURE_STATUS.get(code or "", 502)
+    if isinstance(err.get("status"), int) and err["status"] >= 400:
+        status = err["status"]
+    retry = _retry_after(None, err, message) if status in (429, 529) else None
+    return ProxyError(status, message, code=code, retry_after=retry)

@@ -1,0 +1,127 @@
+"""Rebuild the complete Responses object from a stream.
+
+The Codex backend (store=false) ends with `response.completed` whose `output` is empty: the finished
+items only arrive as `response.output_item.done`. Every non-streaming answer and the Responses
+stream's final event are built here, in `output_index` order, from the done items, falling back to
+the deltas for an item whose `done` never came.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ERROR_EVENT, HEARTBEAT_EVENT, ProxyError, from_event
+from ..sse import parse_all
+
+
+@dataclass
+class _Partial:
+    item: dict[str, Any]
+    text: dict[int, list[str]] = field(default_factory=dict)  # content_index -> deltas
+    arguments: list[str] = field(default_factory=list)
+    summary: dict[int, list[str]] = field(default_factory=dict)  # summary_index -> deltas
+
+    def build(self) -> dict[str, Any]:
+        item = dict(self.item)
+        kind = item.get("type")
+        if kind == "message" and self.text:
+            item["content"] = [
+                {"type": "output_text", "text": "".join(parts), "annotations": []}
+                for _, parts in sorted(self.text.items())
+            ]
+        elif kind in ("function_call", "custom_tool_call") and self.arguments:
+            item["arguments" if kind == "function_call" else "input"] = "".join(self.arguments)
+        elif kind == "reasoning" and self.summary:
+            item["summary"] = [
+                {"type": "summary_text", "text": "".join(parts)} for _, parts in sorted(self.summary.items())
+            ]
+        item["status"] = "incomplete"
+        return item
+
+
+class ResponseAccumulator:
+    """Feed parsed Responses events in order; `response()` is the full object at any point."""
+
+    def __init__(self) -> None:
+        self.base: dict[str, Any] = {}
+        self.done: dict[int, dict[str, Any]] = {}
+        self.partial: dict[int, _Partial] = {}
+        self.terminal: dict[str, Any] | None = None
+        self.failure: ProxyError | None = None
+
+    def feed(self, data: dict[str, Any]) -> None:
+        kind = data.get("type")
+        idx = data.get("output_index")
+        if kind in ("response.created", "response.in_progress"):
+            self.base = dict(data.get("response") or {})
+        elif kind in ("response.completed", "response.incomplete"):
+            self.terminal = dict(data.get("response") or {})
+        elif kind in ("response.failed", "error", ERROR_EVENT):
+            self.failure = from_event(data)
+        elif not isinstance(idx, int):
+            return
+        elif kind == "response.output_item.done":
+            self.done[idx] = data.get("item") or {}
+        elif kind == "response.output_item.added":
+            self.partial[idx] = _Partial(dict(data.get("item") or {}))
+        elif idx in self.partial:
+            part = self.partial[idx]
+            if kind == "response.output_text.delta":
+                part.text.setdefault(data.get("content_index", 0), []).append(data.get("delta", ""))
+            elif kind in ("response.function_call_arguments.delta", "response.custom_tool_call_input.delta"):
+                part.arguments.append(data.get("delta", ""))
+            elif kind == "response.reasoning_summary_text.delta":
+                part.summary.setdefault(data.get("summary_index", 0), []).append(data.get("delta", ""))
+
+    def output(self) -> list[dict[str, Any]]:
+        indices = sorted(set(self.done) | set(self.partial))
+        return [self.done[i] if i in self.done else self.partial[i].build() for i in indices]
+
+    def response(self) -> dict[str, Any]:
+        """The final object: terminal event's fields, with `output` rebuilt when upstream left it empty."""
+        resp = {**self.base, **(self.terminal or {})}
+        if not resp.get("output"):
+            resp["output"] = self.output()
+        resp.setdefault("object", "response")
+        return resp
+
+
+def aggregate(body: bytes) -> dict[str, Any]:
+    """A whole buffered upstream stream -> the final Responses object, or the failure it reported.
+
+    Raises ProxyError when the stream failed or ended before a terminal event: a truncated answer is
+    never passed off as a complete one.
+    """
+    acc = ResponseAccumulator()
+    for event in parse_all(body):
+        if not event.data or event.data == "[DONE]":
+            continue
+        try:
+            data = json.loads(event.data)
+        except ValueError as exc:
+            raise ProxyError(502, "upstream sent an event that is not JSON") from exc
+        if isinstance(data, dict) and data.get("type") != HEARTBEAT_EVENT:
+            acc.feed(data)
+        if acc.failure:
+            raise acc.failure
+    if acc.terminal is None:
+        raise ProxyError(502, "upstream stream ended before the response was complete")
+    return acc.response()
+
+
+def usage_of(response: dict[str, Any]) -> dict[str, int]:
+    """Flat usage numbers (0 when absent): input, cached, output, reasoning, total."""
+    usage = response.get("usage") or {}
+    details_in = usage.get("input_tokens_details") or {}
+    details_out = usage.get("output_tokens_details") or {}
+    inp = int(usage.get("input_tokens") or 0)
+    out = int(usage.get("output_tokens") or 0)
+    return {
+        "input": inp,
+        "cached": int(details_in.get("cached_tokens") or 0),
+        "output": out,
+        "reasoning": int(details_out.get("reasoning_tokens") or 0),
+        "total": int(usage.get("total_tokens") or inp + out),
+    }

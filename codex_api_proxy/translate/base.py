@@ -1,0 +1,101 @@
+"""What every API family's translator shares: the request context and the incremental stream driver.
+
+A `StreamTranslator` is fed raw upstream bytes (Responses API SSE, plus the relay's heartbeat and
+error events) chunk by chunk and returns the client's bytes for that chunk. It is the callable
+mitmproxy runs as `flow.response.stream`, so its contract is mitmproxy's: called once per chunk and
+once with `b""` at a clean end, it always returns a list (an empty `b""` mid-stream would end the
+HTTP body), and it never raises (an exception would cut the connection with no error for the client).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ERROR_EVENT, HEARTBEAT_EVENT, ProxyError, from_event
+from ..sse import SSEEvent, SSEParser
+
+log = logging.getLogger(__name__)
+
+TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete"})
+FAILURE_EVENTS = frozenset({"response.failed", "error", ERROR_EVENT})
+
+
+@dataclass
+class RequestContext:
+    """What a translation needs to know about the client request besides its body."""
+
+    model: str = ""  # the model name the client asked for, echoed back to it
+    stream: bool = False
+    headers: dict[str, str] = field(default_factory=dict)  # lower-case names
+    options: dict[str, Any] = field(default_factory=dict)  # family-specific settings and state
+
+
+class StreamTranslator(ABC):
+    """Drives one upstream stream through a family's event handlers."""
+
+    def __init__(self) -> None:
+        self._parser = SSEParser()
+        self.finished = False  # a terminal event or a failure was translated; ignore the rest
+        self.failure: ProxyError | None = None
+        self.failure_event: dict[str, Any] | None = None  # the upstream event that reported it, if any
+
+    def __call__(self, chunk: bytes) -> list[bytes]:
+        if self.finished and chunk:
+            return []
+        out: list[bytes] = []
+        try:
+            events = self._parser.feed(chunk) if chunk else self._parser.flush()
+            for event in events:
+                out += self._dispatch(event)
+                if self.finished:
+                    break
+            if not chunk and not self.finished:
+                out += self.fail(ProxyError(502, "upstream stream ended before the response was complete"))
+        except Exception:
+            log.exception("stream translation failed")
+            out += self.fail(ProxyError(500, "codex-api-proxy failed to translate the upstream stream"))
+        return out
+
+    def _dispatch(self, event: SSEEvent) -> list[bytes]:
+        if not event.data or event.data == "[DONE]":
+            return []
+        try:
+            data = json.loads(event.data)
+        except ValueError:
+            return self.fail(ProxyError(502, "upstream sent an event that is not JSON"))
+        if not isinstance(data, dict):
+            return []
+        kind = data.get("type") or event.event
+        if kind == HEARTBEAT_EVENT:
+            return self.on_heartbeat()
+        if kind in FAILURE_EVENTS:
+            self.failure_event = data
+            return self.fail(from_event(data))
+        out = self.on_event(kind or "", data)
+        if kind in TERMINAL_EVENTS:
+            self.finished = True
+        return out
+
+    def fail(self, error: ProxyError) -> list[bytes]:
+        """Report a failure in-band once and stop: never a clean finish after an upstream failure."""
+        if self.finished:
+            return []
+        self.finished = True
+        self.failure = error
+        return self.on_failure(error)
+
+    @abstractmethod
+    def on_event(self, kind: str, data: dict[str, Any]) -> list[bytes]:
+        """One upstream Responses event (terminal ones included) -> client bytes."""
+
+    @abstractmethod
+    def on_failure(self, error: ProxyError) -> list[bytes]:
+        """The family's in-band error (Anthropic `event: error`, an OpenAI error chunk...)."""
+
+    def on_heartbeat(self) -> list[bytes]:
+        """The upstream has been silent for a while; default: an SSE comment keeps the line alive."""
+        return [b": keepalive\n\n"]

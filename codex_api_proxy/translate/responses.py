@@ -8,7 +8,6 @@ output items, because the backend leaves its `output` empty and the openai SDK t
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from typing import Any
 
@@ -16,6 +15,7 @@ from ..errors import ProxyError, bad_request
 from ..sse import frame
 from .accumulate import ResponseAccumulator
 from .base import RequestContext, StreamTranslator
+from .cache_key import prompt_cache_key
 
 log = logging.getLogger(__name__)
 
@@ -36,28 +36,6 @@ DROPPED_PARAMS = (
 # Need server-side state, which `store: false` rules out: refused rather than silently ignored.
 STATEFUL_PARAMS = ("previous_response_id", "conversation")
 ENCRYPTED_REASONING = "reasoning.encrypted_content"
-
-
-def session_key(headers: dict[str, str], *parts: str) -> str:
-    """A stable per-conversation `prompt_cache_key`: the client's session header, else a hash of the
-    conversation's opening texts (which do not change from one turn to the next)."""
-    for name in ("session_id", "session-id", "x-session-id", "x-claude-code-session-id"):
-        if headers.get(name):
-            return headers[name]
-    digest = hashlib.sha256("\x00".join(parts).encode()).hexdigest()
-    return f"cxp-{digest[:32]}"
-
-
-def item_text(item: Any) -> str:
-    """The text of a message item, whatever its content shape (string, parts)."""
-    if not isinstance(item, dict):
-        return ""
-    content = item.get("content")
-    if isinstance(content, str):
-        return content
-    return "".join(
-        p.get("text", "") for p in content or [] if isinstance(p, dict) and isinstance(p.get("text"), str)
-    )
 
 
 def _normalise_item(item: Any, index: int) -> Any:
@@ -119,8 +97,7 @@ def to_upstream(body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
         include.append(ENCRYPTED_REASONING)  # every Codex model reasons; without it replays lose the chain
     out["include"] = include
     if not out.get("prompt_cache_key"):
-        first_user = next((i for i in out["input"] if i.get("role") == "user"), None)
-        out["prompt_cache_key"] = session_key(ctx.headers, instructions or "", item_text(first_user))
+        out["prompt_cache_key"] = prompt_cache_key(ctx.headers, out["input"], instructions)
     out["stream"], out["store"] = True, False
     log.debug(
         "responses request normalised: dropped=%s forced stream/store, %d input items",

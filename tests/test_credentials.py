@@ -1,0 +1,610 @@
+"""Credentials against real files and a real token endpoint (the fake backend on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from codex_api_proxy import credentials as credentials_module
+from codex_api_proxy.credentials import CLIENT_ID, TOKEN_URL, Auth, Credentials, default_path
+from codex_api_proxy.errors import ProxyError
+from codex_api_proxy.fake_backend import FakeBackend, make_jwt
+
+ROOT = Path(__file__).resolve().parents[1]
+AUTH_CLAIM = "https://api.openai.com/auth"
+
+
+# ---- helpers -------------------------------------------------------------------------------------------
+
+
+def id_token(account_id: str = "acct-1", **auth_claims: Any) -> str:
+    return make_jwt({"email": "a@example.com", AUTH_CLAIM: {"chatgpt_account_id": account_id, **auth_claims}})
+
+
+def codex_auth(
+    access: str, refresh: str, *, account_id: str | None = "acct-1", days_ago: float = 0.0
+) -> dict:
+    """auth.json as the Codex CLI writes it (its key order)."""
+    tokens: dict[str, Any] = {"id_token": id_token(account_id or "acct-1"), "access_token": access}
+    tokens["refresh_token"] = refresh
+    if account_id is not None:
+        tokens["account_id"] = account_id
+    last = datetime.now(UTC) - timedelta(days=days_ago)
+    return {"OPENAI_API_KEY": None, "tokens": tokens, "last_refresh": last.isoformat().replace("+00:00", "Z")}
+
+
+def write(path: Path, data: Any, mode: int = 0o600) -> bytes:
+    raw = (json.dumps(data, indent=2) if not isinstance(data, bytes) else data.decode()).encode()
+    path.write_bytes(raw)
+    path.chmod(mode)
+    return raw
+
+
+def closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/oauth/token"
+
+
+def assert_no_secrets(texts: list[str], *secrets: str) -> None:
+    for text in texts:
+        for secret in secrets:
+            assert secret not in text
+
+
+@pytest.fixture
+def fb() -> Iterator[FakeBackend]:
+    with FakeBackend(refresh_tokens={"rt-0"}, account_id="acct-1") as backend:
+        yield backend
+
+
+@pytest.fixture
+def auth_path(tmp_path: Path) -> Path:
+    return tmp_path / "codex" / "auth.json"
+
+
+@pytest.fixture(autouse=True)
+def _debug_logs(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="codex_api_proxy.credentials")
+
+
+@pytest.fixture(autouse=True)
+def _no_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("CODEX_REFRESH_TOKEN_URL_OVERRIDE", "CODEX_APP_SERVER_LOGIN_CLIENT_ID", "CODEX_HOME"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def make(
+    auth_path: Path, fb: FakeBackend, exp_in: float, refresh: str = "rt-0", **kw: Any
+) -> tuple[str, Credentials]:
+    auth_path.parent.mkdir(parents=True, exist_ok=True)
+    access = fb.mint_access_token(exp_in)
+    write(auth_path, codex_auth(access, refresh, **kw))
+    return access, Credentials(auth_path, token_url=fb.token_url)
+
+
+class ScriptedTokenEndpoint:
+    """A token endpoint that answers every request with one fixed (status, JSON body)."""
+
+    def __init__(self, status: int, body: Any) -> None:
+        outer = self
+        self.requests = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("content-length") or 0))
+                outer.requests += 1
+                raw = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/oauth/token"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# ---- location and modes ----------------------------------------------------------------------------------
+
+
+def test_default_path_follows_codex_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("CODEX_HOME", "~/elsewhere")
+    assert default_path() == tmp_path / "elsewhere" / "auth.json"
+    monkeypatch.setenv("CODEX_HOME", "  ")
+    assert default_path() == tmp_path / ".codex" / "auth.json"
+    assert Credentials().path == tmp_path / ".codex" / "auth.json"
+    assert Credentials(Path("~/x/auth.json")).path == tmp_path / "x" / "auth.json"
+
+
+async def test_chatgpt_mode_headers_and_account_from_id_token(auth_path: Path, fb: FakeBackend) -> None:
+    access, creds = make(auth_path, fb, 3600, account_id=None)
+    data = json.loads(auth_path.read_text())
+    data["tokens"]["id_token"] = id_token("acct-from-claims", chatgpt_account_is_fedramp=True)
+    write(auth_path, data)
+    auth = await creds.get()
+    assert (auth.mode, auth.account_id, auth.fedramp) == ("chatgpt", "acct-from-claims", True)
+    assert auth.headers() == {
+        "Authorization": f"Bearer {access}",
+        "ChatGPT-Account-ID": "acct-from-claims",
+        "X-OpenAI-Fedramp": "true",
+    }
+    assert access not in repr(auth)
+
+
+async def test_api_key_wins_and_is_never_refreshed(auth_path: Path, fb: FakeBackend) -> None:
+    _, creds = make(auth_path, fb, -60)  # expired tokens next to the key must not matter
+    data = json.loads(auth_path.read_text())
+    data["OPENAI_API_KEY"] = "sk-test-key"
+    write(auth_path, data)
+    auth = await creds.get()
+    assert auth.mode == "apikey"
+    assert auth.headers() == {"Authorization": "Bearer sk-test-key"}
+    with pytest.raises(ProxyError) as err:
+        await creds.after_unauthorized(auth)
+    assert err.value.status == 401
+    assert "sk-test-key" not in str(err.value)
+    assert fb.refresh_requests == []
+
+
+async def test_empty_api_key_means_chatgpt_mode(auth_path: Path, fb: FakeBackend) -> None:
+    access, creds = make(auth_path, fb, 3600)
+    data = json.loads(auth_path.read_text())
+    data["OPENAI_API_KEY"] = ""
+    write(auth_path, data)
+    auth = await creds.get()
+    assert (auth.mode, auth.token, auth.account_id) == ("chatgpt", access, "acct-1")
+
+
+@pytest.mark.parametrize(
+    ("content", "code", "detail"),
+    [
+        (None, "auth_missing", "No Codex login found"),
+        (b"{not json", "auth_invalid", "not valid JSON"),
+        (b"[]", "auth_invalid", "JSON object"),
+        (b'{"OPENAI_API_KEY": null}', "auth_invalid", "neither"),
+        (b'{"tokens": {"refresh_token": "rt-secret"}}', "auth_invalid", "access_token"),
+    ],
+)
+async def test_missing_or_broken_file_is_503_with_login_hint(
+    auth_path: Path, content: bytes | None, code: str, detail: str
+) -> None:
+    auth_path.parent.mkdir(parents=True)
+    if content is not None:
+        auth_path.write_bytes(content)
+    creds = Credentials(auth_path)
+    for call in (creds.get(), asyncio.to_thread(creds.describe)):
+        with pytest.raises(ProxyError) as err:
+            await call
+        assert (err.value.status, err.value.code) == (503, code)
+        assert str(auth_path) in err.value.message
+        assert detail in err.value.message
+        assert "codex login" in err.value.message
+        assert "rt-secret" not in str(err.value)
+
+
+async def test_describe_has_no_secrets(auth_path: Path, fb: FakeBackend) -> None:
+    access, creds = make(auth_path, fb, 3600)
+    info = creds.describe()
+    assert info["mode"] == "chatgpt"
+    assert info["path"] == str(auth_path)
+    assert info["account_id"] is True
+    assert 3500 < info["expires_in"] <= 3600
+    assert info["refresh_count"] == 0
+    assert_no_secrets([json.dumps(info)], access, "rt-0", "acct-1")
+
+
+# ---- when to refresh ---------------------------------------------------------------------------------
+
+
+async def test_proactive_refresh_when_jwt_expires_within_margin(
+    auth_path: Path, fb: FakeBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    old, creds = make(auth_path, fb, 60)
+    auth = await creds.get()
+    assert auth.token != old
+    assert auth.token == fb.token_grants[-1]["access_token"]
+    assert len(fb.refresh_requests) == 1
+    assert creds.refresh_count == 1
+    saved = json.loads(auth_path.read_text())["tokens"]
+    assert saved["access_token"] == auth.token
+    assert saved["refresh_token"] == fb.token_grants[-1]["refresh_token"]
+    assert "refreshing access token" in caplog.text
+    assert_no_secrets([caplog.text], old, "rt-0", auth.token, saved["refresh_token"])
+
+
+async def test_no_refresh_when_jwt_valid_for_an_hour(auth_path: Path, fb: FakeBackend) -> None:
+    access, creds = make(auth_path, fb, 3600)
+    assert (await creds.get()).token == access
+    assert fb.refresh_requests == []
+
+
+@pytest.mark.parametrize(("days_ago", "refreshed"), [(9, True), (1, False)])
+async def test_opaque_token_refreshed_after_eight_days(
+    auth_path: Path, fb: FakeBackend, days_ago: float, refreshed: bool
+) -> None:
+    auth_path.parent.mkdir(parents=True)
+    write(auth_path, codex_auth("opaque-access-token", "rt-0", days_ago=days_ago))
+    creds = Credentials(auth_path, token_url=fb.token_url)
+    auth = await creds.get()
+    assert (auth.token != "opaque-access-token") is refreshed
+    assert len(fb.refresh_requests) == int(refreshed)
+
+
+async def test_refresh_request_and_env_overrides(
+    auth_path: Path, fb: FakeBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert (Credentials(auth_path).token_url, Credentials(auth_path).client_id) == (TOKEN_URL, CLIENT_ID)
+    monkeypatch.setenv("CODEX_REFRESH_TOKEN_URL_OVERRIDE", fb.token_url)
+    monkeypatch.setenv("CODEX_APP_SERVER_LOGIN_CLIENT_ID", "app_override")
+    auth_path.parent.mkdir(parents=True)
+    write(auth_path, codex_auth(fb.mint_access_token(-5), "rt-0"))
+    await Credentials(auth_path).get()
+    (request,) = fb.refresh_requests
+    assert request.headers["content-type"] == "application/json"
+    assert request.body == {
+        "client_id": "app_override",
+        "grant_type": "refresh_token",
+        "refresh_token": "rt-0",
+        "scope": "openid profile email",
+    }
+
+
+# ---- after an upstream 401 -------------------------------------------------------------------------------
+
+
+async def test_unauthorized_with_same_token_refreshes(auth_path: Path, fb: FakeBackend) -> None:
+    old, creds = make(auth_path, fb, 3600)
+    failed = await creds.get()
+    new = await creds.after_unauthorized(failed)
+    assert new.token != old
+    assert len(fb.refresh_requests) == 1
+    # a second request that failed with the old token concurrently adopts the new one without a call
+    assert (await creds.after_unauthorized(failed)).token == new.token
+    assert len(fb.refresh_requests) == 1
+
+
+async def test_unauthorized_adopts_token_written_by_another_process(auth_path: Path, fb: FakeBackend) -> None:
+    _, creds = make(auth_path, fb, 3600)
+    failed = await creds.get()
+    theirs = fb.mint_access_token(3600)
+    write(auth_path, codex_auth(theirs, "rt-theirs", account_id="acct-2"))
+    new = await creds.after_unauthorized(failed)
+    assert (new.token, new.account_id) == (theirs, "acct-2")
+    assert fb.refresh_requests == []
+
+
+async def test_unauthorized_rereads_even_when_stat_looks_unchanged(auth_path: Path, fb: FakeBackend) -> None:
+    """File timestamps are coarse: an in-place rewrite can keep mtime, size and inode. The stat cache may
+    serve the old token until then, but the decision to refresh is always made on the file's content."""
+    old, creds = make(auth_path, fb, 3600)
+    failed = await creds.get()
+    before = auth_path.stat()
+    theirs = fb.mint_access_token(3600)
+    assert len(theirs) == len(old)
+    auth_path.write_text(auth_path.read_text().replace(old, theirs))  # in place, like the Codex CLI
+    os.utime(auth_path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (await creds.get()).token == old
+    assert (await creds.after_unauthorized(failed)).token == theirs
+    assert fb.refresh_requests == []
+
+
+async def test_new_login_picked_up_by_stat_without_rereading_each_time(
+    auth_path: Path, fb: FakeBackend
+) -> None:
+    first, creds = make(auth_path, fb, 3600)
+    for _ in range(5):
+        assert (await creds.get()).token == first
+    assert creds.reads == 1
+    second = fb.mint_access_token(3600)
+    write(auth_path, codex_auth(second, "rt-other", account_id="acct-other-person"))  # `codex login`
+    auth = await creds.get()
+    assert (auth.token, auth.account_id) == (second, "acct-other-person")
+    await creds.get()
+    assert creds.reads == 2
+    assert fb.refresh_requests == []
+
+
+# ---- single flight ---------------------------------------------------------------------------------------
+
+
+async def test_hundred_concurrent_callers_make_one_refresh(auth_path: Path, fb: FakeBackend) -> None:
+    fb.token_delay = 0.2
+    _, creds = make(auth_path, fb, 30)
+    async with httpx.AsyncClient() as client:
+        creds.set_client(client)
+        results = await asyncio.gather(*(creds.get() for _ in range(100)))
+    assert {a.token for a in results} == {fb.token_grants[0]["access_token"]}
+    assert len(fb.refresh_requests) == 1
+    assert creds.refresh_count == 1
+
+
+async def test_hundred_concurrent_callers_share_one_failure(auth_path: Path, fb: FakeBackend) -> None:
+    fb.token_status = 500
+    _, creds = make(auth_path, fb, -10)
+    results = await asyncio.gather(*(creds.get() for _ in range(100)), return_exceptions=True)
+    assert all(isinstance(r, ProxyError) and r.status == 502 for r in results)
+    assert "HTTP 500" in results[0].message
+    assert len(fb.refresh_requests) == 1
+
+
+async def test_cancelled_caller_does_not_abort_the_refresh(auth_path: Path, fb: FakeBackend) -> None:
+    fb.token_delay = 0.3
+    _, creds = make(auth_path, fb, -10)
+    caller = asyncio.create_task(creds.get())
+    await asyncio.sleep(0.1)
+    caller.cancel()  # e.g. the client disconnected while the token endpoint was rotating the token
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    auth = await creds.get()
+    assert auth.token == fb.token_grants[0]["access_token"]
+    assert json.loads(auth_path.read_text())["tokens"]["refresh_token"] == fb.token_grants[0]["refresh_token"]
+    assert len(fb.refresh_requests) == 1
+
+
+# ---- refresh failures ------------------------------------------------------------------------------------
+
+
+async def test_reused_refresh_token_is_401_and_file_untouched(
+    auth_path: Path, fb: FakeBackend, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(credentials_module, "FOREIGN_REFRESH_GRACE", 0.3)
+    old, creds = make(auth_path, fb, -10)
+    fb.used_refresh_tokens.add("rt-0")
+    before = auth_path.read_bytes()
+    for _ in range(2):
+        with pytest.raises(ProxyError) as err:
+            await creds.get()
+        assert (err.value.status, err.value.code) == (401, "refresh_token_reused")
+        assert "Run `codex login`" in err.value.message
+    assert len(fb.refresh_requests) == 1  # a dead refresh token is not sent again
+    assert auth_path.read_bytes() == before
+    assert_no_secrets([caplog.text, str(err.value), repr(err.value)], old, "rt-0")
+
+
+async def test_reused_after_another_program_won_adopts_its_tokens(auth_path: Path, fb: FakeBackend) -> None:
+    _, creds = make(auth_path, fb, 3600)
+    failed = await creds.get()
+    fb.used_refresh_tokens.add("rt-0")  # the Codex CLI used it first and is about to save its answer
+    theirs = fb.mint_access_token(3600)
+
+    async def codex_cli_saves_late() -> None:
+        await asyncio.sleep(0.5)
+        write(auth_path, codex_auth(theirs, "rt-codex"))
+
+    saver = asyncio.create_task(codex_cli_saves_late())
+    new = await creds.after_unauthorized(failed)
+    await saver
+    assert new.token == theirs
+    assert json.loads(auth_path.read_text())["tokens"]["refresh_token"] == "rt-codex"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "code"),
+    [
+        (401, {"error": "refresh_token_expired"}, "refresh_token_expired"),
+        (400, {"code": "refresh_token_invalidated"}, "refresh_token_invalidated"),
+        (401, {"error": {"code": "refresh_token_reused", "message": "used"}}, "refresh_token_reused"),
+    ],
+)
+async def test_permanent_refresh_errors_in_every_shape(
+    auth_path: Path, monkeypatch: pytest.MonkeyPatch, status: int, body: dict, code: str
+) -> None:
+    monkeypatch.setattr(credentials_module, "FOREIGN_REFRESH_GRACE", 0.0)
+    endpoint = ScriptedTokenEndpoint(status, body)
+    try:
+        auth_path.parent.mkdir(parents=True)
+        before = write(auth_path, codex_auth(make_jwt({"exp": int(time.time()) - 5}), "rt-0"))
+        with pytest.raises(ProxyError) as err:
+            await Credentials(auth_path, token_url=endpoint.url).get()
+    finally:
+        endpoint.close()
+    assert (err.value.status, err.value.code) == (401, code)
+    assert f"expired or was used elsewhere ({code})" in err.value.message
+    assert auth_path.read_bytes() == before
+
+
+async def test_answer_without_access_token_is_an_error(auth_path: Path) -> None:
+    endpoint = ScriptedTokenEndpoint(200, {"refresh_token": "rt-new", "id_token": id_token()})
+    try:
+        auth_path.parent.mkdir(parents=True)
+        before = write(auth_path, codex_auth(make_jwt({"exp": int(time.time()) - 5}), "rt-0"))
+        with pytest.raises(ProxyError) as err:
+            await Credentials(auth_path, token_url=endpoint.url).get()
+    finally:
+        endpoint.close()
+    assert (err.value.status, err.value.code) == (502, "refresh_invalid_response")
+    assert auth_path.read_bytes() == before
+
+
+async def test_network_error_is_502(auth_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    auth_path.parent.mkdir(parents=True)
+    expired = make_jwt({"exp": int(time.time()) - 5})
+    write(auth_path, codex_auth(expired, "rt-0"))
+    creds = Credentials(auth_path, token_url=closed_port_url())
+    with pytest.raises(ProxyError) as err:
+        await creds.get()
+    assert (err.value.status, err.value.code) == (502, "refresh_unreachable")
+    with pytest.raises(ProxyError) as err:
+        await creds.after_unauthorized(Auth("chatgpt", expired, "acct-1", False))
+    assert err.value.status == 502
+    assert_no_secrets([caplog.text, str(err.value)], expired, "rt-0")
+
+
+async def test_timeout_is_504(auth_path: Path, fb: FakeBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(credentials_module, "REFRESH_TIMEOUT", httpx.Timeout(0.2))
+    fb.token_delay = 1.0
+    _, creds = make(auth_path, fb, -10)
+    with pytest.raises(ProxyError) as err:
+        await creds.get()
+    assert (err.value.status, err.value.code) == (504, "refresh_timeout")
+
+
+async def test_proactive_refresh_failure_keeps_a_still_valid_token(auth_path: Path, fb: FakeBackend) -> None:
+    access, creds = make(auth_path, fb, 120)
+    fb.token_status = 503
+    assert (await creds.get()).token == access  # still works for two minutes: no outage
+    assert (await creds.get()).token == access
+    assert len(fb.refresh_requests) == 1  # the failure is remembered for a few seconds
+
+
+# ---- writing auth.json -----------------------------------------------------------------------------------
+
+
+async def test_atomic_write_keeps_keys_order_format_and_sets_0600(tmp_path: Path) -> None:
+    with FakeBackend(refresh_tokens={"rt-0"}, account_id="acct-new") as fb:
+        path = tmp_path / "auth.json"
+        original = {
+            "auth_mode": "chatgpt",
+            "OPENAI_API_KEY": None,
+            "tokens": {
+                "id_token": id_token("acct-old"),
+                "access_token": fb.mint_access_token(10),
+                "refresh_token": "rt-0",
+                "account_id": "acct-old",
+                "future_field": [1, {"x": "ü"}],
+            },
+            "last_refresh": "2026-01-01T00:00:00Z",
+            "zz_unknown": {"keep": True},
+        }
+        write(path, original, mode=0o644)
+        auth = await Credentials(path, token_url=fb.token_url).get()
+        grant = fb.token_grants[-1]
+    raw = path.read_text()
+    saved = json.loads(raw)
+    assert raw == json.dumps(
+        saved, indent=2, ensure_ascii=False
+    )  # Codex CLI's pretty format, no newline added
+    assert list(saved) == list(original)
+    assert list(saved["tokens"]) == list(original["tokens"])
+    assert saved["zz_unknown"] == {"keep": True}
+    assert saved["tokens"]["future_field"] == [1, {"x": "ü"}]
+    assert saved["tokens"] | {"future_field": None} == {
+        "id_token": grant["id_token"],
+        "access_token": grant["access_token"],
+        "refresh_token": grant["refresh_token"],
+        "account_id": "acct-new",  # taken from the new id_token
+        "future_field": None,
+    }
+    assert auth.account_id == "acct-new"
+    assert saved["last_refresh"].endswith("Z")
+    age = datetime.now(UTC) - datetime.fromisoformat(saved["last_refresh"])
+    assert timedelta(0) <= age < timedelta(seconds=30)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir() if p.name != "auth.json.lock"] == ["auth.json"]  # no temp left
+
+
+async def test_symlinked_auth_file_stays_a_symlink(tmp_path: Path, fb: FakeBackend) -> None:
+    real = tmp_path / "store" / "auth.json"
+    real.parent.mkdir()
+    write(real, codex_auth(fb.mint_access_token(-5), "rt-0"))
+    link = tmp_path / "auth.json"
+    link.symlink_to(real)
+    auth = await Credentials(link, token_url=fb.token_url).get()
+    assert link.is_symlink()
+    assert json.loads(real.read_text())["tokens"]["access_token"] == auth.token
+
+
+async def test_login_saved_during_a_refresh_is_not_overwritten(auth_path: Path, fb: FakeBackend) -> None:
+    fb.token_delay = 0.4
+    _, creds = make(auth_path, fb, -10)
+    refresh = asyncio.create_task(creds.get())
+    await asyncio.sleep(0.2)
+    newer = fb.mint_access_token(3600)
+    write(auth_path, codex_auth(newer, "rt-newer-login", account_id="acct-2"))  # `codex login` meanwhile
+    assert (await refresh).token == newer
+    assert json.loads(auth_path.read_text())["tokens"]["refresh_token"] == "rt-newer-login"
+
+
+async def test_torn_read_of_an_in_place_write_is_retried(auth_path: Path, fb: FakeBackend) -> None:
+    access, creds = make(auth_path, fb, 3600)
+    complete = auth_path.read_bytes()
+    auth_path.write_bytes(complete[:40])  # the Codex CLI truncates, then writes
+
+    async def finish_write() -> None:
+        await asyncio.sleep(0.03)
+        auth_path.write_bytes(complete)
+
+    finisher = asyncio.create_task(finish_write())
+    assert (await creds.get()).token == access
+    await finisher
+
+
+# ---- several processes share one login ------------------------------------------------------------------
+
+WORKER = """
+import asyncio, random, sys, time
+from pathlib import Path
+from codex_api_proxy.credentials import Credentials
+
+async def main(path, url, seconds):
+    creds = Credentials(Path(path), token_url=url)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        auth = await creds.get()  # proactive: every access token is minted inside the refresh margin
+        new = await creds.after_unauthorized(auth)  # reactive
+        assert new.token != auth.token
+        await asyncio.sleep(random.uniform(0, 0.01))  # give the other processes a turn at the lock
+    print(creds.refresh_count)
+
+asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3])))
+"""
+
+
+def test_processes_refreshing_one_login_never_reuse_a_token(auth_path: Path, fb: FakeBackend) -> None:
+    fb.access_token_ttl = 120
+    auth_path.parent.mkdir(parents=True)
+    write(auth_path, codex_auth(fb.mint_access_token(3600), "rt-0"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(auth_path), fb.token_url, "10"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    polls = 0
+    while any(w.poll() is None for w in workers):
+        data = json.loads(auth_path.read_bytes())  # never torn, never empty
+        assert data["tokens"]["access_token"] and data["tokens"]["refresh_token"]
+        polls += 1
+        time.sleep(0.002)
+    outputs = [w.communicate() for w in workers]
+    assert [w.returncode for w in workers] == [0, 0, 0], [err[-2000:] for _, err in outputs]
+    counts = [int(out) for out, _ in outputs]
+    assert all(n > 0 for n in counts)
+    assert sum(counts) == len(fb.token_grants) == len(fb.refresh_requests)
+    assert set(fb.refresh_token_uses.values()) == {1}  # every refresh token used exactly once
+    assert (
+        json.loads(auth_path.read_text())["tokens"]["refresh_token"] == fb.token_grants[-1]["refresh_token"]
+    )
+    assert polls > 100

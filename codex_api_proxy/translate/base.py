@@ -44,7 +44,7 @@ class StreamTranslator(ABC):
         self.failure_event: dict[str, Any] | None = None  # the upstream event that reported it, if any
 
     def __call__(self, chunk: bytes) -> list[bytes]:
-        if self.finished and chunk:
+        if self.finished:
             return []
         out: list[bytes] = []
         try:

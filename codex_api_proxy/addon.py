@@ -1,0 +1,490 @@
+"""The mitmproxy addons: options, local auth, local endpoints, and the translating API gateway.
+
+One class per concern, in the order mitmproxy runs them; each `request` hook leaves a flow alone once
+an earlier one has answered it. Hooks only route and delegate: translation lives in `translate/`,
+transport in `relay`. Every hook fails closed: an exception answers the client with a JSON error, and
+no flow is ever forwarded untranslated (the reverse target is a dead port on top of that).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hmac
+import json
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from mitmproxy import ctx, exceptions, http
+
+from . import __version__, models, tokens
+from .credentials import Credentials
+from .errors import ProxyError, bad_request, from_upstream
+from .metrics import Metrics
+from .relay import SECRET_HEADER, RelayServer, Upstream
+from .settings import (
+    API_KEY_ENV,
+    DEFAULT_OPENAI_URL,
+    DEFAULT_UPSTREAM_URL,
+    OPENAI_URL_ENV,
+    UPSTREAM_URL_ENV,
+    Settings,
+    default_auth_path,
+    outbound_proxy_from_env,
+    parse_model_map,
+    read_api_key,
+)
+from .translate import accumulate, anthropic, chat, responses
+from .translate.base import RequestContext
+from .translate.passthrough import PassthroughStream
+
+log = logging.getLogger("codex_api_proxy")
+
+JSON = {"content-type": "application/json"}
+# Client headers worth keeping upstream: conversation identity and Codex CLI's own metadata.
+_FORWARDED_HEADERS = ("session_id", "session-id", "thread-id", "x-client-request-id", "originator")
+_FORWARDED_PREFIXES = ("x-codex-",)
+
+
+def route_path(path: str) -> str:
+    """`/v1/x?q` and `/x` are the same route; the query is ignored (Claude Code adds ?beta=true)."""
+    path = path.split("?", 1)[0].rstrip("/") or "/"
+    return path[3:] or "/" if path.startswith("/v1/") or path == "/v1" else path
+
+
+def is_anthropic_path(path: str) -> bool:
+    return route_path(path).startswith("/messages")
+
+
+def error_response(error: ProxyError, anthropic_dialect: bool) -> http.Response:
+    body = error.anthropic_body() if anthropic_dialect else error.openai_body()
+    return http.Response.make(error.status, json.dumps(body), {**JSON, **error.headers()})
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> http.Response:
+    return http.Response.make(status, json.dumps(body), {**JSON, **(headers or {})})
+
+
+@dataclass
+class Runtime:
+    """What the addons of one proxy share: settings, credentials, the upstream and the counters."""
+
+    settings: Settings = field(default_factory=Settings)
+    credentials: Credentials = field(default_factory=Credentials)
+    metrics: Metrics = field(default_factory=Metrics)
+    upstream: Upstream | None = None
+    relay: RelayServer | None = None
+    models: models.ModelCache = field(default_factory=lambda: models.ModelCache(300))
+
+
+def fail_closed(hook: Callable[..., Awaitable[None] | None]) -> Callable[..., Awaitable[None]]:
+    """mitmproxy forwards a flow unmodified when a hook raises: answer with a JSON error instead."""
+
+    @functools.wraps(hook)
+    async def wrapper(self: Any, flow: http.HTTPFlow) -> None:
+        try:
+            result = hook(self, flow)
+            if asyncio.iscoroutine(result):
+                await result
+        except ProxyError as error:
+            flow.response = error_response(error, is_anthropic_path(flow.request.path))
+        except Exception:
+            log.exception("%s hook failed for %s", hook.__name__, route_path(flow.request.path))
+            error = ProxyError(500, "codex-api-proxy failed to handle this request", code="internal_error")
+            flow.response = error_response(error, is_anthropic_path(flow.request.path))
+
+    return wrapper
+
+
+class ProxyOptions:
+    """Declares the proxy's options and turns them into one validated `Settings`."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def load(self, loader: Any) -> None:
+        add = loader.add_option
+        add(
+            "codex_upstream_url",
+            str,
+            os.environ.get(UPSTREAM_URL_ENV) or DEFAULT_UPSTREAM_URL,
+            "ChatGPT Codex backend base URL (generation: POST {base}/responses).",
+        )
+        add(
+            "codex_openai_url",
+            str,
+            os.environ.get(OPENAI_URL_ENV) or DEFAULT_OPENAI_URL,
+            "OpenAI API base URL, used when auth.json holds an OPENAI_API_KEY.",
+        )
+        add(
+            "codex_auth_file",
+            str,
+            "",
+            "auth.json to use (default: $CODEX_HOME/auth.json or ~/.codex/auth.json).",
+        )
+        add(
+            "codex_api_key_file",
+            str,
+            "",
+            f"File holding the local API key clients must present (or set {API_KEY_ENV}). Never pass keys in argv.",
+        )
+        add("codex_outbound_proxy", str, "", "Outbound HTTP(S) proxy (default: HTTPS_PROXY / https_proxy).")
+        add("codex_connect_timeout", float, 15.0, "Seconds to connect to the upstream.")
+        add("codex_first_byte_timeout", float, 300.0, "Seconds to wait for the upstream's response headers.")
+        add(
+            "codex_idle_timeout", float, 300.0, "Seconds of upstream silence inside a stream before it fails."
+        )
+        add("codex_heartbeat", float, 10.0, "Seconds of upstream silence between keep-alives to clients.")
+        add("codex_models_cache_ttl", float, 300.0, "Seconds a model listing is cached.")
+        add("codex_model_map", str, "", "Claude family -> GPT model, e.g. 'opus=gpt-5.5,haiku=gpt-5.4-mini'.")
+        add("codex_expose_reasoning", bool, False, "Give Chat Completions clients reasoning summaries.")
+
+    def configure(self, updated: set[str]) -> None:
+        if not any(name.startswith("codex_") for name in updated):
+            return
+        o = ctx.options
+        try:
+            api_key = read_api_key(o.codex_api_key_file) if o.codex_api_key_file else None
+            model_map = parse_model_map(o.codex_model_map)
+        except (OSError, ValueError) as exc:
+            raise exceptions.OptionsError(str(exc)) from None
+        for name in (
+            "codex_connect_timeout",
+            "codex_first_byte_timeout",
+            "codex_idle_timeout",
+            "codex_heartbeat",
+        ):
+            if getattr(o, name) <= 0:
+                raise exceptions.OptionsError(f"{name} must be positive")
+        settings = Settings(
+            upstream_url=o.codex_upstream_url.rstrip("/"),
+            openai_url=o.codex_openai_url.rstrip("/"),
+            auth_path=Path(o.codex_auth_file).expanduser() if o.codex_auth_file else default_auth_path(),
+            api_key=api_key or os.environ.get(API_KEY_ENV) or None,
+            outbound_proxy=o.codex_outbound_proxy or outbound_proxy_from_env(),
+            connect_timeout=o.codex_connect_timeout,
+            first_byte_timeout=o.codex_first_byte_timeout,
+            idle_timeout=o.codex_idle_timeout,
+            heartbeat=o.codex_heartbeat,
+            models_cache_ttl=o.codex_models_cache_ttl,
+            model_map=model_map,
+            expose_reasoning=o.codex_expose_reasoning,
+        )
+        rt = self.runtime
+        rt.settings = settings
+        rt.credentials = Credentials(settings.auth_path)
+        rt.models = models.ModelCache(settings.models_cache_ttl)
+        if rt.upstream:  # options changed while running (mitmweb): rebuild the transport
+            asyncio.get_running_loop().create_task(UpstreamRelay(rt).restart())
+
+
+class UpstreamRelay:
+    """Owns the pooled upstream client and the loopback relay server for the life of the proxy."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    async def running(self) -> None:
+        rt = self.runtime
+        rt.upstream = Upstream(rt.settings, rt.credentials)
+        rt.relay = RelayServer(rt.upstream)
+        await rt.relay.start()
+        # the tokenizer takes ~1.5 s to load: do it now, off the loop, not on the first count_tokens
+        self._preload = asyncio.get_running_loop().run_in_executor(None, tokens.preload)
+        log.info("codex-api-proxy %s ready; upstream %s", __version__, rt.settings.upstream_url)
+
+    async def done(self) -> None:
+        rt = self.runtime
+        if rt.relay:
+            await rt.relay.stop()
+        if rt.upstream:
+            await rt.upstream.aclose()
+
+    async def restart(self) -> None:
+        await self.done()
+        await self.running()
+
+
+class LocalAuth:
+    """When a local API key is set, every route but liveness needs it (Bearer or x-api-key)."""
+
+    OPEN_PATHS = frozenset({"/health", "/", "/api/event_logging/batch", "/api/event_logging/v2/batch"})
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    @fail_closed
+    def request(self, flow: http.HTTPFlow) -> None:
+        key = self.runtime.settings.api_key
+        if flow.response or not key or route_path(flow.request.path) in self.OPEN_PATHS:
+            return
+        headers = flow.request.headers
+        scheme, _, bearer = headers.get("authorization", "").partition(" ")
+        offered = bearer.strip() if scheme.lower() == "bearer" else headers.get("x-api-key", "")
+        if not offered or not hmac.compare_digest(offered.encode(), key.encode()):
+            raise ProxyError(401, "invalid or missing API key for codex-api-proxy", code="invalid_api_key")
+
+
+class LocalEndpoints:
+    """Answers that need no upstream: liveness, readiness, metrics, Claude Code's probes."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    @fail_closed
+    def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response:
+            return
+        path, method = route_path(flow.request.path), flow.request.method
+        rt = self.runtime
+        if path == "/health" and method in ("GET", "HEAD"):
+            flow.response = json_response(
+                200, {"ok": True, "version": __version__, "uptime_seconds": round(rt.metrics.uptime(), 3)}
+            )
+        elif path == "/" and method in ("GET", "HEAD"):
+            flow.response = json_response(200, {"ok": True, "service": "codex-api-proxy"})
+        if flow.response and method == "HEAD":
+            flow.response.content = b""  # a HEAD answer has headers only
+        elif path.startswith("/api/event_logging/") and method == "POST":
+            flow.response = json_response(200, {})
+        elif path == "/ready" and method == "GET":
+            flow.response = self.ready()
+        elif path == "/metrics" and method == "GET":
+            text = rt.metrics.render(rt.credentials.refresh_count)
+            flow.response = http.Response.make(200, text, {"content-type": "text/plain; version=0.0.4"})
+
+    def ready(self) -> http.Response:
+        rt = self.runtime
+        try:
+            info = rt.credentials.describe()
+        except ProxyError as error:
+            return json_response(503, {"ok": False, "error": error.message, "code": error.code})
+        upstream = rt.settings.upstream_url if info.get("mode") == "chatgpt" else rt.settings.openai_url
+        return json_response(200, {"ok": True, **info, "upstream": upstream})
+
+
+@dataclass
+class Family:
+    """One client API dialect: its translator module and its error envelope."""
+
+    name: str
+    module: ModuleType
+    anthropic: bool = False
+    passthrough_path: str | None = None  # in API-key mode, forwarded unchanged to {openai_url}/<this>
+
+
+FAMILIES = {
+    "/responses": Family("responses", responses, passthrough_path="responses"),
+    "/chat/completions": Family("chat", chat, passthrough_path="chat/completions"),
+    "/messages": Family("anthropic", anthropic, anthropic=True),
+}
+
+
+@dataclass
+class FlowState:
+    family: Family
+    ctx: RequestContext
+    passthrough: bool
+    started: float = field(default_factory=time.monotonic)
+    stream: Any = None  # the translator set as mitmproxy's stream callable
+
+
+class ApiGateway:
+    """Routes the API families: translate, retarget to the relay, translate the answer back."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    @fail_closed
+    async def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response:
+            return
+        path, method = route_path(flow.request.path), flow.request.method
+        family = FAMILIES.get(path)
+        if family and method == "POST":
+            await self.translate_request(flow, family)
+        elif path == "/messages/count_tokens" and method == "POST":
+            body = self.json_body(flow)
+            count = await asyncio.to_thread(tokens.count_tokens, body)
+            flow.response = json_response(200, {"input_tokens": count})
+        elif path == "/models" and method == "GET":
+            flow.response = json_response(200, await self.list_models(flow))
+        elif family or path in ("/messages/count_tokens", "/models"):
+            raise ProxyError(405, f"{method} is not allowed on {path}", code="method_not_allowed")
+        else:
+            raise ProxyError(404, f"no route for {method} {path}", code="not_found")
+
+    @staticmethod
+    def json_body(flow: http.HTTPFlow) -> dict[str, Any]:
+        try:
+            body = json.loads(flow.request.content or b"")
+        except ValueError:
+            raise bad_request("request body is not valid JSON", code="invalid_json") from None
+        if not isinstance(body, dict):
+            raise bad_request("request body must be a JSON object", code="invalid_json")
+        return body
+
+    def family_options(self, family: Family) -> dict[str, Any]:
+        settings = self.runtime.settings
+        if family.name == "anthropic":
+            return {"model_map": settings.model_map}
+        if family.name == "chat":
+            return {"expose_reasoning": settings.expose_reasoning}
+        return {}
+
+    async def translate_request(self, flow: http.HTTPFlow, family: Family) -> None:
+        rt = self.runtime
+        body = self.json_body(flow)
+        auth = await rt.credentials.get()
+        client_headers = {k.lower(): v for k, v in flow.request.headers.items()}
+        ctx = RequestContext(
+            model=str(body.get("model") or ""),
+            stream=bool(body.get("stream")),
+            headers=client_headers,
+            options=self.family_options(family),
+        )
+        passthrough = auth.mode == "apikey" and family.passthrough_path is not None
+        if passthrough:
+            route, upstream_path, upstream_body = "openai", family.passthrough_path, body
+        else:
+            if family.anthropic and anthropic.is_probe(body):
+                flow.response = json_response(200, anthropic.probe_response(body, ctx))
+                return
+            upstream_body = family.module.to_upstream(body, ctx)
+            route = "codex" if auth.mode == "chatgpt" else "openai"
+            upstream_path = "responses"
+        assert rt.relay is not None, "relay not running"
+        headers = {
+            k: v
+            for k, v in client_headers.items()
+            if k in _FORWARDED_HEADERS or k.startswith(_FORWARDED_PREFIXES)
+        }
+        if route == "codex":
+            headers.setdefault(
+                "originator", os.environ.get("CODEX_INTERNAL_ORIGINATOR_OVERRIDE", "codex_cli_rs")
+            )
+            if "session_id" not in headers and upstream_body.get("prompt_cache_key"):
+                headers["session_id"] = upstream_body["prompt_cache_key"]
+        flow.request.url = rt.relay.target(route, upstream_path)
+        flow.request.headers.clear()
+        flow.request.headers.update(
+            {
+                **headers,
+                "host": f"127.0.0.1:{rt.relay.port}",
+                "content-type": "application/json",
+                "accept": "text/event-stream" if route == "codex" or ctx.stream else "application/json",
+                SECRET_HEADER: rt.relay.secret,
+            }
+        )
+        flow.request.text = json.dumps(upstream_body, ensure_ascii=False)
+        flow.metadata["codex_api_proxy"] = FlowState(family, ctx, passthrough)
+        log.debug(
+            "%s -> %s %s (model %s, stream %s)", family.name, route, upstream_path, ctx.model, ctx.stream
+        )
+
+    async def list_models(self, flow: http.HTTPFlow) -> dict[str, Any]:
+        rt = self.runtime
+        auth = await rt.credentials.get()
+        key = f"{auth.mode}:{auth.account_id or ''}"
+        refresh = flow.request.query.get("refresh", "").lower() in ("1", "true", "yes")
+        async with rt.models.lock:
+            cached = None if refresh else rt.models.get(key)
+            rt.metrics.models_cache["hit" if cached else "miss"] += 1
+            if cached:
+                return cached
+            assert rt.upstream is not None, "upstream not running"
+            if auth.mode == "chatgpt":
+                payload = await rt.upstream.json("codex", f"models?client_version={models.CLIENT_VERSION}")
+                result = models.listing(models.from_codex_catalog(payload))
+            else:
+                payload = await rt.upstream.json("openai", "models")
+                data = payload.get("data") if isinstance(payload, dict) else None
+                result = models.listing(
+                    [models.model_entry(m["id"]) for m in data or [] if isinstance(m, dict) and "id" in m]
+                )
+            rt.models.put(key, result)
+            return result
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        state: FlowState | None = flow.metadata.get("codex_api_proxy")
+        response = flow.response
+        if state is None or response is None or not state.ctx.stream or response.status_code >= 400:
+            return
+        if not response.headers.get("content-type", "").startswith("text/event-stream"):
+            return
+        try:
+            if state.passthrough:
+                state.stream = PassthroughStream(responses_dialect=state.family.name == "responses")
+            else:
+                state.stream = state.family.module.Stream(state.ctx)
+        except Exception:
+            log.exception("could not start the %s stream translator", state.family.name)
+            return  # left buffered: the response hook answers with an error
+        response.headers.pop("content-length", None)
+        response.headers["content-type"] = "text/event-stream; charset=utf-8"
+        response.headers["cache-control"] = "no-cache"
+        response.stream = state.stream
+
+    @fail_closed
+    def response(self, flow: http.HTTPFlow) -> None:
+        state: FlowState | None = flow.metadata.get("codex_api_proxy")
+        response = flow.response
+        if state is None or response is None:
+            self.record(flow, None)
+            return
+        try:
+            if state.stream is not None:
+                failure = getattr(state.stream, "failure", None)
+                if failure is not None:
+                    self.runtime.metrics.stream_failures[
+                        state.family.name, failure.code or str(failure.status)
+                    ] += 1
+                return
+            if response.status_code >= 400:
+                raise from_upstream(response.status_code, response.content or b"", response.headers)
+            if state.passthrough:
+                return
+            if state.ctx.stream:  # a 2xx that is not a stream: nothing we can translate
+                raise ProxyError(
+                    502, "upstream answered a stream request without a stream", code="bad_upstream_response"
+                )
+            final = accumulate.aggregate(response.content or b"")
+            body = state.family.module.from_response(final, state.ctx)
+            flow.response = json_response(200, body)
+        except ProxyError as error:
+            flow.response = error_response(error, state.family.anthropic)
+        finally:
+            self.record(flow, state)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        state: FlowState | None = flow.metadata.get("codex_api_proxy")
+        if state is not None:
+            log.info(
+                "%s flow ended early: %s", state.family.name, flow.error.msg if flow.error else "unknown"
+            )
+            self.runtime.metrics.stream_failures[state.family.name, "client_disconnected"] += 1
+
+    def record(self, flow: http.HTTPFlow, state: FlowState | None) -> None:
+        route = state.family.name if state else route_path(flow.request.path)
+        started = state.started if state else flow.request.timestamp_start
+        elapsed = time.monotonic() - started if state else max(0.0, time.time() - started)
+        status = flow.response.status_code if flow.response else 0
+        self.runtime.metrics.observe(route if state or status != 404 else "unknown", status, elapsed)
+
+
+def make_addons(runtime: Runtime | None = None) -> list[Any]:
+    """The proxy's addons in hook order, sharing one runtime."""
+    runtime = runtime or Runtime()
+    return [
+        ProxyOptions(runtime),
+        UpstreamRelay(runtime),
+        LocalAuth(runtime),
+        LocalEndpoints(runtime),
+        ApiGateway(runtime),
+    ]

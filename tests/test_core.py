@@ -1,0 +1,187 @@
+"""The proxy process itself: local endpoints, routing, local auth, fail-closed errors."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from codex_api_proxy.fake_backend import FakeBackend, Turn, text
+
+from .conftest import Proxy, start_proxy, write_auth
+
+
+def test_health_is_local_and_never_reads_auth(proxy: Proxy, fake: FakeBackend, http: httpx.Client) -> None:
+    auth = proxy.codex_home / "auth.json"
+    saved = auth.read_bytes()
+    auth.unlink()
+    try:
+        started = time.perf_counter()
+        r = http.get("/health")
+        elapsed = time.perf_counter() - started
+        assert r.status_code == 200
+        body = r.json()
+        assert body["ok"] is True and body["version"] and body["uptime_seconds"] >= 0
+        assert elapsed < 0.5  # loopback round trip; the proxy work itself is microseconds
+        assert fake.requests == []
+        # readiness does read it: missing file -> 503 naming the path, not a traceback
+        ready = http.get("/ready")
+        assert ready.status_code == 503
+        assert str(auth) in ready.json()["error"]
+        # and an API call gets a clear JSON error in its own envelope
+        chat = http.post(
+            "/v1/chat/completions", json={"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}]}
+        )
+        assert chat.status_code == 503
+        assert str(auth) in chat.json()["error"]["message"]
+    finally:
+        auth.write_bytes(saved)
+    assert http.get("/ready").json()["mode"] == "chatgpt"
+
+
+def test_ready_reports_mode_without_secrets(http: httpx.Client, proxy: Proxy) -> None:
+    r = http.get("/ready")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["ok"] is True and body["mode"] == "chatgpt"
+    text_ = r.text
+    auth = (proxy.codex_home / "auth.json").read_text()
+    for secret in ("access-token-1", "refresh-token-1"):
+        assert secret in auth and secret not in text_
+
+
+@pytest.mark.parametrize("path", ["/v1/nope", "/nope", "/v1/chat/completion"])
+def test_unknown_paths_get_json_404(http: httpx.Client, path: str) -> None:
+    r = http.post(path, json={})
+    assert r.status_code == 404
+    assert r.headers["content-type"].startswith("application/json")
+    assert r.json()["error"]["type"] == "not_found_error"
+
+
+def test_wrong_method_is_405(http: httpx.Client) -> None:
+    r = http.get("/v1/chat/completions")
+    assert r.status_code == 405
+    assert "GET" in r.json()["error"]["message"]
+
+
+def test_claude_code_probes_answered_locally(http: httpx.Client, fake: FakeBackend) -> None:
+    assert http.head("/").status_code == 200
+    assert http.post("/api/event_logging/batch?beta=true", json={"events": []}).status_code == 200
+    assert fake.requests == []
+
+
+def test_malformed_json_gets_client_envelope_and_proxy_keeps_serving(http: httpx.Client) -> None:
+    r = http.post("/v1/chat/completions", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "invalid_json"
+    r = http.post("/v1/messages", content=b"[1, 2]", headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    body = r.json()
+    assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
+    assert http.get("/health").status_code == 200
+
+
+def test_query_string_and_unversioned_paths_route(http: httpx.Client, fake: FakeBackend) -> None:
+    fake.enqueue(Turn(output=[text("routed")]))
+    r = http.post("/responses?beta=true", json={"model": "gpt-5.5", "input": "hi"})
+    assert r.status_code == 200, r.text
+    assert r.json()["output_text"] == "routed"
+
+
+def test_metrics_count_requests_without_secrets(http: httpx.Client, proxy: Proxy) -> None:
+    http.get("/health")
+    r = http.get("/metrics")
+    assert r.status_code == 200
+    assert "codex_api_proxy_uptime_seconds" in r.text
+    assert 'codex_api_proxy_requests_total{route="/health",status="200"}' in r.text
+    assert "access-token-1" not in r.text
+
+
+@pytest.fixture(scope="module")
+def keyed_proxy(backend: FakeBackend, tmp_path_factory: pytest.TempPathFactory):
+    p = start_proxy(
+        tmp_path_factory.mktemp("keyed"), backend, env={"CODEX_API_PROXY_API_KEY": "local-secret-key"}
+    )
+    yield p
+    p.stop()
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({}, 401),
+        ({"authorization": "Bearer wrong"}, 401),
+        ({"x-api-key": "wrong"}, 401),
+        ({"authorization": "Bearer local-secret-key"}, 200),
+        ({"authorization": "bearer local-secret-key"}, 200),
+        ({"x-api-key": "local-secret-key"}, 200),
+    ],
+)
+def test_local_api_key(keyed_proxy: Proxy, fake: FakeBackend, headers: dict[str, str], status: int) -> None:
+    fake.enqueue(Turn(output=[text("ok")]))
+    r = httpx.post(keyed_proxy.v1 + "/responses", json={"model": "gpt-5.5", "input": "hi"}, headers=headers,
+                   trust_env=False, timeout=30)  # fmt: skip
+    assert r.status_code == status, r.text
+    if status == 401:
+        assert r.json()["error"]["type"] == "authentication_error"
+        assert fake.responses_requests == []
+        m = httpx.post(keyed_proxy.v1 + "/messages", json={}, headers=headers, trust_env=False)
+        assert m.status_code == 401 and m.json()["type"] == "error"
+    assert httpx.get(keyed_proxy.url + "/health", trust_env=False).status_code == 200
+
+
+def test_key_never_in_argv(keyed_proxy: Proxy) -> None:
+    cmdline = Path(f"/proc/{keyed_proxy.process.pid}/cmdline").read_bytes()
+    assert b"local-secret-key" not in cmdline
+
+
+def test_public_bind_without_key_is_refused(tmp_path: Path, backend: FakeBackend) -> None:
+    import subprocess
+    import sys
+
+    write_auth(tmp_path)
+    r = subprocess.run(
+        [sys.executable, "-m", "codex_api_proxy", "start", "--foreground", "--host", "0.0.0.0", "--port", "1"],
+        capture_output=True, text=True, timeout=30, env={"PATH": "/usr/bin:/bin", "CODEX_HOME": str(tmp_path)},
+    )  # fmt: skip
+    assert r.returncode == 2
+    assert "API key" in r.stderr
+
+
+def test_sigterm_exits_zero(tmp_path: Path, backend: FakeBackend) -> None:
+    p = start_proxy(tmp_path, backend)
+    assert p.stop() == 0
+
+
+def test_unreachable_upstream_is_json_502(tmp_path: Path, backend: FakeBackend) -> None:
+    from .conftest import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}/backend-api/codex"
+    p = start_proxy(tmp_path, backend, env={"CODEX_API_PROXY_UPSTREAM_URL": dead})
+    try:
+        r = httpx.post(p.v1 + "/chat/completions", json={"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}]},
+                       trust_env=False, timeout=30)  # fmt: skip
+        assert r.status_code == 502
+        assert r.headers["content-type"].startswith("application/json")
+        assert "unreachable" in r.json()["error"]["message"]
+        m = httpx.post(p.v1 + "/messages", json={"model": "gpt-5.5", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]},
+                       trust_env=False, timeout=30)  # fmt: skip
+        assert m.status_code == 502 and m.json()["error"]["type"] == "api_error"
+    finally:
+        p.stop()
+
+
+def test_upstream_timeout_is_504(tmp_path: Path, backend: FakeBackend) -> None:
+    backend.clear()
+    p = start_proxy(tmp_path, backend, extra_args=["--first-byte-timeout", "0.5"])
+    try:
+        backend.enqueue(Turn(delay_headers=3))
+        r = httpx.post(
+            p.v1 + "/responses", json={"model": "gpt-5.5", "input": "hi"}, trust_env=False, timeout=30
+        )
+        assert r.status_code == 504
+        assert r.json()["error"]["code"] == "upstream_timeout"
+    finally:
+        p.stop()

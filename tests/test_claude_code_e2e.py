@@ -1,0 +1,110 @@
+"""End to end: the real Claude Code (`claude -p`) on a GPT model through the proxy."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import pytest
+
+from codex_api_proxy.fake_backend import FakeBackend, Turn, function_call, reasoning, text
+
+from .clients import run_claude
+from .conftest import Proxy
+
+pytestmark = pytest.mark.e2e
+
+
+def outputs(request_body: dict) -> dict[str, str]:
+    return {
+        i["call_id"]: i["output"] if isinstance(i["output"], str) else str(i["output"])
+        for i in request_body["input"]
+        if i.get("type") == "function_call_output"
+    }
+
+
+def test_text_answer(proxy: Proxy, fake: FakeBackend, tmp_path: Path) -> None:
+    fake.enqueue(Turn(output=[text("Hi from a GPT model.")]))
+    run = run_claude(proxy.url, "say hi", tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.result["is_error"] is False
+    assert run.result["result"] == "Hi from a GPT model."
+    sent = fake.responses_requests[0].body
+    assert sent["stream"] is True and sent["store"] is False
+    assert not sent.get("instructions", "").startswith("x-anthropic-billing-header")
+    assert {t["name"] for t in sent["tools"]} >= {"Bash", "Read", "Edit"}
+    assert fake.responses_requests[0].body["prompt_cache_key"]
+
+
+def test_bash_tool_round_trip(proxy: Proxy, fake: FakeBackend, tmp_path: Path) -> None:
+    token = "tok" + secrets.token_hex(5)
+    fake.enqueue(
+        Turn(
+            output=[
+                text("I'll run it."),
+                function_call("Bash", {"command": f"echo {token}", "description": "Echo"}),
+            ]
+        ),
+        Turn(output=[text(f"The output was {token}.")]),
+    )
+    run = run_claude(proxy.url, f"run echo {token}", tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.result["result"] == f"The output was {token}."
+    results = run.tool_results()
+    assert results and token in str(results[0]["content"]) and not results[0].get("is_error")
+    second = fake.responses_requests[1].body
+    assert any(token in out for out in outputs(second).values())
+    call = next(i for i in second["input"] if i.get("type") == "function_call")
+    assert call["name"] == "Bash" and token in call["arguments"]
+
+
+def test_two_parallel_tool_calls(proxy: Proxy, fake: FakeBackend, tmp_path: Path) -> None:
+    a, b = "alpha" + secrets.token_hex(3), "beta" + secrets.token_hex(3)
+    fake.enqueue(
+        Turn(output=[
+            function_call("Bash", {"command": f"echo {a}", "description": "A"}, call_id="call_A"),
+            function_call("Bash", {"command": f"echo {b}", "description": "B"}, call_id="call_B"),
+        ]),
+        Turn(output=[text("Both ran.")]),
+    )  # fmt: skip
+    run = run_claude(proxy.url, "run both", tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.result["result"] == "Both ran."
+    got = outputs(fake.responses_requests[1].body)
+    assert a in got["call_A"] and b in got["call_B"]
+
+
+def test_reasoning_survives_the_round_trip(proxy: Proxy, fake: FakeBackend, tmp_path: Path) -> None:
+    fake.enqueue(
+        Turn(
+            output=[
+                reasoning("Plan: run pwd."),
+                function_call("Bash", {"command": "pwd", "description": "Where"}),
+            ]
+        ),
+        Turn(output=[text("Done.")]),
+    )
+    run = run_claude(proxy.url, "where am I", tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    first, second = fake.responses_requests[:2]
+    assert "reasoning.encrypted_content" in first.body["include"]
+    replayed = [i for i in second.body["input"] if i.get("type") == "reasoning"]
+    assert replayed and replayed[0]["encrypted_content"] in fake.issued_encrypted_content
+    assert replayed[0]["encrypted_content"] in fake.accepted_encrypted_content
+
+
+def test_overloaded_then_success_is_retried(proxy: Proxy, fake: FakeBackend, tmp_path: Path) -> None:
+    fake.enqueue(Turn.http_error(529, "Overloaded"), Turn(output=[text("Made it.")]))
+    run = run_claude(proxy.url, "say hi", tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert any(e.get("subtype") == "api_retry" for e in run.events)
+    assert run.result["result"] == "Made it."
+    assert len(fake.responses_requests) == 2
+
+
+def test_bad_request_is_reported_not_retried(proxy: Proxy, fake: FakeBackend, tmp_path: Path) -> None:
+    fake.enqueue(Turn.http_error(400, "Unsupported parameter: foo"))
+    run = run_claude(proxy.url, "say hi", tmp_path)
+    assert run.returncode == 1
+    assert run.result["is_error"] is True
+    assert "Unsupported parameter: foo" in run.result["result"]

@@ -1,0 +1,185 @@
+"""Token refresh through the real proxy: proactive, after a 401, single flight, several processes, secrets."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from codex_api_proxy.fake_backend import FakeBackend, Turn, text
+
+from .conftest import ACCOUNT_ID, REFRESH_TOKEN, ROOT, Proxy, start_proxy, write_auth
+
+CHAT = {"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.fixture
+def fb() -> Iterator[FakeBackend]:
+    """A backend of its own: these tests rotate its tokens."""
+    with FakeBackend(access_tokens=set(), account_id=ACCOUNT_ID, refresh_tokens={REFRESH_TOKEN}) as fake:
+        yield fake
+
+
+def post(proxy: Proxy, path: str = "/v1/chat/completions", body: dict | None = None) -> httpx.Response:
+    return httpx.post(proxy.v1 + path.removeprefix("/v1"), json=body or CHAT, trust_env=False, timeout=60)
+
+
+def test_unauthorized_refreshes_then_retries_once(tmp_path: Path, fb: FakeBackend) -> None:
+    write_auth(tmp_path / "home", access_token="revoked-token")  # the fake does not accept it
+    p = start_proxy(tmp_path, fb, codex_home=tmp_path / "home")
+    try:
+        r = post(p)
+        assert r.status_code == 200, r.text
+        assert len(fb.refresh_requests) == 1
+        attempts = fb.responses_requests
+        assert attempts[0].headers["authorization"] == "Bearer revoked-token"
+        assert (
+            len(attempts) == 2
+            and attempts[1].headers["authorization"] == f"Bearer {fb.token_grants[0]['access_token']}"
+        )
+        saved = json.loads((tmp_path / "home/auth.json").read_text())
+        assert saved["tokens"]["access_token"] == fb.token_grants[0]["access_token"]
+        assert saved["tokens"]["refresh_token"] == fb.token_grants[0]["refresh_token"]
+    finally:
+        p.stop()
+
+
+def test_proactive_refresh_single_flight_for_100_concurrent_requests(tmp_path: Path, fb: FakeBackend) -> None:
+    write_auth(tmp_path / "home", access_token=fb.mint_access_token(60))  # inside the 5 min margin
+    p = start_proxy(tmp_path, fb, codex_home=tmp_path / "home")
+    try:
+        fb.enqueue(*[Turn(output=[text("ok")]) for _ in range(100)])
+        with ThreadPoolExecutor(32) as pool:
+            statuses = list(pool.map(lambda _: post(p).status_code, range(100)))
+        assert statuses == [200] * 100
+        assert len(fb.refresh_requests) == 1
+        new = fb.token_grants[0]["access_token"]
+        assert {r.headers["authorization"] for r in fb.responses_requests} == {f"Bearer {new}"}
+    finally:
+        p.stop()
+
+
+def test_reused_refresh_token_gives_login_hint_and_leaves_file(tmp_path: Path, fb: FakeBackend) -> None:
+    fb.used_refresh_tokens.add(REFRESH_TOKEN)  # someone else already spent it
+    auth = write_auth(tmp_path / "home", access_token="revoked-token")
+    before = auth.read_bytes()
+    p = start_proxy(tmp_path, fb, codex_home=tmp_path / "home")
+    try:
+        r = post(p)
+        assert r.status_code == 401
+        assert "codex login" in r.json()["error"]["message"]
+        m = post(
+            p,
+            "/v1/messages",
+            {"model": "gpt-5.5", "max_tokens": 10, "messages": [{"role": "user", "content": "x"}]},
+        )
+        assert m.status_code == 401 and m.json()["error"]["type"] == "authentication_error"
+        assert "codex login" in m.json()["error"]["message"]
+        assert auth.read_bytes() == before
+    finally:
+        p.stop()
+
+
+def test_no_secret_in_logs_or_metrics(tmp_path: Path, fb: FakeBackend) -> None:
+    write_auth(tmp_path / "home", access_token="revoked-token")
+    p = start_proxy(
+        tmp_path, fb, codex_home=tmp_path / "home", env={"CODEX_API_PROXY_API_KEY": "local-key-123"}
+    )
+    try:
+        headers = {"authorization": "Bearer local-key-123"}
+        r = httpx.post(p.v1 + "/chat/completions", json=CHAT, headers=headers, trust_env=False, timeout=60)
+        assert r.status_code == 200
+        metrics = httpx.get(p.url + "/metrics", headers=headers, trust_env=False).text
+        ready = httpx.get(p.url + "/ready", headers=headers, trust_env=False).text
+        assert "codex_api_proxy_token_refresh_total 1" in metrics
+    finally:
+        p.stop()
+    log = p.log()
+    assert "DEBUG" in log  # the proxy ran at debug level
+    grant = fb.token_grants[0]
+    secrets_ = [
+        "revoked-token",
+        REFRESH_TOKEN,
+        "local-key-123",
+        grant["access_token"],
+        grant["refresh_token"],
+        grant["id_token"],
+    ]
+    for secret in secrets_:
+        for where, content in (("log", log), ("metrics", metrics), ("ready", ready)):
+            assert secret not in content, f"a secret leaked into {where}"
+
+
+WRITER = """
+import asyncio, sys, time
+from pathlib import Path
+from codex_api_proxy.credentials import Credentials
+
+async def main(path, url, seconds):
+    creds = Credentials(Path(path), token_url=url)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        await creds.after_unauthorized(await creds.get())
+        await asyncio.sleep(0.5)
+    print(creds.refresh_count)
+
+asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3])))
+"""
+
+
+def test_two_proxies_and_a_writer_share_one_login_for_a_minute(tmp_path: Path, fb: FakeBackend) -> None:
+    seconds = float(os.environ.get("CODEX_API_PROXY_RACE_SECONDS", "60"))
+    fb.access_token_ttl = 303  # every minted token falls inside the proxies' 5-minute margin within 3 s
+    auth = write_auth(tmp_path / "home", access_token=fb.mint_access_token(303))
+    proxies = [start_proxy(tmp_path / f"p{i}", fb, codex_home=tmp_path / "home") for i in range(2)]
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(auth), fb.token_url, str(seconds)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    failures: list[str] = []
+    done = threading.Event()
+    polls = 0
+
+    def client(proxy: Proxy) -> int:
+        sent = 0
+        while not done.is_set():
+            fb.enqueue(Turn(output=[text("ok")]))
+            r = post(proxy)
+            if r.status_code != 200:
+                failures.append(f"{r.status_code} {r.text[:200]}")
+            sent += 1
+            time.sleep(0.05)
+        return sent
+
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            futures = [pool.submit(client, proxies[i % 2]) for i in range(4)]
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                data = json.loads(auth.read_bytes())  # valid JSON after every write
+                assert data["tokens"]["access_token"] and data["tokens"]["refresh_token"]
+                polls += 1
+                time.sleep(0.01)
+            done.set()
+            sent = sum(f.result() for f in futures)
+        out, err = writer.communicate(timeout=60)
+    finally:
+        done.set()
+        for p in proxies:
+            p.stop()
+        writer.kill()
+    assert writer.returncode == 0, err[-2000:]
+    assert not failures, failures[:5]
+    assert sent > 100 and polls > 100
+    assert int(out) > 0  # the writer refreshed too
+    assert len(fb.token_grants) > int(out)  # and so did the proxies
+    assert set(fb.refresh_token_uses.values()) == {1}  # no refresh token was ever used twice

@@ -36,7 +36,6 @@ from .settings import (
     UPSTREAM_URL_ENV,
     Settings,
     default_auth_path,
-    outbound_proxy_from_env,
     parse_model_map,
     read_api_key,
 )
@@ -134,7 +133,12 @@ class ProxyOptions:
             "",
             f"File holding the local API key clients must present (or set {API_KEY_ENV}). Never pass keys in argv.",
         )
-        add("codex_outbound_proxy", str, "", "Outbound HTTP(S) proxy (default: HTTPS_PROXY / https_proxy).")
+        add(
+            "codex_outbound_proxy",
+            str,
+            "",
+            "Outbound HTTP(S) proxy (default: HTTPS_PROXY etc. and NO_PROXY).",
+        )
         add("codex_connect_timeout", float, 15.0, "Seconds to connect to the upstream.")
         add("codex_first_byte_timeout", float, 300.0, "Seconds to wait for the upstream's response headers.")
         add(
@@ -167,7 +171,7 @@ class ProxyOptions:
             openai_url=o.codex_openai_url.rstrip("/"),
             auth_path=Path(o.codex_auth_file).expanduser() if o.codex_auth_file else default_auth_path(),
             api_key=api_key or os.environ.get(API_KEY_ENV) or None,
-            outbound_proxy=o.codex_outbound_proxy or outbound_proxy_from_env(),
+            outbound_proxy=o.codex_outbound_proxy or None,  # else httpx reads HTTPS_PROXY/NO_PROXY itself
             connect_timeout=o.codex_connect_timeout,
             first_byte_timeout=o.codex_first_byte_timeout,
             idle_timeout=o.codex_idle_timeout,

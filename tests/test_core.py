@@ -185,3 +185,107 @@ def test_upstream_timeout_is_504(tmp_path: Path, backend: FakeBackend) -> None:
         assert r.json()["error"]["code"] == "upstream_timeout"
     finally:
         p.stop()
+
+
+class ForwardProxy:
+    """A minimal outbound HTTP proxy on loopback that records what went through it."""
+
+    def __init__(self) -> None:
+        import asyncio
+        import threading
+
+        self.seen: list[str] = []
+        self.loop = asyncio.new_event_loop()
+        started = threading.Event()
+
+        async def main() -> None:
+            self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
+            self.port = self.server.sockets[0].getsockname()[1]
+            started.set()
+
+        threading.Thread(
+            target=lambda: (self.loop.run_until_complete(main()), self.loop.run_forever()), daemon=True
+        ).start()
+        started.wait(5)
+
+    async def handle(self, reader, writer) -> None:  # type: ignore[no-untyped-def]
+        import asyncio
+        from urllib.parse import urlsplit
+
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        method, url, version = lines[0].split(" ")
+        self.seen.append(f"{method} {url}")
+        length = next(
+            (int(v) for k, _, v in (x.partition(":") for x in lines[1:]) if k.lower() == "content-length"), 0
+        )
+        body = await reader.readexactly(length) if length else b""
+        target = urlsplit(url)
+        up_reader, up_writer = await asyncio.open_connection(target.hostname, target.port)
+        kept = [x for x in lines[1:] if x and not x.lower().startswith(("connection", "proxy-"))]
+        path = target.path + (f"?{target.query}" if target.query else "")
+        headers = "".join(f"{line}\r\n" for line in kept)
+        up_writer.write(
+            f"{method} {path} {version}\r\n{headers}Connection: close\r\n\r\n".encode("latin-1") + body
+        )
+        while data := await up_reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+        up_writer.close()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+def test_outbound_proxy_is_used_for_upstream_calls(tmp_path: Path, backend: FakeBackend) -> None:
+    forward = ForwardProxy()
+    backend.clear()
+    p = start_proxy(tmp_path, backend, extra_args=["--proxy", f"http://127.0.0.1:{forward.port}"])
+    try:
+        backend.enqueue(Turn(output=[text("through the corporate proxy")]))
+        r = httpx.post(
+            p.v1 + "/responses", json={"model": "gpt-5.5", "input": "hi"}, trust_env=False, timeout=30
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["output_text"] == "through the corporate proxy"
+        assert forward.seen == [f"POST {backend.url}/responses"]
+    finally:
+        p.stop()
+        forward.stop()
+
+
+def test_memory_stays_flat_over_thousands_of_requests(tmp_path: Path, backend: FakeBackend) -> None:
+    p = start_proxy(tmp_path, backend, log_level="warning")
+
+    def rss_kb() -> int:
+        status = Path(f"/proc/{p.process.pid}/status").read_text()
+        return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS")))
+
+    chat = {"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}]}
+    messages = {
+        "model": "gpt-5.5",
+        "max_tokens": 50,
+        "stream": True,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    try:
+        with httpx.Client(base_url=p.v1, trust_env=False, timeout=30) as client:
+
+            def burst(n: int) -> None:
+                backend.clear()  # the fake records requests; keep the test process small too
+                for i in range(n):
+                    r = (
+                        client.post("/chat/completions", json=chat)
+                        if i % 2
+                        else client.post("/messages", json=messages)
+                    )
+                    assert r.status_code == 200
+
+            burst(300)
+            before = rss_kb()
+            burst(1500)
+            after = rss_kb()
+    finally:
+        p.stop()
+    assert after - before < 10_000, f"RSS grew from {before} kB to {after} kB"

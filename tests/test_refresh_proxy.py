@@ -183,3 +183,23 @@ def test_two_proxies_and_a_writer_share_one_login_for_a_minute(tmp_path: Path, f
     assert int(out) > 0  # the writer refreshed too
     assert len(fb.token_grants) > int(out)  # and so did the proxies
     assert set(fb.refresh_token_uses.values()) == {1}  # no refresh token was ever used twice
+
+
+def test_new_login_on_disk_is_picked_up_without_restart(tmp_path: Path) -> None:
+    with FakeBackend() as open_fake:  # accepts any bearer and account: we look at what it was sent
+        home = tmp_path / "home"
+        write_auth(home, access_token="first-login-token")
+        p = start_proxy(tmp_path, open_fake, codex_home=home)
+        try:
+            assert post(p).status_code == 200
+            data = json.loads((home / "auth.json").read_text())
+            data["tokens"].update(access_token="second-login-token", account_id="acct-other")
+            time.sleep(0.01)
+            (home / "auth.json").write_text(json.dumps(data, indent=2))
+            assert post(p).status_code == 200
+        finally:
+            p.stop()
+        first, second = open_fake.responses_requests
+    assert first.headers["authorization"] == "Bearer first-login-token"
+    assert second.headers["authorization"] == "Bearer second-login-token"
+    assert second.headers["chatgpt-account-id"] == "acct-other"

@@ -345,6 +345,7 @@ class ApiGateway:
     async def translate_request(self, flow: http.HTTPFlow, family: Family) -> None:
         rt = self.runtime
         body = self.json_body(flow)
+        sent = flow.request.content  # decoded: the content-encoding header goes with the others
         auth = await rt.credentials.get()
         client_headers = {k.lower(): v for k, v in flow.request.headers.items()}
         ctx = RequestContext(
@@ -386,7 +387,8 @@ class ApiGateway:
                 SECRET_HEADER: rt.relay.secret,
             }
         )
-        flow.request.text = json.dumps(upstream_body, ensure_ascii=False)
+        # passthrough forwards the client's bytes as they came, not a re-serialisation of them
+        flow.request.content = sent if passthrough else json.dumps(upstream_body, ensure_ascii=False).encode()
         flow.metadata["codex_api_proxy"] = FlowState(family, ctx, passthrough)
         log.debug(
             "%s -> %s %s (model %s, stream %s)", family.name, route, upstream_path, ctx.model, ctx.stream

@@ -1,4 +1,5 @@
-"""A scripted fake of the ChatGPT Codex backend and its OAuth token endpoint, for tests and `demo`.
+"""A scripted fake of the ChatGPT Codex backend, its OAuth token endpoint and the OpenAI API, for tests
+and `demo`.
 
 A real HTTP/1.1 server on 127.0.0.1 (asyncio streams in a daemon thread): keep-alive, concurrent
 connections, SSE answers written as one chunk per event and flushed, so delays, stalls and cut
@@ -11,15 +12,23 @@ with the backend's own error bodies, and reproduces its quirks: `response.comple
         fb.enqueue(Turn(output=[reasoning("hmm"), function_call("exec", {"cmd": "ls"})]), Turn())
         ...  # POST {fb.url}/responses, GET {fb.url}/models, POST {fb.token_url}
 
-Knobs (public attributes, safe to change between requests): `access_tokens` and `refresh_tokens`
-(None = accept any non-empty token; a refresh token still works only once), `account_id` (None = no
-`chatgpt-account-id` check), `models` (the catalog), `token_delay`, `token_status` (e.g. 500 to make
-the token endpoint fail), `access_token_ttl`, `encrypted_content_needs_include` (True = like the real
-backend, reasoning items only carry `encrypted_content` when the request has
+The OpenAI API (what API-key mode talks to) lives under `{fb.openai_url}` = `{fb.base_url}/v1`:
+`POST /chat/completions`, `POST /responses` and `GET /models`, authenticated by `Authorization: Bearer
+<key>` against `api_keys`. It plays the same Turn script, shaped like the real API: chat answers are
+`chat.completion(.chunk)`s (function calls become `tool_calls`, reasoning is only counted in usage),
+Responses streams end with `response.completed` carrying the full `output`, none of the Codex request
+rules apply (max_output_tokens, temperature, store... are accepted), and a failure of a non-streaming
+answer is an HTTP error.
+
+Knobs (public attributes, safe to change between requests): `access_tokens`, `refresh_tokens` and
+`api_keys` (None = accept any non-empty token; a refresh token still works only once), `account_id`
+(None = no `chatgpt-account-id` check), `models` (the catalog), `token_delay`, `token_status` (e.g. 500
+to make the token endpoint fail), `access_token_ttl`, `encrypted_content_needs_include` (True = like
+the real backend, reasoning items only carry `encrypted_content` when the request has
 `include: ["reasoning.encrypted_content"]`). Observations: `requests` / `responses_requests` /
-`refresh_requests`, `refresh_token_uses`, `token_grants`, `issued_encrypted_content`,
-`accepted_encrypted_content`, `connections_opened`. Validation failures (401/403/400) do not consume
-a scripted Turn; an HTTP-error Turn does.
+`refresh_requests` / `openai_requests`, `refresh_token_uses`, `token_grants`,
+`issued_encrypted_content`, `accepted_encrypted_content`, `connections_opened`. Validation failures
+(401/403/400) do not consume a scripted Turn; an HTTP-error Turn does.
 """
 
 from __future__ import annotations
@@ -33,7 +42,7 @@ import secrets
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -43,6 +52,7 @@ from .sse import frame
 
 DEFAULT_TEXT = "Hello from the fake Codex backend."
 CODEX_PATH = "/backend-api/codex"
+OPENAI_PATH = "/v1"
 TOKEN_PATH = "/oauth/token"
 REJECTED_PARAMS = ("max_output_tokens", "max_tokens", "max_completion_tokens", "temperature", "top_p",
                    "metadata", "truncation", "user", "stream_options")  # fmt: skip
@@ -331,9 +341,11 @@ class FakeBackend:
         account_id: str | None = None,
         refresh_tokens: Iterable[str] | None = None,
         port: int = 0,
+        api_keys: Iterable[str] | None = None,
     ) -> None:
         self.access_tokens: set[str] | None = None if access_tokens is None else set(access_tokens)
         self.refresh_tokens: set[str] | None = None if refresh_tokens is None else set(refresh_tokens)
+        self.api_keys: set[str] | None = None if api_keys is None else set(api_keys)
         self.account_id = account_id
         self.port = port
         self.models: list[dict[str, Any]] = [dict(m) for m in DEFAULT_MODELS]
@@ -369,6 +381,10 @@ class FakeBackend:
     def token_url(self) -> str:
         return self.base_url + TOKEN_PATH
 
+    @property
+    def openai_url(self) -> str:
+        return self.base_url + OPENAI_PATH
+
     def enqueue(self, *turns: Turn) -> None:
         with self._lock:
             self._script.extend(turns)
@@ -396,6 +412,11 @@ class FakeBackend:
     @property
     def refresh_requests(self) -> list[Recorded]:
         return [r for r in self.requests if r.path == TOKEN_PATH]
+
+    @property
+    def openai_requests(self) -> list[Recorded]:
+        """Every request to the OpenAI API fake (under `openai_url`)."""
+        return [r for r in self.requests if r.path.startswith(OPENAI_PATH + "/")]
 
     def mint_access_token(self, exp_in_seconds: float = 3600.0) -> str:
         """A JWT access token expiring in `exp_in_seconds` (may be negative) that the fake accepts
@@ -500,6 +521,10 @@ class FakeBackend:
             await self._models(rec, reply)
         elif method == "POST" and url.path == TOKEN_PATH:
             await self._token(rec, reply)
+        elif method == "POST" and url.path in (OPENAI_PATH + "/chat/completions", OPENAI_PATH + "/responses"):
+            await self._api_generate(rec, reply, chat=url.path.endswith("/chat/completions"))
+        elif method == "GET" and url.path == OPENAI_PATH + "/models":
+            await self._api_models(rec, reply)
         else:
             await reply.json(404, {"detail": "Not Found"})
         return reply.keep_alive
@@ -517,17 +542,65 @@ class FakeBackend:
         if problem:
             await reply.json(*problem)
             return
+        turn = await self._next_turn(reply, lambda status: {"detail": _phrase(status)})
+        if turn is not None:
+            await self._play(turn, reply, [frame(e, e["type"]) for e in self._events(turn, rec)])
+
+    async def _api_generate(self, rec: Recorded, reply: _Reply, chat: bool) -> None:
+        """POST /v1/chat/completions or /v1/responses of the OpenAI API, streaming or not."""
+        problem = self._check_api(rec, "messages" if chat else None)
+        if problem:
+            await reply.json(*problem)
+            return
+        turn = await self._next_turn(reply, lambda status: _api_error(status, _phrase(status)))
+        if turn is None:
+            return
+        usage = turn.usage if turn.usage is not None else _default_usage(rec, turn.output)
+        if rec.body.get("stream") is True:
+            if chat:
+                frames = [frame(c) for c in _chat_chunks(turn, rec.body, usage)]
+            else:
+                frames = [frame(e, e["type"]) for e in self._events(turn, rec, full_output=True)]
+            await self._play(turn, reply, frames)
+            return
+        if turn.cut_after is not None:
+            reply.keep_alive = False  # the connection closes with no answer at all
+            return
+        await asyncio.sleep(turn.stall + turn.delay * len(turn.output))  # "generating": stall, delay per item
+        failure = _api_failure(turn)
+        if failure:
+            await reply.json(*failure, turn.headers)
+        elif chat:
+            await reply.json(200, _chat_completion(turn, rec.body, usage), turn.headers)
+        else:
+            await reply.json(200, self._events(turn, rec, full_output=True)[-1]["response"], turn.headers)
+
+    async def _api_models(self, rec: Recorded, reply: _Reply) -> None:
+        problem = self._check_api(rec)
+        if problem:
+            await reply.json(*problem)
+            return
+        data = [{"id": m["slug"], "object": "model", "created": 1_700_000_000, "owned_by": "system"}
+                for m in self.models]  # fmt: skip
+        await reply.json(200, {"object": "list", "data": data})
+
+    async def _next_turn(self, reply: _Reply, default_error: Callable[[int], Any]) -> Turn | None:
+        """The next scripted Turn; None when it was an HTTP-error Turn, already answered."""
         with self._lock:
             turn = self._script.popleft() if self._script else Turn()
         if turn.delay_headers:
             await asyncio.sleep(turn.delay_headers)
-        if turn.status != 200:
-            body = turn.error_body or {"detail": _phrase(turn.status)}
-            await reply.json(turn.status, body, turn.headers)
-            return
-        events = self._events(turn, rec)
+        if turn.status == 200:
+            return turn
+        await reply.json(turn.status, turn.error_body or default_error(turn.status), turn.headers)
+        return None
+
+    @staticmethod
+    async def _play(turn: Turn, reply: _Reply, frames: list[bytes]) -> None:
+        """Stream one frame per chunk as the Turn says: a stall after the first, a delay between the
+        others, a cut after `cut_after`."""
         await reply.start_stream(turn.headers)
-        for n, event in enumerate(events):
+        for n, data in enumerate(frames):
             if turn.cut_after is not None and n >= turn.cut_after:
                 if turn.cut_clean:
                     await reply.end()
@@ -538,7 +611,7 @@ class FakeBackend:
                 await asyncio.sleep(turn.stall)
             elif n and turn.delay:
                 await asyncio.sleep(turn.delay)
-            await reply.chunk(frame(event, event["type"]))
+            await reply.chunk(data)
         await reply.end()
 
     async def _token(self, rec: Recorded, reply: _Reply) -> None:
@@ -561,6 +634,33 @@ class FakeBackend:
             return False
         with self._lock:
             return self.access_tokens is None or token in self.access_tokens
+
+    def _check_api(self, rec: Recorded, required: str | None = None) -> tuple[int, dict[str, Any]] | None:
+        """The OpenAI API's checks: its API key, then (for generation) a JSON object with a model and,
+        for chat, `messages`; None when the request passes."""
+        scheme, _, key = rec.headers.get("authorization", "").partition(" ")
+        key = key.strip()
+        with self._lock:
+            known = self.api_keys is None or key in self.api_keys
+        if scheme.lower() != "bearer" or not key or not known:
+            shown = f"{key[:3]}{'*' * (len(key) - 7)}{key[-4:]}" if len(key) > 10 else key
+            message = (
+                f"Incorrect API key provided: {shown}. "
+                "You can find your API key at https://platform.openai.com/account/api-keys."
+            )
+            return 401, _api_error(401, message, code="invalid_api_key")
+        if rec.method == "GET":
+            return None
+        body = rec.body
+        if not isinstance(body, dict):
+            return _invalid("We could not parse the JSON body of your request.")
+        if not isinstance(body.get("model"), str) or not body["model"]:
+            return _invalid("you must provide a model parameter")
+        if required and not (isinstance(body.get(required), list) and body[required]):
+            return _invalid(
+                f"Missing required parameter: '{required}'.", required, "missing_required_parameter"
+            )
+        return None
 
     def _check(self, rec: Recorded) -> tuple[int, dict[str, Any]] | None:
         """The backend's validation of POST /responses, in its order; None when the request passes."""
@@ -677,7 +777,9 @@ class FakeBackend:
 
     # -- the stream
 
-    def _events(self, turn: Turn, rec: Recorded) -> list[dict[str, Any]]:
+    def _events(self, turn: Turn, rec: Recorded, full_output: bool = False) -> list[dict[str, Any]]:
+        """The Responses stream of a Turn; `full_output` = like the OpenAI API, the terminal event's
+        response lists the finished items (the Codex backend sends `output: []`)."""
         body = rec.body
         resp_id, created = _hex_id("resp"), int(time.time())
         send_enc = not self.encrypted_content_needs_include or "reasoning.encrypted_content" in (
@@ -694,21 +796,26 @@ class FakeBackend:
         ]
         for index, spec in enumerate(turn.output):
             events += self._item_events(spec, index, send_enc)
+        done = [e["item"] for e in events if e["type"] == "response.output_item.done"] if full_output else []
         usage = turn.usage if turn.usage is not None else _default_usage(rec, turn.output)
         if turn.error_event is not None:
             events.append({"type": "error", "error": turn.error_event})
         if turn.fail is not None:
-            events.append({"type": "response.failed", "response": response("failed", error=turn.fail)})
+            events.append(
+                {"type": "response.failed", "response": response("failed", error=turn.fail, output=done)}
+            )
         elif turn.incomplete is not None:
             details = {"reason": turn.incomplete}
             events.append(
                 {
                     "type": "response.incomplete",
-                    "response": response("incomplete", incomplete_details=details, usage=usage),
+                    "response": response("incomplete", incomplete_details=details, usage=usage, output=done),
                 }
             )
         elif turn.error_event is None:
-            events.append({"type": "response.completed", "response": response("completed", usage=usage)})
+            events.append(
+                {"type": "response.completed", "response": response("completed", usage=usage, output=done)}
+            )
         return [{"type": e["type"], "sequence_number": n, **e} for n, e in enumerate(events)]
 
     def _item_events(self, spec: OutputSpec, index: int, send_enc: bool) -> list[dict[str, Any]]:
@@ -858,3 +965,117 @@ def _default_usage(rec: Recorded, output: list[OutputSpec]) -> dict[str, Any]:
         "output_tokens_details": {"reasoning_tokens": reasoning_tokens},
         "total_tokens": inp + out,
     }
+
+
+# ---- the OpenAI API's shapes ---------------------------------------------------------------------------
+
+_API_ERROR_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 429: "requests"}
+_API_FAILURE_STATUS = {"context_length_exceeded": 400, "invalid_prompt": 400, "rate_limit_exceeded": 429}
+
+
+def _api_error(status: int, message: str, code: str | None = None) -> dict[str, Any]:
+    kind = _API_ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+def _api_failure(turn: Turn) -> tuple[int, dict[str, Any]] | None:
+    """How the OpenAI API reports a Turn's failure: (status, error body), None when it succeeds."""
+    err = turn.error_event if turn.error_event is not None else turn.fail
+    if err is None:
+        return None
+    status = _API_FAILURE_STATUS.get(err.get("code") or "", 500)
+    return status, _api_error(status, str(err.get("message") or "The server had an error"), err.get("code"))
+
+
+def _chat_calls(output: list[OutputSpec]) -> list[dict[str, Any]]:
+    """The Turn's tool calls as a chat message's `tool_calls` (reasoning and text are not calls)."""
+    calls: list[dict[str, Any]] = []
+    for spec in output:
+        if isinstance(spec, FunctionCall):
+            function = {"name": spec.name, "arguments": spec.arguments}
+            calls.append({"id": spec.call_id or _hex_id("call"), "type": "function", "function": function})
+        elif isinstance(spec, CustomToolCall):
+            custom = {"name": spec.name, "input": spec.input}
+            calls.append({"id": spec.call_id or _hex_id("call"), "type": "custom", "custom": custom})
+    return calls
+
+
+def _chat_usage(usage: dict[str, Any]) -> dict[str, Any]:
+    """Responses usage numbers under the Chat Completions names."""
+    inp, out = usage.get("input_tokens", 0), usage.get("output_tokens", 0)
+    return {
+        "prompt_tokens": inp,
+        "completion_tokens": out,
+        "total_tokens": usage.get("total_tokens", inp + out),
+        "prompt_tokens_details": {
+            "cached_tokens": (usage.get("input_tokens_details") or {}).get("cached_tokens", 0)
+        },
+        "completion_tokens_details": {
+            "reasoning_tokens": (usage.get("output_tokens_details") or {}).get("reasoning_tokens", 0)
+        },
+    }
+
+
+def _chat_finish(turn: Turn, has_calls: bool) -> str:
+    if turn.incomplete is not None:
+        return "content_filter" if turn.incomplete == "content_filter" else "length"
+    return "tool_calls" if has_calls else "stop"
+
+
+def _chat_base(body: dict[str, Any], obj: str) -> dict[str, Any]:
+    chat_id, now = f"chatcmpl-{secrets.token_hex(12)}", int(time.time())
+    return {"id": chat_id, "object": obj, "created": now, "model": body["model"], "service_tier": "default",
+            "system_fingerprint": "fp_fake"}  # fmt: skip
+
+
+def _chat_completion(turn: Turn, body: dict[str, Any], usage: dict[str, Any]) -> dict[str, Any]:
+    calls = _chat_calls(turn.output)
+    content = "".join(s.text for s in turn.output if isinstance(s, Text))
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": content or None,
+        "refusal": None,
+        "annotations": [],
+    }
+    if calls:
+        message["tool_calls"] = calls
+    choice = {
+        "index": 0,
+        "message": message,
+        "logprobs": None,
+        "finish_reason": _chat_finish(turn, bool(calls)),
+    }
+    return {**_chat_base(body, "chat.completion"), "choices": [choice], "usage": _chat_usage(usage)}
+
+
+def _chat_chunks(turn: Turn, body: dict[str, Any], usage: dict[str, Any]) -> list[Any]:
+    """The `data:` payloads of a chat stream: a role chunk, content and tool-call deltas (id, type and
+    name only in a call's first delta), the finish chunk, the usage chunk when asked for, `[DONE]`;
+    a failure ends it with an `{"error": ...}` chunk instead."""
+    base = _chat_base(body, "chat.completion.chunk")
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+
+    chunks = [chunk({"role": "assistant", "content": "", "refusal": None})]
+    calls = _chat_calls(turn.output)
+    index = 0
+    for spec in turn.output:
+        if isinstance(spec, Text):
+            chunks += [chunk({"content": piece}) for piece in _split(spec.text, spec.chunks)]
+        elif isinstance(spec, FunctionCall):
+            head = {**calls[index], "function": {"name": spec.name, "arguments": ""}}
+            chunks.append(chunk({"tool_calls": [{"index": index, **head}]}))
+            chunks += [chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+                       for piece in _split(spec.arguments, spec.chunks)]  # fmt: skip
+            index += 1
+        elif isinstance(spec, CustomToolCall):
+            chunks.append(chunk({"tool_calls": [{"index": index, **calls[index]}]}))
+            index += 1
+    failure = _api_failure(turn)
+    if failure:
+        return [*chunks, failure[1]]
+    chunks.append(chunk({}, _chat_finish(turn, bool(calls))))
+    if (body.get("stream_options") or {}).get("include_usage"):
+        chunks.append({**base, "choices": [], "usage": _chat_usage(usage)})
+    return [*chunks, "[DONE]"]

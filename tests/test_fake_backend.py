@@ -653,3 +653,127 @@ def test_cli_script_prints_its_url_and_serves() -> None:
         finally:
             proc.terminate()
         assert proc.wait(10) == 0  # SIGTERM is a clean stop
+
+
+# ---- the OpenAI API fake (API-key mode) ----------------------------------------------------------------
+
+API_KEY = {"authorization": "Bearer sk-test-0123456789abcdef"}
+CHAT = {"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.fixture
+def api() -> Iterator[FakeBackend]:
+    with FakeBackend(api_keys={"sk-test-0123456789abcdef"}) as backend:
+        yield backend
+
+
+def api_post(
+    fb: FakeBackend, path: str, payload: dict[str, Any], headers: dict[str, str] = API_KEY
+) -> httpx.Response:
+    return httpx.post(f"{fb.openai_url}{path}", json=payload, headers=headers, verify=False)
+
+
+def chat_chunks(resp: httpx.Response) -> list[Any]:
+    parsed = parse_all(resp.content)
+    assert all(e.event is None for e in parsed)  # chat streams have no `event:` lines
+    return [e.data if e.data == "[DONE]" else e.json() for e in parsed]
+
+
+def test_api_chat_stream_has_role_content_tool_call_deltas_finish_usage_and_done(api: FakeBackend) -> None:
+    api.enqueue(Turn(output=[reasoning("hidden"), text("Let me check.", chunks=2),
+                             function_call("get_weather", {"city": "Paris"}, call_id="call_1")],
+                     usage={"input_tokens": 9, "output_tokens": 4, "total_tokens": 13}))  # fmt: skip
+    payload = {**CHAT, "stream": True, "stream_options": {"include_usage": True}, "temperature": 0.1, "n": 1}
+    chunks = chat_chunks(api_post(api, "/chat/completions", payload))
+    assert chunks[-1] == "[DONE]"
+    body = chunks[:-1]
+    assert {c["object"] for c in body} == {"chat.completion.chunk"} and len({c["id"] for c in body}) == 1
+    deltas = [c["choices"][0]["delta"] for c in body if c["choices"]]
+    assert deltas[0]["role"] == "assistant"
+    assert "".join(d.get("content") or "" for d in deltas) == "Let me check."
+    calls = [call for d in deltas for call in d.get("tool_calls", [])]
+    assert calls[0] == {"index": 0, "id": "call_1", "type": "function",
+                        "function": {"name": "get_weather", "arguments": ""}}  # fmt: skip
+    assert all(set(c) == {"index", "function"} and set(c["function"]) == {"arguments"} for c in calls[1:])
+    assert json.loads("".join(c["function"]["arguments"] for c in calls)) == {"city": "Paris"}
+    assert [c["choices"][0]["finish_reason"] for c in body if c["choices"]][-1] == "tool_calls"
+    assert body[-1]["choices"] == [] and body[-1]["usage"]["prompt_tokens"] == 9
+    assert body[-1]["usage"]["completion_tokens"] == 4 and body[-1]["usage"]["total_tokens"] == 13
+
+
+def test_api_chat_non_streaming_is_a_chat_completion(api: FakeBackend) -> None:
+    api.enqueue(Turn(output=[text("Bonjour.")]), Turn(output=[function_call("f", "{}", call_id="c1")]))
+    done = api_post(api, "/chat/completions", {**CHAT, "max_tokens": 5, "temperature": 0.3}).json()
+    assert done["object"] == "chat.completion" and done["model"] == "gpt-5.5"
+    assert done["choices"][0]["message"]["content"] == "Bonjour."
+    assert done["choices"][0]["finish_reason"] == "stop"
+    assert done["usage"]["prompt_tokens"] > 0 and done["usage"]["completion_tokens"] > 0
+    call = api_post(api, "/chat/completions", CHAT).json()["choices"][0]
+    assert call["finish_reason"] == "tool_calls" and call["message"]["content"] is None
+    assert call["message"]["tool_calls"] == [
+        {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    ]
+    assert api.openai_requests[0].body["temperature"] == 0.3
+
+
+def test_api_responses_accepts_api_parameters_and_completes_with_the_full_output(api: FakeBackend) -> None:
+    api.enqueue(Turn(output=[text("streamed")]), Turn(output=[reasoning("x"), text("whole")]))
+    payload = {"model": "gpt-5.5", "input": "hi", "max_output_tokens": 50, "temperature": 0.2, "store": True,
+               "metadata": {"a": "b"}, "stream": True}  # fmt: skip
+    evs = events(api_post(api, "/responses", payload))
+    done_items = [e["item"] for e in evs if e["type"] == "response.output_item.done"]
+    assert evs[-1]["type"] == "response.completed" and evs[-1]["response"]["output"] == done_items
+    assert done_items[0]["content"][0]["text"] == "streamed"
+    whole = api_post(api, "/responses", {**payload, "stream": False}).json()
+    assert whole["object"] == "response" and whole["status"] == "completed"
+    assert [i["type"] for i in whole["output"]] == ["reasoning", "message"]
+    assert whole["output"][1]["content"][0]["text"] == "whole" and whole["usage"]["output_tokens"] > 0
+
+
+def test_api_failures_are_error_chunks_in_streams_and_http_errors_otherwise(api: FakeBackend) -> None:
+    fail = {"code": "server_error", "message": "melted"}
+    api.enqueue(Turn(output=[text("partial")], fail=fail), Turn(fail=fail), Turn.rate_limited(2),
+                Turn(status=503), Turn(cut_after=1))  # fmt: skip
+    chunks = chat_chunks(api_post(api, "/chat/completions", {**CHAT, "stream": True}))
+    assert chunks[-1] == {"error": {"message": "melted", "type": "server_error", "param": None,
+                                    "code": "server_error"}}  # fmt: skip
+    assert "[DONE]" not in chunks
+    failed = api_post(api, "/responses", {"model": "gpt-5.5", "input": "hi"})
+    assert failed.status_code == 500 and failed.json()["error"]["message"] == "melted"
+    limited = api_post(api, "/chat/completions", CHAT)
+    assert limited.status_code == 429 and limited.json()["error"]["code"] == "rate_limit_exceeded"
+    unavailable = api_post(api, "/chat/completions", CHAT)
+    assert unavailable.status_code == 503 and unavailable.json()["error"]["type"] == "server_error"
+    with pytest.raises(httpx.RemoteProtocolError):
+        api_post(api, "/chat/completions", CHAT)
+
+
+def test_api_key_is_checked_and_a_rejection_keeps_the_script(api: FakeBackend) -> None:
+    api.enqueue(Turn(output=[text("kept")]))
+    wrong = api_post(api, "/chat/completions", CHAT, {"authorization": "Bearer sk-wrong-0123456789"})
+    assert wrong.status_code == 401
+    error = wrong.json()["error"]
+    assert error["message"].startswith("Incorrect API key provided: sk-")
+    assert "sk-wrong-0123456789" not in error["message"]
+    assert (error["type"], error["param"], error["code"]) == (
+        "invalid_request_error",
+        None,
+        "invalid_api_key",
+    )
+    assert httpx.get(f"{api.openai_url}/models").status_code == 401
+    assert api_post(api, "/responses", {"input": "no model"}).status_code == 400
+    assert api_post(api, "/chat/completions", {"model": "gpt-5.5"}).json()["error"]["param"] == "messages"
+    assert api.pending() == 1
+    assert api_post(api, "/chat/completions", CHAT).json()["choices"][0]["message"]["content"] == "kept"
+    with FakeBackend() as open_fb:  # api_keys None: any bearer
+        assert api_post(open_fb, "/chat/completions", CHAT, {"authorization": "Bearer x"}).status_code == 200
+
+
+def test_api_models_is_the_list_shape(api: FakeBackend) -> None:
+    resp = httpx.get(f"{api.openai_url}/models", headers=API_KEY)
+    assert resp.status_code == 200
+    listing = resp.json()
+    assert listing["object"] == "list"
+    assert [m["id"] for m in listing["data"]] == [m["slug"] for m in api.models]
+    assert set(listing["data"][0]) == {"id", "object", "created", "owned_by"}
+    assert listing["data"][0]["object"] == "model"

@@ -108,3 +108,55 @@ def test_bad_request_is_reported_not_retried(proxy: Proxy, fake: FakeBackend, tm
     assert run.returncode == 1
     assert run.result["is_error"] is True
     assert "Unsupported parameter: foo" in run.result["result"]
+
+
+def test_failing_command_reaches_the_model_as_an_error(
+    proxy: Proxy, fake: FakeBackend, tmp_path: Path
+) -> None:
+    fake.enqueue(
+        Turn(output=[function_call("Bash", {"command": "cat missing_file.txt", "description": "Read it"})]),
+        Turn(output=[text("That file does not exist.")]),
+    )
+    run = run_claude(proxy.url, "show missing_file.txt", tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.tool_results()[0]["is_error"] is True
+    (output,) = outputs(fake.responses_requests[1].body).values()
+    assert output.startswith("Error") and "missing_file.txt" in output
+
+
+def test_image_tool_result_reaches_the_model_as_an_image(
+    proxy: Proxy, fake: FakeBackend, tmp_path: Path
+) -> None:
+    import base64
+
+    work = tmp_path / "cc-work"
+    work.mkdir(parents=True)
+    png = base64.b64decode(
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+    )
+    (work / "pixel.png").write_bytes(png)
+    fake.enqueue(
+        Turn(output=[function_call("Read", {"file_path": str(work / "pixel.png")})]),
+        Turn(output=[text("A single pixel.")]),
+    )
+    run = run_claude(proxy.url, "look at pixel.png", tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.result["result"] == "A single pixel."
+    item = next(
+        i for i in fake.responses_requests[1].body["input"] if i.get("type") == "function_call_output"
+    )
+    parts = item["output"]
+    assert isinstance(parts, list)
+    image = next(p for p in parts if p["type"] == "input_image")
+    assert image["image_url"].startswith("data:image/png;base64,")
+
+
+def test_cut_stream_is_recovered_by_claude_code(proxy: Proxy, fake: FakeBackend, tmp_path: Path) -> None:
+    fake.enqueue(
+        Turn(output=[text("this answer gets cut off", chunks=6)], cut_after=5),
+        Turn(output=[text("Recovered.")]),
+    )
+    run = run_claude(proxy.url, "say hi", tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.result["result"] == "Recovered."
+    assert len(fake.responses_requests) == 2

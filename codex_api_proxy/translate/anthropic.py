@@ -54,6 +54,7 @@ from ..errors import ProxyError, bad_request
 from ..sse import frame
 from .accumulate import usage_of
 from .base import RequestContext, StreamTranslator
+from .cache_key import prompt_cache_key
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +162,7 @@ def to_upstream(body: Any, ctx: RequestContext) -> dict[str, Any]:
     out["reasoning"] = {"effort": effort, "summary": "auto"} if thinking else {"effort": effort}
     if thinking:
         out["include"] = ["reasoning.encrypted_content"]
-    out["prompt_cache_key"] = _cache_key(ctx, instructions, items)
+    out["prompt_cache_key"] = prompt_cache_key(ctx.headers, items, instructions)
     out["stream"] = True
     out["store"] = False
     return out
@@ -217,16 +218,6 @@ def _stop_sequences(value: Any) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
         raise bad_request("stop_sequences: must be a list of strings", "stop_sequences")
     return [s for s in value if s]
-
-
-def _cache_key(ctx: RequestContext, instructions: str, items: list[dict[str, Any]]) -> str:
-    """Claude Code's session id, else a hash of what stays fixed in a conversation."""
-    session = ctx.headers.get("x-claude-code-session-id")
-    if session:
-        return session
-    first = next((i for i in items if i.get("type") == "message" and i.get("role") == "user"), None)
-    seed = instructions + "\x00" + json.dumps(first, sort_keys=True, ensure_ascii=False)
-    return "cxp-" + hashlib.sha256(seed.encode()).hexdigest()[:32]
 
 
 # --- tools -----------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ from .translate.passthrough import PassthroughStream
 log = logging.getLogger("codex_api_proxy")
 
 JSON = {"content-type": "application/json"}
+MAX_BODY = 64 << 20  # larger than any real prompt with images; beyond it, a clear 413
 # Client headers worth keeping upstream: conversation identity and Codex CLI's own metadata.
 _FORWARDED_HEADERS = ("session_id", "session-id", "thread-id", "x-client-request-id", "originator")
 _FORWARDED_PREFIXES = ("x-codex-",)
@@ -326,6 +327,10 @@ class ApiGateway:
 
     @staticmethod
     def json_body(flow: http.HTTPFlow) -> dict[str, Any]:
+        if len(flow.request.raw_content or b"") > MAX_BODY:
+            raise ProxyError(
+                413, f"request body is larger than {MAX_BODY >> 20} MiB", code="request_too_large"
+            )
         try:
             body = json.loads(flow.request.content or b"")
         except ValueError:

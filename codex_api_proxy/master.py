@@ -34,7 +34,8 @@ def mitm_options(host: str, port: int, confdir: Path) -> dict[str, Any]:
         "http2": False,
         "websocket": False,
         "rawtcp": False,
-        "body_size_limit": "64m",
+        # no body_size_limit: mitmproxy would answer an oversized request with an HTML page; the
+        # gateway refuses bodies over MAX_BODY itself, in the client's JSON envelope
     }
 
 

@@ -289,3 +289,11 @@ def test_memory_stays_flat_over_thousands_of_requests(tmp_path: Path, backend: F
     finally:
         p.stop()
     assert after - before < 10_000, f"RSS grew from {before} kB to {after} kB"
+
+
+def test_oversized_body_is_a_json_413(http: httpx.Client, fake: FakeBackend) -> None:
+    big = b'{"model": "gpt-5.5", "input": "' + b"x" * (65 << 20) + b'"}'
+    r = http.post("/v1/messages", content=big, headers={"content-type": "application/json"})
+    assert r.status_code == 413
+    assert r.json()["error"]["type"] == "request_too_large"
+    assert fake.responses_requests == []

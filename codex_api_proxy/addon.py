@@ -22,6 +22,8 @@ from types import ModuleType
 from typing import Any
 
 from mitmproxy import ctx, exceptions, http
+from mitmproxy.net.http import http1
+from mitmproxy.proxy.layers.http import _http1
 
 from . import __version__, models, tokens
 from .credentials import Credentials
@@ -489,8 +491,19 @@ class ApiGateway:
         self.runtime.metrics.observe(route if state or status != 404 else "unknown", status, elapsed)
 
 
+def json_error_page(status_code: int, message: str = "") -> bytes:
+    """mitmproxy's own error answers (an unparsable request, an unreachable target) as JSON that
+    both SDKs read: the Anthropic envelope with the OpenAI error fields inside."""
+    error = ProxyError(status_code, f"codex-api-proxy: {message}", code="proxy_error")
+    body = {"type": "error", "error": {**error.openai_body()["error"], "type": error.anthropic_type()}}
+    response = http.Response.make(status_code, json.dumps(body), {**JSON, "connection": "close"})
+    return http1.assemble_response(response)
+
+
 def make_addons(runtime: Runtime | None = None) -> list[Any]:
     """The proxy's addons in hook order, sharing one runtime."""
+    # mitmproxy writes these pages itself, past every hook: the only way to keep HTML from clients
+    _http1.make_error_response = json_error_page
     runtime = runtime or Runtime()
     return [
         ProxyOptions(runtime),

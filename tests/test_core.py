@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -297,3 +298,19 @@ def test_oversized_body_is_a_json_413(http: httpx.Client, fake: FakeBackend) -> 
     assert r.status_code == 413
     assert r.json()["error"]["type"] == "request_too_large"
     assert fake.responses_requests == []
+
+
+def test_unparsable_request_gets_json_not_html(proxy: Proxy) -> None:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", int(proxy.url.rsplit(":", 1)[1])), timeout=10) as s:
+        s.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nthis is not a header\r\n\r\n")
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400")
+    assert b"application/json" in head
+    parsed = json.loads(body)
+    assert parsed["type"] == "error" and parsed["error"]["type"] == "invalid_request_error"
+    assert parsed["error"]["message"].startswith("codex-api-proxy:")

@@ -29,7 +29,7 @@ from . import __version__, models, tokens
 from .credentials import Credentials
 from .errors import ProxyError, bad_request, from_upstream
 from .metrics import Metrics
-from .relay import SECRET_HEADER, RelayServer, Upstream
+from .relay import SECRET_HEADER, STREAM_HEADER, RelayServer, Upstream
 from .settings import (
     API_KEY_ENV,
     DEFAULT_OPENAI_URL,
@@ -392,6 +392,7 @@ class ApiGateway:
                 "content-type": "application/json",
                 "accept": "text/event-stream" if route == "codex" or ctx.stream else "application/json",
                 SECRET_HEADER: rt.relay.secret,
+                STREAM_HEADER: flow.id,
             }
         )
         # passthrough forwards the client's bytes as they came, not a re-serialisation of them
@@ -443,6 +444,21 @@ class ApiGateway:
         response.headers["content-type"] = "text/event-stream; charset=utf-8"
         response.headers["cache-control"] = "no-cache"
         response.stream = state.stream
+        if not state.passthrough:
+            response.stream = self.ending_upstream_when_done(state.stream, flow.id)
+
+    def ending_upstream_when_done(self, translator: Any, stream_id: str) -> Callable[[bytes], list[bytes]]:
+        """Once the client's answer is complete (a stop sequence cut it, or a failure was reported),
+        the rest of the upstream stream is not read: the client's response ends now."""
+        relay = self.runtime.relay
+
+        def stream(chunk: bytes) -> list[bytes]:
+            out = translator(chunk)
+            if chunk and translator.finished and relay is not None:
+                relay.finish(stream_id)
+            return out
+
+        return stream
 
     @fail_closed
     def response(self, flow: http.HTTPFlow) -> None:

@@ -38,6 +38,8 @@ from .sse import frame
 log = logging.getLogger(__name__)
 
 SECRET_HEADER = "x-cxp-relay"
+STREAM_HEADER = "x-cxp-stream"  # the flow's id, so the addon can end its upstream read early
+INTERNAL_PREFIX = "x-cxp-"  # headers between the addon and the relay, never sent upstream
 ROUTES = ("codex", "openai")
 _HOP_BY_HOP = frozenset(
     {
@@ -54,7 +56,6 @@ _HOP_BY_HOP = frozenset(
         "accept-encoding",
         "authorization",
         "x-api-key",
-        SECRET_HEADER,
     }
 )
 _PASSED_BACK = ("content-type", "retry-after", "x-request-id", "request-id", "openai-processing-ms")
@@ -126,7 +127,11 @@ class Upstream:
         self, route: str, method: str, path: str, body: bytes | None, headers: dict[str, str], auth: Auth
     ) -> httpx.Response:
         url = self.url(route, path)
-        out = {k: v for k, v in headers.items() if k.lower() not in _HOP_BY_HOP}
+        out = {
+            k: v
+            for k, v in headers.items()
+            if k.lower() not in _HOP_BY_HOP and not k.lower().startswith(INTERNAL_PREFIX)
+        }
         out.setdefault("user-agent", self.user_agent)
         out["accept-encoding"] = "identity"  # translators read raw bytes
         out.update(auth.headers())
@@ -179,6 +184,7 @@ class RelayServer:
         self.secret = secrets.token_urlsafe(24)
         self.port = 0
         self._server: asyncio.Server | None = None
+        self._streams: dict[str, tuple[asyncio.Task[None], asyncio.Queue[bytes | ProxyError | None]]] = {}
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, limit=1 << 20)
@@ -189,6 +195,18 @@ class RelayServer:
             self._server.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 1)
+
+    def finish(self, stream_id: str) -> None:
+        """The client's answer is already complete (a stop sequence, a failure it was told about):
+        stop reading the upstream and end the relayed body now instead of when the model stops."""
+        entry = self._streams.pop(stream_id, None)
+        if entry is None:
+            return
+        pump, queue = entry
+        pump.cancel()
+        while not queue.empty():
+            queue.get_nowait()
+        queue.put_nowait(None)
 
     def target(self, route: str, path: str) -> str:
         return f"http://127.0.0.1:{self.port}/{route}/{path.lstrip('/')}"
@@ -252,7 +270,7 @@ class RelayServer:
             ):
                 await self._respond_buffered(writer, response, headers)
             else:
-                await self._respond_stream(writer, response, headers)
+                await self._respond_stream(writer, response, headers, request.headers.get(STREAM_HEADER, ""))
         finally:
             await response.aclose()
 
@@ -275,7 +293,7 @@ class RelayServer:
         await self._respond(writer, response.status_code, headers, body)
 
     async def _respond_stream(
-        self, writer: asyncio.StreamWriter, response: httpx.Response, headers: dict[str, str]
+        self, writer: asyncio.StreamWriter, response: httpx.Response, headers: dict[str, str], stream_id: str
     ) -> None:
         """Relay an SSE body chunk by chunk; heartbeats at event boundaries while the upstream is
         silent; a transport failure becomes a final `proxy.error` event."""
@@ -301,6 +319,8 @@ class RelayServer:
                 )
 
         task = asyncio.create_task(pump())
+        if stream_id:
+            self._streams[stream_id] = (task, queue)
         at_boundary = True
         try:
             while True:
@@ -323,6 +343,7 @@ class RelayServer:
             writer.write(b"0\r\n\r\n")
             await writer.drain()
         finally:
+            self._streams.pop(stream_id, None)
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

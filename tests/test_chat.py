@@ -172,3 +172,21 @@ def test_models_listing(client: openai.OpenAI, fake: FakeBackend) -> None:
     assert hidden and not set(hidden) & set(ids)
     assert [m.id for m in client.models.list()] == ids  # cached: one upstream call
     assert len([r for r in fake.requests if r.path.endswith("/models")]) == 1
+
+
+def test_stop_sequence_ends_the_stream_without_waiting_for_the_model(proxy: Proxy, fake: FakeBackend) -> None:
+    import time
+
+    fake.enqueue(
+        Turn(output=[text("Thought: go. Observation: the rest is never wanted " * 3, chunks=12)], delay=0.5)
+    )
+    started = time.monotonic()
+    client = openai.OpenAI(
+        base_url=proxy.v1, api_key="x", max_retries=0, http_client=httpx.Client(trust_env=False)
+    )
+    chunks = list(client.chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": "go"}],
+                                                 stream=True, stop=["Observation:"]))  # fmt: skip
+    elapsed = time.monotonic() - started
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Thought: go. "
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert elapsed < 4  # the upstream takes ~8 s to finish its answer; the client does not wait for it

@@ -204,3 +204,20 @@ def test_max_tokens_1_probe_is_answered_without_generation(
     )
     assert msg.usage.input_tokens > 100
     assert fake.responses_requests == []
+
+
+def test_stop_sequence_cuts_and_ends_early(client: anthropic.Anthropic, fake: FakeBackend) -> None:
+    import time
+
+    fake.enqueue(
+        Turn(
+            output=[text("Answer: 42\n\nHuman: more text the client never wants " * 2, chunks=12)], delay=0.5
+        )
+    )
+    started = time.monotonic()
+    with client.messages.stream(**ask(stop_sequences=["\n\nHuman:"])) as stream:
+        final = stream.get_final_message()
+    assert time.monotonic() - started < 4  # the upstream needs ~8 s to finish; the client does not wait
+    assert final.content[0].text == "Answer: 42"
+    assert final.stop_reason == "stop_sequence" and final.stop_sequence == "\n\nHuman:"
+    assert "stop_sequences" not in fake.responses_requests[-1].body

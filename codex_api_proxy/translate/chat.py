@@ -606,6 +606,10 @@ class Stream(StreamTranslator):
             if self.cutter.hit:
                 self.stopped = True
                 out += self._send({}, "stop")
+                if not self.ctx.options.get("include_usage"):
+                    # complete: end now rather than when the model stops (usage would need the end)
+                    self.finished = True
+                    out.append(DONE)
             return out
         if channel == "refusal":
             return self._send({"refusal": piece})

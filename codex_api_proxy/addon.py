@@ -202,8 +202,6 @@ class UpstreamRelay:
         rt.upstream = Upstream(rt.settings, rt.credentials)
         rt.relay = RelayServer(rt.upstream)
         await rt.relay.start()
-        # the tokenizer takes ~1.5 s to load: do it now, off the loop, not on the first count_tokens
-        self._preload = asyncio.get_running_loop().run_in_executor(None, tokens.preload)
         log.info("codex-api-proxy %s ready; upstream %s", __version__, rt.settings.upstream_url)
 
     async def done(self) -> None:

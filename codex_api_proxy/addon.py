@@ -446,13 +446,14 @@ class ApiGateway:
             response.stream = self.ending_upstream_when_done(state.stream, flow.id)
 
     def ending_upstream_when_done(self, translator: Any, stream_id: str) -> Callable[[bytes], list[bytes]]:
-        """Once the client's answer is complete (a stop sequence cut it, or a failure was reported),
-        the rest of the upstream stream is not read: the client's response ends now."""
+        """Once the client's answer is complete before the upstream's (a stop sequence cut it), the
+        rest of the upstream stream is not read: the client's response ends now. A stream that ended
+        normally is left to finish, so its pooled upstream connection stays reusable."""
         relay = self.runtime.relay
 
         def stream(chunk: bytes) -> list[bytes]:
             out = translator(chunk)
-            if chunk and translator.finished and relay is not None:
+            if chunk and translator.finished and not translator.upstream_ended and relay is not None:
                 relay.finish(stream_id)
             return out
 

@@ -314,3 +314,19 @@ def test_unparsable_request_gets_json_not_html(proxy: Proxy) -> None:
     parsed = json.loads(body)
     assert parsed["type"] == "error" and parsed["error"]["type"] == "invalid_request_error"
     assert parsed["error"]["message"].startswith("codex-api-proxy:")
+
+
+def test_upstream_connections_are_pooled_across_clients(proxy: Proxy, fake: FakeBackend) -> None:
+    before = fake.connections_opened
+    messages = {
+        "model": "gpt-5.5",
+        "max_tokens": 50,
+        "stream": True,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    for i in range(12):  # a new client connection each time, as many clients open one per request
+        path, body = (
+            ("/v1/messages", messages) if i % 2 else ("/v1/responses", {"model": "gpt-5.5", "input": "hi"})
+        )
+        assert httpx.post(proxy.url + path, json=body, trust_env=False, timeout=30).status_code == 200
+    assert fake.connections_opened - before <= 2  # mitmproxy alone would open one per client connection

@@ -40,6 +40,7 @@ class StreamTranslator(ABC):
     def __init__(self) -> None:
         self._parser = SSEParser()
         self.finished = False  # a terminal event or a failure was translated; ignore the rest
+        self.upstream_ended = False  # the upstream sent its own last event (terminal or failure)
         self.failure: ProxyError | None = None
         self.failure_event: dict[str, Any] | None = None  # the upstream event that reported it, if any
 
@@ -70,6 +71,7 @@ class StreamTranslator(ABC):
         if not isinstance(data, dict):
             return []
         kind = data.get("type") or event.event
+        self.upstream_ended = kind in TERMINAL_EVENTS or kind in FAILURE_EVENTS
         if kind == HEARTBEAT_EVENT:
             return self.on_heartbeat()
         if kind in FAILURE_EVENTS:

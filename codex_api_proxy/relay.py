@@ -103,7 +103,7 @@ class Upstream:
             follow_redirects=False,
         )
         credentials.set_client(self.client)
-        self.user_agent = settings.user_agent or default_user_agent()
+        self.user_agent = default_user_agent()
 
     def url(self, route: str, path: str) -> str:
         base = self.settings.upstream_url if route == "codex" else self.settings.openai_url

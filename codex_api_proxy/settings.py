@@ -57,7 +57,6 @@ class Settings:
     models_cache_ttl: float = 300.0
     model_map: dict[str, str] = field(default_factory=dict)  # claude family -> GPT model
     expose_reasoning: bool = False  # chat clients get `reasoning_content`
-    user_agent: str = ""
 
     def __repr__(self) -> str:  # never print the key
         return f"Settings(upstream_url={self.upstream_url!r}, auth_path={str(self.auth_path)!r}, api_key={'set' if self.api_key else None})"

@@ -28,47 +28,23 @@ class Metrics:
         self.duration_count[route] += 1
 
     def render(self, token_refreshes: int) -> str:
-        lines = [
-            "# HELP codex_api_proxy_requests_total Requests answered, by route and HTTP status.",
-            "# TYPE codex_api_proxy_requests_total counter",
-        ]
-        lines += [
-            f'codex_api_proxy_requests_total{{route="{r}",status="{s}"}} {n}'
-            for (r, s), n in sorted(self.requests.items())
-        ]
-        lines += [
-            "# HELP codex_api_proxy_stream_failures_total Streams that ended in an error event, by route and code.",
-            "# TYPE codex_api_proxy_stream_failures_total counter",
-        ]
-        lines += [
-            f'codex_api_proxy_stream_failures_total{{route="{r}",code="{c}"}} {n}'
-            for (r, c), n in sorted(self.stream_failures.items())
-        ]
-        lines += [
-            "# HELP codex_api_proxy_request_duration_seconds Time from request to the end of the answer.",
-            "# TYPE codex_api_proxy_request_duration_seconds summary",
-        ]
-        for route in sorted(self.duration_count):
-            lines.append(
-                f'codex_api_proxy_request_duration_seconds_sum{{route="{route}"}} {self.duration_sum[route]:.6f}'
-            )
-            lines.append(
-                f'codex_api_proxy_request_duration_seconds_count{{route="{route}"}} {self.duration_count[route]}'
-            )
-        lines += [
-            "# HELP codex_api_proxy_models_cache_total Model list lookups, by cache outcome.",
-            "# TYPE codex_api_proxy_models_cache_total counter",
-        ]
-        lines += [
-            f'codex_api_proxy_models_cache_total{{outcome="{o}"}} {n}'
-            for o, n in sorted(self.models_cache.items())
-        ]
-        lines += [
-            "# HELP codex_api_proxy_token_refresh_total Access-token refreshes done by this process.",
-            "# TYPE codex_api_proxy_token_refresh_total counter",
-            f"codex_api_proxy_token_refresh_total {token_refreshes}",
-            "# HELP codex_api_proxy_uptime_seconds Seconds since the proxy started.",
-            "# TYPE codex_api_proxy_uptime_seconds gauge",
-            f"codex_api_proxy_uptime_seconds {self.uptime():.3f}",
-        ]
+        durations = [
+            (f'_sum{{route="{r}"}}', f"{self.duration_sum[r]:.6f}") for r in sorted(self.duration_count)
+        ] + [(f'_count{{route="{r}"}}', str(self.duration_count[r])) for r in sorted(self.duration_count)]
+        families = [
+            ("requests_total", "counter", "Requests answered, by route and HTTP status.",
+             [(f'{{route="{r}",status="{s}"}}', n) for (r, s), n in sorted(self.requests.items())]),
+            ("stream_failures_total", "counter", "Streams that ended in an error event, by route and code.",
+             [(f'{{route="{r}",code="{c}"}}', n) for (r, c), n in sorted(self.stream_failures.items())]),
+            ("request_duration_seconds", "summary", "Time from request to the end of the answer.", durations),
+            ("models_cache_total", "counter", "Model list lookups, by cache outcome.",
+             [(f'{{outcome="{o}"}}', n) for o, n in sorted(self.models_cache.items())]),
+            ("token_refresh_total", "counter", "Access-token refreshes done by this process.", [("", token_refreshes)]),
+            ("uptime_seconds", "gauge", "Seconds since the proxy started.", [("", f"{self.uptime():.3f}")]),
+        ]  # fmt: skip
+        lines: list[str] = []
+        for name, kind, help_text, samples in families:
+            metric = f"codex_api_proxy_{name}"
+            lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} {kind}"]
+            lines += [f"{metric}{labels} {value}" for labels, value in samples]
         return "\n".join(lines) + "\n"

@@ -83,6 +83,22 @@ class Runtime:
     upstream: Upstream | None = None
     relay: RelayServer | None = None
     models: models.ModelCache = field(default_factory=lambda: models.ModelCache(300))
+    restarting: asyncio.Task[None] | None = None
+
+    async def start_transport(self) -> None:
+        self.upstream = Upstream(self.settings, self.credentials)
+        self.relay = RelayServer(self.upstream)
+        await self.relay.start()
+
+    async def stop_transport(self) -> None:
+        if self.relay:
+            await self.relay.stop()
+        if self.upstream:
+            await self.upstream.aclose()
+
+    async def restart_transport(self) -> None:
+        await self.stop_transport()
+        await self.start_transport()
 
 
 def fail_closed(hook: Callable[..., Awaitable[None] | None]) -> Callable[..., Awaitable[None]]:
@@ -188,7 +204,7 @@ class ProxyOptions:
         rt.credentials = Credentials(settings.auth_path)
         rt.models = models.ModelCache(settings.models_cache_ttl)
         if rt.upstream:  # options changed while running (mitmweb): rebuild the transport
-            asyncio.get_running_loop().create_task(UpstreamRelay(rt).restart())
+            rt.restarting = asyncio.get_running_loop().create_task(rt.restart_transport())
 
 
 class UpstreamRelay:
@@ -198,22 +214,11 @@ class UpstreamRelay:
         self.runtime = runtime
 
     async def running(self) -> None:
-        rt = self.runtime
-        rt.upstream = Upstream(rt.settings, rt.credentials)
-        rt.relay = RelayServer(rt.upstream)
-        await rt.relay.start()
-        log.info("codex-api-proxy %s ready; upstream %s", __version__, rt.settings.upstream_url)
+        await self.runtime.start_transport()
+        log.info("codex-api-proxy %s ready; upstream %s", __version__, self.runtime.settings.upstream_url)
 
     async def done(self) -> None:
-        rt = self.runtime
-        if rt.relay:
-            await rt.relay.stop()
-        if rt.upstream:
-            await rt.upstream.aclose()
-
-    async def restart(self) -> None:
-        await self.done()
-        await self.running()
+        await self.runtime.stop_transport()
 
 
 class LocalAuth:

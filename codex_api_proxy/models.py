@@ -59,7 +59,7 @@ class ModelCache:
 
     ttl: float
     _entries: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
-    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def get(self, key: str) -> dict[str, Any] | None:
         hit = self._entries.get(key)
@@ -68,7 +68,3 @@ class ModelCache:
     def put(self, key: str, value: dict[str, Any]) -> None:
         if self.ttl > 0:
             self._entries[key] = (time.monotonic(), value)
-
-    @property
-    def lock(self) -> asyncio.Lock:
-        return self._lock

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ERROR_EVENT, HEARTBEAT_EVENT, ProxyError, from_event
-from ..sse import SSEEvent, SSEParser
+from ..sse import SSEEvent, SSEParser, comment
 
 log = logging.getLogger(__name__)
 
@@ -100,4 +100,4 @@ class StreamTranslator(ABC):
 
     def on_heartbeat(self) -> list[bytes]:
         """The upstream has been silent for a while; default: an SSE comment keeps the line alive."""
-        return [b": keepalive\n\n"]
+        return [comment()]

@@ -10,6 +10,7 @@ import json
 
 from ..errors import ERROR_EVENT, HEARTBEAT_EVENT, ProxyError, from_event
 from ..sse import SSEEvent, SSEParser, comment, frame
+from .responses import error_event
 
 
 class PassthroughStream:
@@ -30,11 +31,5 @@ class PassthroughStream:
             if kind == HEARTBEAT_EVENT:
                 return comment()
             self.failure = from_event(json.loads(event.data))
-            body = self.failure.openai_body()
-            if self._responses:
-                return frame(
-                    {"type": "error", "code": self.failure.code, "message": self.failure.message, **body},
-                    "error",
-                )
-            return frame(body)
+            return error_event(self.failure) if self._responses else frame(self.failure.openai_body())
         return frame(event.data, kind)

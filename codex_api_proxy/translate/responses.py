@@ -145,13 +145,13 @@ class Stream(StreamTranslator):
     def on_failure(self, error: ProxyError) -> list[bytes]:
         if self.failure_event and self.failure_event.get("type") == "response.failed":
             return [frame(self.failure_event, "response.failed")]
-        body = error.openai_body()["error"]
-        event = {
-            "type": "error",
-            "code": error.code or body["type"],
-            "message": error.message,
-            "param": None,
-            "sequence_number": self.sequence + 1,
-            "error": body,  # the openai SDK raises APIError on any event carrying `error`
-        }
-        return [frame(event, "error")]
+        return [error_event(error, self.sequence + 1)]
+
+
+def error_event(error: ProxyError, sequence_number: int | None = None) -> bytes:
+    """A Responses `error` event; it also carries `error`, on which the openai SDK raises APIError."""
+    body = error.openai_body()["error"]
+    event = {"type": "error", "code": error.code or body["type"], "message": error.message, "param": None}
+    if sequence_number is not None:
+        event["sequence_number"] = sequence_number
+    return frame({**event, "error": body}, "error")

@@ -501,7 +501,7 @@ class ApiGateway:
             log.info(
                 "%s flow ended early: %s", state.family.name, flow.error.msg if flow.error else "unknown"
             )
-            self.runtime.metrics.stream_failures[state.family.name, "client_disconnected"] += 1
+            self.runtime.metrics.stream_failures[state.family.name, "flow_error"] += 1
 
     def record(self, flow: http.HTTPFlow, state: FlowState | None) -> None:
         route = state.family.name if state else route_path(flow.request.path)

@@ -31,8 +31,8 @@ def env(tmp_path: Path, backend: FakeBackend) -> dict[str, str]:
 
 def test_daemon_start_status_stop(env: dict[str, str], fake: FakeBackend, tmp_path: Path) -> None:
     port = str(free_port())
-    env = {**env, "CODEX_API_PROXY_PORT": port, "CODEX_API_PROXY_API_KEY": "daemon-key-xyz"}
-    started = cli("start", env=env)
+    env = {**env, "CODEX_API_PROXY_PORT": port}
+    started = cli("start", "--api-key", "daemon-key-xyz", env=env)  # in our argv; never in the daemon's
     try:
         assert started.returncode == 0, started.stderr
         assert "started" in started.stdout

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hmac
 import json
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,13 +24,13 @@ from mitmproxy.net.http import http1
 from mitmproxy.proxy.layers.http import _http1
 from mitmproxy.proxy.mode_specs import ProxyMode
 
-from . import __version__, models, tokens
+from . import __version__, boundary, models, tokens
 from .backend import Backend
 from .credentials import Credentials
 from .errors import ProxyError, bad_request
 from .exchange import Family, FlowState
 from .metrics import Metrics
-from .relay import FLOW_HEADER, SECRET_HEADER, RelayServer
+from .relay import FLOW_HEADER, SECRET_HEADER, Canned, RelayServer
 from .settings import (
     API_KEY_ENV,
     DEFAULT_OPENAI_URL,
@@ -50,7 +49,9 @@ from .translate.base import RequestContext
 log = logging.getLogger("codex_api_proxy")
 
 JSON = {"content-type": "application/json"}
-MAX_BODY = 64 << 20  # larger than any real prompt with images; beyond it, a clear 413
+REFUSED = "codex_api_proxy.refused"  # flow.metadata: the boundary answered this flow
+ORIGIN = "codex_api_proxy.origin"  # flow.metadata: an allowed browser origin, for the CORS answer
+BODY_SIZE_LIMIT = "80m"  # mitmproxy's own cut for bodies of no declared length (chunked uploads)
 # Client headers worth keeping upstream: conversation identity and Codex CLI's own metadata.
 _FORWARDED_HEADERS = ("session_id", "session-id", "thread-id", "x-client-request-id", "originator")
 _FORWARDED_PREFIXES = ("x-codex-",)
@@ -85,6 +86,7 @@ class Runtime:
     backend: Backend | None = None
     relay: RelayServer | None = None
     models: models.ModelCache = field(default_factory=lambda: models.ModelCache(300))
+    policy: boundary.Policy = field(default_factory=boundary.Policy)
     restarting: asyncio.Task[None] | None = None
     configured: bool = False  # settings were built from the options at least once
 
@@ -123,15 +125,22 @@ def fail_closed(hook: Callable[..., Awaitable[None] | None]) -> Callable[..., Aw
     return wrapper
 
 
+def bind_hosts(options: Any) -> list[str]:
+    """The addresses the proxy listens on ('' = every interface), from mitmproxy's own options."""
+    hosts = []
+    for spec in getattr(options, "mode", None) or []:
+        try:
+            hosts.append(ProxyMode.parse(spec).listen_host(options.listen_host).lower())
+        except ValueError:
+            continue  # mitmproxy reports a bad mode itself
+    return hosts
+
+
 def check_bind(options: Any, settings: Settings) -> None:
     """Refuse to serve a subscription beyond this machine without a key, under mitmdump/mitmweb too."""
     if settings.api_key:
         return
-    for spec in getattr(options, "mode", None) or []:
-        try:
-            host = ProxyMode.parse(spec).listen_host(options.listen_host)
-        except ValueError:
-            continue  # mitmproxy reports a bad mode itself
+    for host in bind_hosts(options):
         if not is_loopback(host):
             raise exceptions.OptionsError(
                 f"refusing to listen on {host or 'every interface'} without a local API key: set "
@@ -188,6 +197,18 @@ class ProxyOptions:
         add("codex_models_cache_ttl", float, 300.0, "Seconds a model listing is cached.")
         add("codex_model_map", str, "", "Claude family -> GPT model, e.g. 'opus=gpt-5.5,haiku=gpt-5.4-mini'.")
         add("codex_expose_reasoning", bool, False, "Give Chat Completions clients reasoning summaries.")
+        add(
+            "codex_allow_origin",
+            Sequence[str],
+            [],
+            "Web origins (scheme://host[:port]) allowed to call the proxy from a browser; none by default.",
+        )
+        add(
+            "codex_allow_host",
+            Sequence[str],
+            [],
+            "Host names clients may use beyond loopback and the bound address (DNS-rebinding guard).",
+        )
 
     def configure(self, updated: set[str]) -> None:
         # mitmproxy calls configure only for options that changed: a start with every codex_* option at
@@ -229,6 +250,12 @@ class ProxyOptions:
         check_bind(o, settings)
         rt = self.runtime
         rt.configured = True
+        rt.policy = boundary.Policy(
+            api_key=settings.api_key,
+            allowed_origins=frozenset(x.rstrip("/").lower() for x in o.codex_allow_origin),
+            allowed_hosts=frozenset(boundary.host_of(x) for x in o.codex_allow_host),
+            bind_hosts=frozenset(bind_hosts(o)),
+        )
         rt.settings = settings
         rt.credentials = Credentials(settings.auth_path)
         rt.models = models.ModelCache(settings.models_cache_ttl)
@@ -243,6 +270,8 @@ class UpstreamRelay:
         self.runtime = runtime
 
     async def running(self) -> None:
+        if ctx.options.body_size_limit is None:  # under mitmdump/mitmweb: bound chunked uploads too
+            ctx.options.update(body_size_limit=BODY_SIZE_LIMIT)
         await self.runtime.start_transport()
         log.info("codex-api-proxy %s ready; upstream %s", __version__, self.runtime.settings.upstream_url)
 
@@ -250,24 +279,75 @@ class UpstreamRelay:
         await self.runtime.stop_transport()
 
 
-class LocalAuth:
-    """When a local API key is set, every route but liveness needs it (Bearer or x-api-key)."""
+def handled(flow: http.HTTPFlow) -> bool:
+    """Answered already, or refused by the boundary (whose answer may still be on its way)."""
+    return flow.response is not None or REFUSED in flow.metadata
 
-    OPEN_PATHS = frozenset({"/health", "/", "/api/event_logging/batch", "/api/event_logging/v2/batch"})
+
+def _discard(chunk: bytes) -> list[bytes]:
+    """The body of a refused request: read from the client (it may still be sending) and dropped."""
+    return []
+
+
+class Boundary:
+    """Refuses, on the head and before any body is read, what may not reach the subscription
+    (boundary.py says what and why): the local key, Host, Origin, content type, declared size."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
-    @fail_closed
-    def request(self, flow: http.HTTPFlow) -> None:
-        key = self.runtime.settings.api_key
-        if flow.response or not key or route_path(flow.request.path) in self.OPEN_PATHS:
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        try:
+            path = route_path(flow.request.path)
+            headers, error = boundary.check_head(
+                self.runtime.policy, flow.request.method, path, flow.request.headers.fields
+            )
+            if error is None:
+                origin = headers.get("origin")
+                if origin is not None:
+                    flow.metadata[ORIGIN] = origin
+                    if flow.request.method == "OPTIONS":
+                        flow.response = http.Response.make(204, b"", boundary.preflight_headers(origin))
+                return
+        except Exception:
+            log.exception("boundary check failed")
+            error = ProxyError(500, "codex-api-proxy failed to check this request", code="internal_error")
+        log.info("refused %s %s: %s", flow.request.method, flow.request.path[:200], error.message)
+        self.refuse(flow, error)
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        """CORS headers, for the origins the person allowed (no others get this far)."""
+        origin = flow.metadata.get(ORIGIN)
+        if origin and flow.response is not None:
+            flow.response.headers.update(boundary.cors_headers(origin))
+
+    def refuse(self, flow: http.HTTPFlow, error: ProxyError) -> None:
+        """Answer now. A request with a body would have it read (buffered) before mitmproxy sends an
+        answer set here, so such a flow is streamed instead: its body dropped as it comes, its head
+        sent on to the relay, which answers with this error at once."""
+        response = error_response(error, is_anthropic_path(flow.request.path))
+        request = flow.request
+        has_body = (
+            request.headers.get("content-length", "0") not in ("", "0")
+            or "transfer-encoding" in request.headers
+        )
+        relay = self.runtime.relay
+        if not has_body or relay is None:
+            flow.response = response
             return
-        headers = flow.request.headers
-        scheme, _, bearer = headers.get("authorization", "").partition(" ")
-        offered = bearer.strip() if scheme.lower() == "bearer" else headers.get("x-api-key", "")
-        if not offered or not hmac.compare_digest(offered.encode(), key.encode()):
-            raise ProxyError(401, "invalid or missing API key for codex-api-proxy", code="invalid_api_key")
+        relay.expect(flow.id, Canned(response.status_code, dict(response.headers), response.content or b""))
+        request.stream = _discard
+        request.url = f"http://127.0.0.1:{relay.port}{request.path}"
+        request.headers.clear()
+        request.headers.update(
+            {
+                "host": f"127.0.0.1:{relay.port}",
+                "content-length": "0",
+                SECRET_HEADER: relay.secret,
+                FLOW_HEADER: flow.id,
+            }
+        )
+        flow.metadata[REFUSED] = error
 
 
 class LocalEndpoints:
@@ -278,7 +358,7 @@ class LocalEndpoints:
 
     @fail_closed
     def request(self, flow: http.HTTPFlow) -> None:
-        if flow.response:
+        if handled(flow):
             return
         path, method = route_path(flow.request.path), flow.request.method
         rt = self.runtime
@@ -328,14 +408,14 @@ class ApiGateway:
 
     @fail_closed
     async def request(self, flow: http.HTTPFlow) -> None:
-        if flow.response:
+        if handled(flow):
             return
         path, method = route_path(flow.request.path), flow.request.method
         family = FAMILIES.get(path)
         if family and method == "POST":
             await self.translate_request(flow, family)
         elif path == "/messages/count_tokens" and method == "POST":
-            body = self.json_body(flow)
+            body, _ = self.json_body(flow)
             count = await asyncio.to_thread(tokens.count_tokens, body)
             flow.response = json_response(200, {"input_tokens": count})
         elif path == "/models" and method == "GET":
@@ -346,18 +426,25 @@ class ApiGateway:
             raise ProxyError(404, f"no route for {method} {path}", code="not_found")
 
     @staticmethod
-    def json_body(flow: http.HTTPFlow) -> dict[str, Any]:
-        if len(flow.request.raw_content or b"") > MAX_BODY:
+    def json_body(flow: http.HTTPFlow) -> tuple[dict[str, Any], bytes]:
+        """The request's JSON object and its decoded bytes; every way it can be wrong is a 4xx."""
+        raw = flow.request.raw_content or b""
+        if len(raw) > boundary.MAX_BODY:
             raise ProxyError(
-                413, f"request body is larger than {MAX_BODY >> 20} MiB", code="request_too_large"
+                413, f"request body is larger than {boundary.MAX_BODY >> 20} MiB", code="request_too_large"
             )
+        raw = boundary.decoded_body(raw, flow.request.headers.get("content-encoding", ""))
         try:
-            body = json.loads(flow.request.content or b"")
+            body = json.loads(raw)
+        except RecursionError:
+            raise bad_request("request body is nested too deeply", code="invalid_json") from None
         except ValueError:
             raise bad_request("request body is not valid JSON", code="invalid_json") from None
         if not isinstance(body, dict):
             raise bad_request("request body must be a JSON object", code="invalid_json")
-        return body
+        if b"\\ud" in raw or b"\\uD" in raw:  # an escaped surrogate: maybe a lone one, unencodable
+            body = boundary.repair_surrogates(body)
+        return body, raw
 
     def family_options(self, family: Family) -> dict[str, Any]:
         settings = self.runtime.settings
@@ -369,8 +456,7 @@ class ApiGateway:
 
     async def translate_request(self, flow: http.HTTPFlow, family: Family) -> None:
         rt = self.runtime
-        body = self.json_body(flow)
-        sent = flow.request.content  # decoded: the content-encoding header goes with the others
+        body, sent = self.json_body(flow)
         auth = await rt.credentials.get()
         client_headers = {k.lower(): v for k, v in flow.request.headers.items()}
         ctx = RequestContext(
@@ -507,7 +593,7 @@ def make_addons(runtime: Runtime | None = None) -> list[Any]:
     return [
         ProxyOptions(runtime),
         UpstreamRelay(runtime),
-        LocalAuth(runtime),
+        Boundary(runtime),
         LocalEndpoints(runtime),
         ApiGateway(runtime),
     ]

@@ -85,7 +85,7 @@ class Downstream(Protocol):
     def close(self) -> None: ...
 
 
-def _reason(status: int) -> str:
+def reason_phrase(status: int) -> str:
     try:
         return http.HTTPStatus(status).phrase
     except ValueError:
@@ -171,7 +171,7 @@ class Exchange:
     def respond(self, status: int, headers: dict[str, str], body: bytes) -> None:
         if self.finished:
             return
-        head = f"HTTP/1.1 {status} {_reason(status)}\r\n" + "".join(
+        head = f"HTTP/1.1 {status} {reason_phrase(status)}\r\n" + "".join(
             f"{k}: {v}\r\n" for k, v in headers.items()
         )
         self.mark_first_byte()
@@ -188,7 +188,7 @@ class Exchange:
             self.state.first_byte = time.monotonic()
 
     def write_head(self, status: int, headers: dict[str, str]) -> None:
-        head = f"HTTP/1.1 {status} {_reason(status)}\r\n" + "".join(
+        head = f"HTTP/1.1 {status} {reason_phrase(status)}\r\n" + "".join(
             f"{k}: {v}\r\n" for k, v in headers.items()
         )
         self.downstream.write((head + "transfer-encoding: chunked\r\n\r\n").encode("latin-1"))

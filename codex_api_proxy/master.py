@@ -16,7 +16,7 @@ from mitmproxy import options
 from mitmproxy.addons import core, errorcheck, next_layer, proxyserver, tlsconfig
 from mitmproxy.master import Master
 
-from .addon import Runtime, make_addons
+from .addon import BODY_SIZE_LIMIT, Runtime, make_addons
 
 log = logging.getLogger("codex_api_proxy")
 
@@ -34,8 +34,9 @@ def mitm_options(host: str, port: int, confdir: Path) -> dict[str, Any]:
         "http2": False,
         "websocket": False,
         "rawtcp": False,
-        # no body_size_limit: mitmproxy would answer an oversized request with an HTML page; the
-        # gateway refuses bodies over MAX_BODY itself, in the client's JSON envelope
+        # a chunked body is cut off here (mitmproxy's error page is our JSON one); a declared length
+        # over boundary.MAX_BODY is refused before, on the head, with the client's own envelope
+        "body_size_limit": BODY_SIZE_LIMIT,
     }
 
 

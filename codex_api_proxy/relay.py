@@ -22,10 +22,11 @@ import contextlib
 import json
 import logging
 import secrets
+from dataclasses import dataclass
 
 from .backend import Backend
 from .errors import ProxyError
-from .exchange import Exchange, FlowState, RelayRequest
+from .exchange import Exchange, FlowState, RelayRequest, reason_phrase
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,20 @@ IDLE_TIMEOUT = 900.0  # an idle keep-alive connection from mitmproxy (its own cl
 HEAD_TIMEOUT = 10.0  # a head (or body) that stops arriving part way
 
 
+@dataclass(frozen=True)
+class Canned:
+    """An answer decided before the upstream was asked (a request the boundary refused)."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def serialise(self) -> bytes:
+        head = f"HTTP/1.1 {self.status} {reason_phrase(self.status)}\r\n"
+        head += "".join(f"{k}: {v}\r\n" for k, v in self.headers.items() if k.lower() != "content-length")
+        return (head + f"content-length: {len(self.body)}\r\n\r\n").encode("latin-1") + self.body
+
+
 class RelayServer:
     """The loopback HTTP/1.1 endpoint mitmproxy forwards translated flows to."""
 
@@ -46,7 +61,7 @@ class RelayServer:
         self.secret = secrets.token_urlsafe(24)
         self.port = 0
         self._server: asyncio.Server | None = None
-        self._pending: dict[str, FlowState] = {}
+        self._pending: dict[str, FlowState | Canned] = {}
         self._exchanges: dict[str, Exchange] = {}
         self._connections: set[_RelayConnection] = set()
 
@@ -65,7 +80,7 @@ class RelayServer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 1)
 
-    def expect(self, flow_id: str, state: FlowState) -> None:
+    def expect(self, flow_id: str, state: FlowState | Canned) -> None:
         """The addon has translated a flow and is about to send it here."""
         self._pending[flow_id] = state
 
@@ -80,11 +95,11 @@ class RelayServer:
     def in_flight(self) -> int:
         return len(self._exchanges)
 
-    def _begin(self, conn: _RelayConnection, request: RelayRequest) -> Exchange | None:
+    def _begin(self, conn: _RelayConnection, request: RelayRequest) -> Exchange | Canned | None:
         flow_id = request.headers.get(FLOW_HEADER, "")
         state = self._pending.pop(flow_id, None)
-        if state is None:
-            return None
+        if state is None or isinstance(state, Canned):
+            return state
         exchange = Exchange(flow_id, conn, self.backend, state, request, self.heartbeat)
         self._exchanges[flow_id] = exchange
         exchange.start()
@@ -211,6 +226,9 @@ class _RelayConnection(asyncio.Protocol):
         self.head = None
         request = RelayRequest(method, path, headers, body)
         exchange = self.server._begin(self, request)
+        if isinstance(exchange, Canned):
+            self.write(exchange.serialise())
+            return
         if exchange is None:
             # mitmweb's replay, or a flow already forgotten: the translation state is gone
             self.write(_plain(409, "this flow is no longer live (replaying relayed flows is not supported)"))

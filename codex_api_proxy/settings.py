@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,7 @@ DEFAULT_OPENAI_URL = "https://api.openai.com/v1"
 API_KEY_ENV = "CODEX_API_PROXY_API_KEY"
 UPSTREAM_URL_ENV = "CODEX_API_PROXY_UPSTREAM_URL"
 OPENAI_URL_ENV = "CODEX_API_PROXY_OPENAI_URL"
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
 
 def default_auth_path() -> Path:
@@ -32,7 +33,14 @@ def outbound_proxy_from_env() -> str | None:
 
 
 def is_loopback(host: str) -> bool:
-    return host in LOOPBACK_HOSTS or host.startswith("127.")
+    """A loopback name or a parsed loopback address; `127.evil.example` is neither."""
+    host = host.strip().lower().strip("[]")
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def read_api_key(path: str) -> str:

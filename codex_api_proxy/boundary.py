@@ -1,0 +1,215 @@
+"""What may reach the subscription: the local key, browsers, and the size of what a request carries.
+
+Checked on the request's head, before any body is read, in this order:
+- too many or too large headers: 431;
+- the Host header must name this proxy (its bind address, a loopback name or address, or a name the
+  person allowed): a DNS-rebinding page sends its own host name and gets 403;
+- an `Origin` header is only sent by browsers: unless the person allowed that origin, 403, so no web
+  page can use the subscription, key or no key (a preflight for an allowed origin gets its CORS answer);
+- the local key, when one is set (Bearer or x-api-key);
+- a POST must say it is JSON: a cross-site form or `text/plain` post, which a browser sends without a
+  preflight, gets 415;
+- a declared body larger than the limit: 413.
+A refused request is answered without reading its body (see `ApiGateway.refuse`); the decoded size of a
+compressed body is bounded in `decoded_body`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ProxyError
+from .settings import is_loopback
+
+MAX_HEADERS = 200
+MAX_HEADER_BYTES = 64 << 10
+MAX_BODY = 64 << 20  # larger than any real prompt with images; beyond it, a clear 413
+OPEN_PATHS = frozenset({"/health", "/", "/api/event_logging/batch", "/api/event_logging/v2/batch"})
+CORS_METHODS = "GET, POST, OPTIONS"
+CORS_HEADERS = (
+    "authorization, x-api-key, content-type, anthropic-version, anthropic-beta, "
+    "x-request-id, x-stainless-os, x-stainless-lang, x-stainless-arch, x-stainless-runtime, "
+    "x-stainless-runtime-version, x-stainless-package-version, x-stainless-retry-count, "
+    "x-stainless-timeout, openai-beta, openai-organization, openai-project, "
+    "anthropic-dangerous-direct-browser-access"
+)
+
+
+def host_of(authority: str) -> str:
+    """The host part of a Host header value (`[::1]:8765` -> `::1`), lower-case."""
+    value = authority.strip().lower()
+    if value.startswith("["):
+        return value[1:].split("]", 1)[0]
+    if value.count(":") == 1:
+        return value.rsplit(":", 1)[0]
+    return value
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The boundary's settings, built once from the options."""
+
+    api_key: str | None = None
+    allowed_origins: frozenset[str] = frozenset()
+    allowed_hosts: frozenset[str] = frozenset()  # names beyond loopback and the bind address
+    bind_hosts: frozenset[str] = field(default_factory=frozenset)
+
+    def host_allowed(self, authority: str) -> bool:
+        host = host_of(authority)
+        if not host:
+            return False
+        return is_loopback(host) or host in self.bind_hosts or host in self.allowed_hosts
+
+    def origin_allowed(self, origin: str) -> bool:
+        return origin.rstrip("/").lower() in self.allowed_origins
+
+    def key_ok(self, headers: dict[str, str]) -> bool:
+        if not self.api_key:
+            return True
+        scheme, _, bearer = headers.get("authorization", "").partition(" ")
+        offered = bearer.strip() if scheme.lower() == "bearer" else headers.get("x-api-key", "")
+        return bool(offered) and hmac.compare_digest(offered.encode(), self.api_key.encode())
+
+
+def check_head(
+    policy: Policy, method: str, path: str, fields: Iterable[tuple[bytes, bytes]]
+) -> tuple[dict[str, str], ProxyError | None]:
+    """The request's headers as a dict (lower-case names) and the refusal, if any.
+
+    `path` is the route (see addon.route_path). Counting comes first, so a flood of headers costs one
+    pass and nothing quadratic."""
+    headers: dict[str, str] = {}
+    total = 0
+    for n, (name, value) in enumerate(fields):
+        total += len(name) + len(value) + 4
+        if n >= MAX_HEADERS or total > MAX_HEADER_BYTES:
+            return headers, ProxyError(
+                431,
+                f"request headers too large (at most {MAX_HEADERS} fields, {MAX_HEADER_BYTES >> 10} KiB)",
+                code="request_header_fields_too_large",
+            )
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+    if not policy.host_allowed(headers.get("host", "")):
+        return headers, ProxyError(
+            403,
+            "this Host is not codex-api-proxy's (use 127.0.0.1 or localhost, or allow it with --allow-host)",
+            code="host_not_allowed",
+        )
+    origin = headers.get("origin")
+    if origin is not None and not policy.origin_allowed(origin):
+        return headers, ProxyError(
+            403,
+            f"requests from web pages are refused (Origin {origin[:100]}); allow an origin with --allow-origin",
+            code="origin_not_allowed",
+        )
+    if method == "OPTIONS":
+        return headers, None  # a preflight (allowed origin) is answered by the gateway, key or not
+    if path not in OPEN_PATHS and not policy.key_ok(headers):
+        return headers, ProxyError(
+            401, "invalid or missing API key for codex-api-proxy", code="invalid_api_key"
+        )
+    if method == "POST" and path not in OPEN_PATHS:
+        media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if media != "application/json" and not media.endswith("+json"):
+            return headers, ProxyError(
+                415,
+                f"the body must be JSON: send Content-Type: application/json (got {media or 'none'!r}; "
+                "curl -d sends a form type unless you add -H 'content-type: application/json')",
+                code="unsupported_media_type",
+            )
+    length = headers.get("content-length", "")
+    if length.isdigit() and int(length) > MAX_BODY:
+        return headers, ProxyError(
+            413, f"request body is larger than {MAX_BODY >> 20} MiB", code="request_too_large"
+        )
+    return headers, None
+
+
+def repair_surrogates(value: Any) -> Any:
+    """Lone UTF-16 surrogates (`"\\ud800"` is valid JSON) become U+FFFD: they cannot be encoded as
+    UTF-8, and one bad tool output would otherwise fail every later turn of its conversation."""
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, list):
+        return [repair_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {repair_surrogates(k): repair_surrogates(v) for k, v in value.items()}
+    return value
+
+
+def cors_headers(origin: str) -> dict[str, str]:
+    return {
+        "access-control-allow-origin": origin,
+        "access-control-allow-credentials": "true",
+        "access-control-expose-headers": "x-request-id, retry-after",
+        "vary": "Origin",
+    }
+
+
+def preflight_headers(origin: str) -> dict[str, str]:
+    return {
+        **cors_headers(origin),
+        "access-control-allow-methods": CORS_METHODS,
+        "access-control-allow-headers": CORS_HEADERS,
+        "access-control-max-age": "600",
+    }
+
+
+def decoded_body(raw: bytes, encoding: str, limit: int = MAX_BODY) -> bytes:
+    """The body with its content-encoding undone, never more than `limit` bytes (a 200 KiB gzip can
+    expand to 200 MiB: the limit applies to what it expands to, not to what was sent)."""
+    out = raw
+    for coding in reversed([c.strip().lower() for c in encoding.split(",") if c.strip()]):
+        if coding == "identity":
+            continue
+        out = _decode(out, coding, limit)
+    if len(out) > limit:
+        raise _too_large(limit)
+    return out
+
+
+def _too_large(limit: int) -> ProxyError:
+    return ProxyError(
+        413, f"request body is larger than {limit >> 20} MiB once decoded", code="request_too_large"
+    )
+
+
+def _decode(data: bytes, coding: str, limit: int) -> bytes:
+    try:
+        if coding in ("gzip", "x-gzip", "deflate"):
+            wbits = 16 + zlib.MAX_WBITS if coding != "deflate" else zlib.MAX_WBITS
+            try:
+                decoder = zlib.decompressobj(wbits)
+                out = decoder.decompress(data, limit + 1)
+            except zlib.error:
+                if coding != "deflate":
+                    raise
+                decoder = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate, as some clients send it
+                out = decoder.decompress(data, limit + 1)
+        elif coding == "br":
+            import brotli
+
+            out = brotli.Decompressor().process(data, output_buffer_limit=limit + 1)
+        elif coding == "zstd":
+            try:
+                from compression import zstd  # type: ignore[import-not-found]
+            except ImportError:
+                from backports import zstd  # type: ignore[no-redef]
+            out = zstd.ZstdDecompressor().decompress(data, max_length=limit + 1)
+        else:
+            raise ProxyError(
+                415, f"content-encoding {coding!r} is not supported", code="unsupported_encoding"
+            )
+    except ProxyError:
+        raise
+    except Exception:
+        raise ProxyError(400, f"the body is not valid {coding} data", code="invalid_encoding") from None
+    if len(out) > limit:
+        raise _too_large(limit)
+    return out

@@ -26,6 +26,7 @@ from mitmproxy.net.http import http1
 from mitmproxy.proxy.layers.http import _http1
 
 from . import __version__, models, tokens
+from .conversations import ConversationStore
 from .credentials import Credentials
 from .errors import ProxyError, bad_request, from_upstream
 from .metrics import Metrics
@@ -83,6 +84,7 @@ class Runtime:
     upstream: Upstream | None = None
     relay: RelayServer | None = None
     models: models.ModelCache = field(default_factory=lambda: models.ModelCache(300))
+    conversations: ConversationStore = field(default_factory=ConversationStore.from_env)
     restarting: asyncio.Task[None] | None = None
 
     async def start_transport(self) -> None:
@@ -344,13 +346,13 @@ class ApiGateway:
             raise bad_request("request body must be a JSON object", code="invalid_json")
         return body
 
-    def family_options(self, family: Family) -> dict[str, Any]:
+    def family_options(self, family: Family, account: str | None) -> dict[str, Any]:
         settings = self.runtime.settings
         if family.name == "anthropic":
             return {"model_map": settings.model_map}
         if family.name == "chat":
             return {"expose_reasoning": settings.expose_reasoning}
-        return {}
+        return {responses.CONVERSATIONS: self.runtime.conversations.conversation(account)}
 
     async def translate_request(self, flow: http.HTTPFlow, family: Family) -> None:
         rt = self.runtime
@@ -362,7 +364,7 @@ class ApiGateway:
             model=str(body.get("model") or ""),
             stream=bool(body.get("stream")),
             headers=client_headers,
-            options=self.family_options(family),
+            options=self.family_options(family, auth.account_id),
         )
         passthrough = auth.mode == "apikey" and family.passthrough_path is not None
         if passthrough:

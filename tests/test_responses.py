@@ -139,10 +139,19 @@ def test_client_prompt_cache_key_and_passthrough_fields(client: openai.OpenAI, f
     assert "metadata" not in sent
 
 
-def test_previous_response_id_is_refused_clearly(client: openai.OpenAI, fake: FakeBackend) -> None:
-    with pytest.raises(openai.BadRequestError, match="previous_response_id"):
+def test_previous_response_id_is_expanded_and_unknown_ones_refused(
+    client: openai.OpenAI, fake: FakeBackend
+) -> None:
+    fake.enqueue(Turn(output=[text("first answer")]), Turn(output=[text("second answer")]))
+    first = client.responses.create(model="gpt-5.5", input="hi", store=True)
+    second = client.responses.create(model="gpt-5.5", input="and?", previous_response_id=first.id)
+    assert second.output_text == "second answer"
+    sent = fake.responses_requests[-1].body["input"]
+    assert [i["role"] for i in sent] == ["user", "assistant", "user"]
+    with pytest.raises(openai.BadRequestError, match="resp_123") as exc:
         client.responses.create(model="gpt-5.5", input="hi", previous_response_id="resp_123")
-    assert fake.responses_requests == []
+    assert exc.value.body["param"] == "previous_response_id"
+    assert len(fake.responses_requests) == 2
 
 
 def test_incomplete_is_reported_not_hidden(client: openai.OpenAI, fake: FakeBackend) -> None:

@@ -1,0 +1,164 @@
+"""Stored-state emulation through the real proxy: item_reference and previous_response_id, expanded from
+the proxy's conversation store because the Codex backend keeps nothing (store=false)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from codex_api_proxy.conversations import ConversationStore, conversation_headers
+from codex_api_proxy.fake_backend import FakeBackend, Turn, function_call, reasoning, text
+
+from .conftest import Proxy, start_proxy
+
+WEATHER_TOOL = {"type": "function", "name": "get_weather", "strict": True,
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                               "required": ["city"], "additionalProperties": False}}  # fmt: skip
+
+
+def post(http: httpx.Client, body: dict) -> httpx.Response:
+    return http.post("/v1/responses", json=body)
+
+
+def test_ai_sdk_item_reference_replay_reaches_backend_with_encrypted_reasoning(
+    http: httpx.Client, fake: FakeBackend
+) -> None:
+    """The Vercel AI SDK's `openai.responses()` pattern (store: true by default): after a reasoning
+    item and a tool call, the next turn refers to them by id instead of sending them."""
+    fake.enqueue(
+        Turn(output=[reasoning("Need the weather."), function_call("get_weather", {"city": "Paris"})])
+    )
+    first = post(http, {
+        "model": "gpt-5.5", "store": True, "include": ["reasoning.encrypted_content"], "tools": [WEATHER_TOOL],
+        "input": [{"role": "system", "content": "You are terse."},
+                  {"role": "user", "content": [{"type": "input_text", "text": "Weather in Paris?"}]}],
+    })  # fmt: skip
+    assert first.status_code == 200, first.text
+    rs, call = first.json()["output"]
+    assert rs["type"] == "reasoning" and rs["encrypted_content"]
+    fake.enqueue(Turn(output=[text("It is sunny in Paris.")]))
+    second = post(http, {
+        "model": "gpt-5.5", "store": True, "include": ["reasoning.encrypted_content"], "tools": [WEATHER_TOOL],
+        "input": [{"role": "system", "content": "You are terse."},
+                  {"role": "user", "content": [{"type": "input_text", "text": "Weather in Paris?"}]},
+                  {"type": "item_reference", "id": rs["id"]},
+                  {"type": "item_reference", "id": call["id"]},
+                  {"type": "function_call_output", "call_id": call["call_id"], "output": '{"sky":"sunny"}'}],
+    })  # fmt: skip
+    assert second.status_code == 200, second.text
+    assert second.json()["output_text"] == "It is sunny in Paris."
+    sent = fake.responses_requests[-1].body
+    assert sent["store"] is False
+    kinds = [i.get("type", "message") for i in sent["input"]]
+    assert kinds == ["message", "message", "reasoning", "function_call", "function_call_output"]
+    assert sent["input"][2]["encrypted_content"] == rs["encrypted_content"]
+    assert rs["encrypted_content"] in fake.accepted_encrypted_content  # the backend verified it
+    assert sent["input"][3]["call_id"] == call["call_id"] and sent["input"][3]["name"] == "get_weather"
+
+
+def test_previous_response_id_over_three_turns_sends_the_whole_history(
+    http: httpx.Client, fake: FakeBackend
+) -> None:
+    fake.enqueue(
+        Turn(output=[reasoning("Call the tool."), function_call("get_weather", {"city": "Oslo"})]),
+        Turn(output=[text("Oslo is cold.")]),
+        Turn(output=[text("Bring a coat.")]),
+    )
+    one = post(http, {"model": "gpt-5.5", "input": "Weather in Oslo?", "tools": [WEATHER_TOOL],
+                      "instructions": "be brief"}).json()  # fmt: skip
+    call = one["output"][1]
+    two = post(http, {"model": "gpt-5.5", "previous_response_id": one["id"], "tools": [WEATHER_TOOL],
+                      "input": [{"type": "function_call_output", "call_id": call["call_id"], "output": "-5C"}]})  # fmt: skip
+    assert two.status_code == 200, two.text
+    three = post(http, {"model": "gpt-5.5", "previous_response_id": two.json()["id"], "stream": True,
+                        "input": "What should I wear?"})  # fmt: skip
+    assert three.status_code == 200 and "Bring a coat." in three.text
+    bodies = [r.body for r in fake.responses_requests]
+    assert "previous_response_id" not in bodies[1] and "previous_response_id" not in bodies[2]
+    history = bodies[2]["input"]
+    summary = [(i.get("type", "message"), i.get("role")) for i in history]
+    assert summary == [
+        ("message", "user"), ("reasoning", None), ("function_call", None), ("function_call_output", None),
+        ("message", "assistant"), ("message", "user"),
+    ]  # fmt: skip
+    assert history[0]["content"][0]["text"] == "Weather in Oslo?"
+    assert history[1]["encrypted_content"] == one["output"][0]["encrypted_content"]
+    assert history[4]["content"][0]["text"] == "Oslo is cold."
+    assert history[5]["content"][0]["text"] == "What should I wear?"
+    assert all("id" not in i for i in history if i.get("type") != "reasoning")  # store=false rules
+    assert fake.pending() == 0
+
+
+@pytest.mark.parametrize(
+    ("field", "body", "code"),
+    [
+        ("previous_response_id", {"previous_response_id": "resp_never_seen"}, "previous_response_not_found"),
+        ("input[1]", {"input": [{"role": "user", "content": "hi"}, {"type": "item_reference", "id": "rs_never_seen"}]},
+         "item_not_found"),
+    ],
+)  # fmt: skip
+def test_unknown_ids_get_a_400_naming_them(
+    http: httpx.Client, fake: FakeBackend, field: str, body: dict, code: str
+) -> None:
+    r = post(http, {"model": "gpt-5.5", "input": "hi", **body})
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["code"] == code and error["param"] == field
+    assert "_never_seen'" in error["message"]
+    assert fake.responses_requests == []
+
+
+@pytest.fixture
+def small_store_proxy(tmp_path: Path, backend: FakeBackend) -> Iterator[Proxy]:
+    # a response with one message stores 2 entries (the turn and its message): room for 2 responses
+    p = start_proxy(tmp_path, backend, env={"CODEX_API_PROXY_STORE_MAX_ITEMS": "4"})
+    yield p
+    p.stop()
+
+
+def test_store_bounds_evict_the_oldest_then_a_clear_400(small_store_proxy: Proxy, fake: FakeBackend) -> None:
+    ids = []
+    with httpx.Client(base_url=small_store_proxy.url, timeout=30, trust_env=False) as http:
+        for n in range(3):
+            fake.enqueue(Turn(output=[text(f"answer {n}")]))
+            ids.append(post(http, {"model": "gpt-5.5", "input": f"question {n}"}).json()["id"])
+        fake.enqueue(Turn(output=[text("still here")]))
+        kept = post(http, {"model": "gpt-5.5", "previous_response_id": ids[2], "input": "go on"})
+        assert kept.status_code == 200, kept.text
+        gone = post(http, {"model": "gpt-5.5", "previous_response_id": ids[0], "input": "go on"})
+    assert gone.status_code == 400
+    assert gone.json()["error"]["code"] == "previous_response_not_found"
+    assert ids[0] in gone.json()["error"]["message"]
+    assert len(fake.responses_requests) == 4  # the refused one never reached the backend
+
+
+# --- the store and the headers as plain functions -------------------------------------------------
+
+
+def test_store_limits_bytes_and_ttl_and_scopes_accounts(monkeypatch: pytest.MonkeyPatch) -> None:
+    store = ConversationStore(max_entries=100, max_bytes=300, ttl=60)
+    a, b = store.conversation("acct-a"), store.conversation("acct-b")
+    for n in range(5):
+        a.remember(f"resp_{n}", [], [{"type": "message", "id": f"msg_{n}", "content": "x" * 40}])
+    assert store.bytes_used <= 300 and store.evicted > 0
+    assert a.turn("resp_0") is None and a.turn("resp_4") is not None
+    assert b.turn("resp_4") is None and b.item("msg_4") is None  # another account sees nothing
+    clock = [1000.0]
+    monkeypatch.setattr("codex_api_proxy.conversations.time.monotonic", lambda: clock[0])
+    a.remember("resp_new", [], [])
+    clock[0] += 61
+    assert a.turn("resp_new") is None and len(store) == 0
+
+
+def test_conversation_headers_in_current_codex_spelling() -> None:
+    derived = conversation_headers({"originator": "x", "session_id": "old-style"}, "cxp-key")
+    assert derived == {"originator": "x", "session-id": "old-style", "thread-id": "old-style",
+                       "x-client-request-id": "old-style"}  # fmt: skip
+    assert conversation_headers({}, "cxp-key") == {
+        "session-id": "cxp-key", "thread-id": "cxp-key", "x-client-request-id": "cxp-key"}  # fmt: skip
+    codex = {"session-id": "s", "thread-id": "t", "x-client-request-id": "r"}
+    assert conversation_headers(codex, "cxp-key") == codex
+    assert conversation_headers({}, None) == {}

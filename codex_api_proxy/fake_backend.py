@@ -144,15 +144,27 @@ class Turn:
 
     @classmethod
     def usage_limit(cls, resets_in_seconds: int = 120, plan_type: str = "plus") -> Turn:
+        """The backend's 429 when the plan's window is used up: the error `type` (what the Codex
+        CLI matches on), the plan, the reset as an epoch and as seconds, and the rate-limit headers."""
+        resets_at = int(time.time()) + resets_in_seconds
         body = {
             "error": {
                 "type": "usage_limit_reached",
                 "message": "The usage limit has been reached",
                 "plan_type": plan_type,
+                "resets_at": resets_at,
                 "resets_in_seconds": resets_in_seconds,
             }
         }
-        return cls(status=429, error_body=body)
+        headers = {
+            "x-codex-primary-used-percent": "100.0",
+            "x-codex-primary-window-minutes": "300",
+            "x-codex-primary-reset-after-seconds": str(resets_in_seconds),
+            "x-codex-primary-reset-at": str(resets_at),
+            "x-codex-secondary-used-percent": "41.0",
+            "x-codex-secondary-window-minutes": "10080",
+        }
+        return cls(status=429, error_body=body, headers=headers)
 
     @classmethod
     def http_error(

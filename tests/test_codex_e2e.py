@@ -1,4 +1,5 @@
-"""End to end: the real Codex CLI on /v1/responses through the proxy, with a tool round trip."""
+"""End to end: the real Codex CLIs (the pinned one and the newest) on /v1/responses through the proxy:
+a tool round trip, retries, refusals and a usage limit."""
 
 from __future__ import annotations
 
@@ -9,19 +10,26 @@ import pytest
 
 from codex_api_proxy.fake_backend import FakeBackend, Turn, function_call, reasoning, text
 
-from .clients import run_codex
+from .clients import CODEX, CODEX_NEW, run_codex
 from .conftest import Proxy
 
 pytestmark = pytest.mark.e2e
 
 
-def test_codex_exec_runs_a_command_and_answers(proxy: Proxy, fake: FakeBackend, tmp_path: Path) -> None:
+@pytest.fixture(params=[CODEX, CODEX_NEW], ids=["codex-pinned", "codex-newest"])
+def codex(request: pytest.FixtureRequest) -> Path:
+    return request.param
+
+
+def test_codex_exec_runs_a_command_and_answers(
+    proxy: Proxy, fake: FakeBackend, tmp_path: Path, codex: Path
+) -> None:
     token = "tok-" + secrets.token_hex(6)
     fake.enqueue(
         Turn(output=[reasoning("I should run it."), function_call("exec_command", {"cmd": f"echo {token}"})]),
         Turn(output=[text(f"The command printed {token}.")]),
     )
-    cp = run_codex(proxy.v1, f"run echo {token}", tmp_path)
+    cp = run_codex(proxy.v1, f"run echo {token}", tmp_path, binary=codex)
     assert cp.returncode == 0, cp.stderr[-3000:]
     assert f"The command printed {token}." in cp.stdout
     first, second = fake.responses_requests[:2]
@@ -35,16 +43,33 @@ def test_codex_exec_runs_a_command_and_answers(proxy: Proxy, fake: FakeBackend, 
     assert fake.accepted_encrypted_content
 
 
-def test_codex_exec_retries_an_upstream_500(proxy: Proxy, fake: FakeBackend, tmp_path: Path) -> None:
+def test_codex_exec_retries_an_upstream_500(
+    proxy: Proxy, fake: FakeBackend, tmp_path: Path, codex: Path
+) -> None:
     fake.enqueue(Turn.http_error(500, "backend hiccup"), Turn(output=[text("second time lucky")]))
-    cp = run_codex(proxy.v1, "say hi", tmp_path)
+    cp = run_codex(proxy.v1, "say hi", tmp_path, binary=codex)
     assert cp.returncode == 0, cp.stderr[-3000:]
     assert "second time lucky" in cp.stdout
     assert len(fake.responses_requests) == 2
 
 
-def test_codex_exec_reports_a_refused_request(proxy: Proxy, fake: FakeBackend, tmp_path: Path) -> None:
+def test_codex_exec_reports_a_refused_request(
+    proxy: Proxy, fake: FakeBackend, tmp_path: Path, codex: Path
+) -> None:
     fake.enqueue(Turn.http_error(400, "Instructions are not valid"))
-    cp = run_codex(proxy.v1, "say hi", tmp_path)
+    cp = run_codex(proxy.v1, "say hi", tmp_path, binary=codex)
     assert cp.returncode != 0
     assert "Instructions are not valid" in cp.stdout + cp.stderr
+
+
+def test_codex_exec_shows_a_usage_limit_and_does_not_retry(
+    proxy: Proxy, fake: FakeBackend, tmp_path: Path, codex: Path
+) -> None:
+    fake.enqueue(Turn.usage_limit(resets_in_seconds=3 * 3600), Turn(output=[text("must not be reached")]))
+    cp = run_codex(proxy.v1, "say hi", tmp_path, binary=codex)
+    shown = cp.stdout + cp.stderr
+    assert cp.returncode != 0
+    assert "usage limit" in shown.lower(), shown[-3000:]
+    assert "retry limit" not in shown.lower()
+    assert len(fake.responses_requests) == 1
+    assert fake.pending() == 1

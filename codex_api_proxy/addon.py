@@ -319,6 +319,8 @@ class ApiGateway:
             return
         path, method = route_path(flow.request.path), flow.request.method
         family = FAMILIES.get(path)
+        if path == "/responses" and method == "GET":
+            responses.refuse_websocket(flow.request.headers)  # 426: clients fall back to HTTP at once
         if family and method == "POST":
             await self.translate_request(flow, family)
         elif path == "/messages/count_tokens" and method == "POST":

@@ -3,9 +3,11 @@ a tool round trip, retries, refusals and a usage limit."""
 
 from __future__ import annotations
 
+import re
 import secrets
 from pathlib import Path
 
+import httpx
 import pytest
 
 from codex_api_proxy.fake_backend import FakeBackend, Turn, function_call, reasoning, text
@@ -73,3 +75,26 @@ def test_codex_exec_shows_a_usage_limit_and_does_not_retry(
     assert "retry limit" not in shown.lower()
     assert len(fake.responses_requests) == 1
     assert fake.pending() == 1
+
+
+def upgrade_answers(proxy: Proxy) -> dict[str, int]:
+    """How many WebSocket upgrades of /responses the proxy answered, by status (from /metrics)."""
+    text = httpx.get(proxy.url + "/metrics", trust_env=False, timeout=10).text
+    found = re.findall(r'codex_api_proxy_requests_total\{route="/responses",status="(\d+)"\} (\d+)', text)
+    return {status: int(float(n)) for status, n in found}
+
+
+def test_codex_exec_with_websockets_falls_back_to_http_after_one_426(
+    proxy: Proxy, fake: FakeBackend, tmp_path: Path, codex: Path
+) -> None:
+    """A provider with `supports_websockets = true` opens the Responses WebSocket first; the proxy's 426
+    makes it fall back to HTTP on the first try (a 405 costs it 7 attempts and ~7 s here)."""
+    before = upgrade_answers(proxy)
+    fake.enqueue(Turn(output=[text("answered over HTTP")]))
+    cp = run_codex(proxy.v1, "say hi", tmp_path, binary=codex, provider={"supports_websockets": True})
+    assert cp.returncode == 0, cp.stderr[-3000:]
+    assert "answered over HTTP" in cp.stdout
+    after = upgrade_answers(proxy)
+    assert after.get("426", 0) - before.get("426", 0) == 1
+    assert set(after) <= {"426"}  # no other answer to an upgrade, ever
+    assert len(fake.responses_requests) == 1

@@ -213,3 +213,14 @@ def test_silent_upstream_gets_keepalives_not_a_timeout(proxy: Proxy, fake: FakeB
         body = r.read().decode()
     assert body.count(": keepalive") >= 2  # proxy runs with --heartbeat 0.3
     assert "response.completed" in body and "after a long think" in body
+
+
+def test_websocket_upgrade_gets_426_in_the_openai_envelope(proxy: Proxy, fake: FakeBackend) -> None:
+    headers = {"upgrade": "websocket", "connection": "Upgrade", "sec-websocket-version": "13",
+               "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==", "openai-beta": "responses_websockets=2026-02-06"}  # fmt: skip
+    r = httpx.get(proxy.v1 + "/responses", headers=headers, trust_env=False, timeout=30)
+    assert r.status_code == 426
+    assert r.json()["error"]["code"] == "websocket_not_supported" and "HTTP" in r.json()["error"]["message"]
+    plain = httpx.get(proxy.v1 + "/responses", trust_env=False, timeout=30)
+    assert plain.status_code == 405  # a GET that is not an upgrade is still just the wrong method
+    assert fake.requests == []

@@ -10,6 +10,7 @@ output items, because the backend leaves its `output` empty and the openai SDK t
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from ..conversations import Conversation
@@ -173,6 +174,19 @@ def remember(response: dict[str, Any], ctx: RequestContext) -> None:
     if conversation is None or sent is None:
         return
     conversation.remember(response.get("id"), sent[0], response.get("output") or [], sent[1])
+
+
+def refuse_websocket(headers: Mapping[str, str]) -> None:
+    """A WebSocket upgrade of `/v1/responses` gets 426 Upgrade Required at once: it is the one answer
+    on which the Codex CLI falls back to HTTP cleanly (any other status costs it retries first, 5-10 s
+    a session). A Responses WebSocket transport would start here, serving `response.create` frames
+    with conversations.py for `previous_response_id` across the socket's turns."""
+    if "websocket" in headers.get("upgrade", "").lower():
+        raise ProxyError(
+            426,
+            "codex-api-proxy serves the Responses API over HTTP only: POST /v1/responses",
+            code="websocket_not_supported",
+        )
 
 
 def output_text(response: dict[str, Any]) -> str:

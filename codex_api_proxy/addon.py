@@ -42,7 +42,7 @@ from .settings import (
     parse_model_map,
     read_api_key,
 )
-from .translate import accumulate, anthropic, chat, responses
+from .translate import accumulate, anthropic, chat, compact, responses
 from .translate.base import RequestContext
 from .translate.passthrough import PassthroughStream
 
@@ -289,12 +289,21 @@ class Family:
     module: ModuleType
     anthropic: bool = False
     passthrough_path: str | None = None  # in API-key mode, forwarded unchanged to {openai_url}/<this>
+    upstream_path: str = "responses"  # translated requests go to {upstream}/<this>
+    unary: bool = False  # the upstream answers JSON (module.aggregate reads it), not a Responses stream
 
 
 FAMILIES = {
     "/responses": Family("responses", responses, passthrough_path="responses"),
     "/chat/completions": Family("chat", chat, passthrough_path="chat/completions"),
     "/messages": Family("anthropic", anthropic, anthropic=True),
+    "/responses/compact": Family(
+        "compact",
+        compact,
+        passthrough_path="responses/compact",
+        upstream_path="responses/compact",
+        unary=True,
+    ),
 }
 
 
@@ -377,7 +386,7 @@ class ApiGateway:
                 return
             upstream_body = family.module.to_upstream(body, ctx)
             route = "codex" if auth.mode == "chatgpt" else "openai"
-            upstream_path = "responses"
+            upstream_path = family.upstream_path
         assert rt.relay is not None, "relay not running"
         headers = {
             k: v
@@ -397,7 +406,9 @@ class ApiGateway:
                 **headers,
                 "host": f"127.0.0.1:{rt.relay.port}",
                 "content-type": "application/json",
-                "accept": "text/event-stream" if route == "codex" or ctx.stream else "application/json",
+                "accept": "text/event-stream"
+                if (route == "codex" and not family.unary) or ctx.stream
+                else "application/json",
                 SECRET_HEADER: rt.relay.secret,
                 STREAM_HEADER: flow.id,
             }
@@ -491,7 +502,8 @@ class ApiGateway:
                 raise ProxyError(
                     502, "upstream answered a stream request without a stream", code="bad_upstream_response"
                 )
-            final = accumulate.aggregate(response.content or b"")
+            aggregate = state.family.module.aggregate if state.family.unary else accumulate.aggregate
+            final = aggregate(response.content or b"")
             body = state.family.module.from_response(final, state.ctx)
             flow.response = json_response(200, body)
         except ProxyError as error:

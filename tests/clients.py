@@ -80,10 +80,11 @@ def run_claude(base_url: str, prompt: str, tmp: Path, *args: str, env: dict[str,
 
 def run_codex(
     base_url: str, prompt: str, tmp: Path, *args: str, timeout: float = 180, binary: Path = CODEX,
-    provider: dict[str, Any] | None = None,
+    provider: dict[str, Any] | None = None, config: dict[str, Any] | None = None,
 ) -> subprocess.CompletedProcess[str]:  # fmt: skip
     """`codex exec` with a model provider pointing at base_url (wire_api responses, clients.md §3);
-    `provider` adds or overrides provider settings (e.g. name = "OpenAI" for remote compaction).
+    `provider` adds or overrides provider settings (e.g. name = "OpenAI" for remote compaction),
+    `config` top-level settings.
     Plugins and apps are off: with them Codex contacts public hosts at start."""
     exe = require(binary)
     home, codex_home, work = tmp / "codex-cli-home", tmp / "codex-cli-codexhome", tmp / "codex-work"
@@ -95,6 +96,7 @@ def run_codex(
         "model_provider": "proxy",
         "model_providers": {"proxy": {**proxy, **(provider or {})}},
         "features": {"plugins": False, "apps": False},
+        **(config or {}),
     }
     (codex_home / "config.toml").write_text(tomli_w.dumps(config))
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "CODEX_HOME": str(codex_home),

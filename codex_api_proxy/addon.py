@@ -26,7 +26,7 @@ from mitmproxy.net.http import http1
 from mitmproxy.proxy.layers.http import _http1
 
 from . import __version__, models, tokens
-from .conversations import ConversationStore
+from .conversations import ConversationStore, conversation_headers
 from .credentials import Credentials
 from .errors import ProxyError, bad_request, from_upstream
 from .metrics import Metrics
@@ -397,8 +397,7 @@ class ApiGateway:
             headers.setdefault(
                 "originator", os.environ.get("CODEX_INTERNAL_ORIGINATOR_OVERRIDE", "codex_cli_rs")
             )
-            if "session_id" not in headers and upstream_body.get("prompt_cache_key"):
-                headers["session_id"] = upstream_body["prompt_cache_key"]
+            headers = conversation_headers(headers, upstream_body.get("prompt_cache_key"))
         flow.request.url = rt.relay.target(route, upstream_path)
         flow.request.headers.clear()
         flow.request.headers.update(

@@ -36,6 +36,9 @@ def test_codex_exec_runs_a_command_and_answers(
     assert f"The command printed {token}." in cp.stdout
     first, second = fake.responses_requests[:2]
     assert first.body["stream"] is True and first.body["store"] is False
+    # Codex's own conversation ids go upstream as it spelled them, the same on both turns
+    assert first.headers["session-id"] == second.headers["session-id"] and "session_id" not in first.headers
+    assert first.headers["thread-id"] and first.headers["x-client-request-id"]
     outputs = [i for i in second.body["input"] if i.get("type") == "function_call_output"]
     assert outputs and token in str(outputs[0]["output"])
     calls = [i for i in second.body["input"] if i.get("type") == "function_call"]

@@ -139,6 +139,8 @@ def test_store_bounds_evict_the_oldest_then_a_clear_400(small_store_proxy: Proxy
 
 
 def test_store_limits_bytes_and_ttl_and_scopes_accounts(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr("codex_api_proxy.conversations.time.monotonic", lambda: clock[0])
     store = ConversationStore(max_entries=100, max_bytes=300, ttl=60)
     a, b = store.conversation("acct-a"), store.conversation("acct-b")
     for n in range(5):
@@ -146,9 +148,10 @@ def test_store_limits_bytes_and_ttl_and_scopes_accounts(monkeypatch: pytest.Monk
     assert store.bytes_used <= 300 and store.evicted > 0
     assert a.turn("resp_0") is None and a.turn("resp_4") is not None
     assert b.turn("resp_4") is None and b.item("msg_4") is None  # another account sees nothing
-    clock = [1000.0]
-    monkeypatch.setattr("codex_api_proxy.conversations.time.monotonic", lambda: clock[0])
+    clock[0] += 30
     a.remember("resp_new", [], [])
+    clock[0] += 40
+    assert a.turn("resp_4") is None and a.turn("resp_new") is not None  # unused for 70 s and 40 s
     clock[0] += 61
     assert a.turn("resp_new") is None and len(store) == 0
 
@@ -162,3 +165,34 @@ def test_conversation_headers_in_current_codex_spelling() -> None:
     codex = {"session-id": "s", "thread-id": "t", "x-client-request-id": "r"}
     assert conversation_headers(codex, "cxp-key") == codex
     assert conversation_headers({}, None) == {}
+
+
+CONVERSATION_HEADERS = ("session-id", "thread-id", "x-client-request-id")
+
+
+def test_conversation_headers_upstream_are_derived_for_clients_that_send_none(
+    http: httpx.Client, fake: FakeBackend
+) -> None:
+    fake.enqueue(Turn(), Turn(), Turn(), Turn())
+    post(http, {"model": "gpt-5.5", "instructions": "sys", "input": "first"})
+    post(http, {"model": "gpt-5.5", "instructions": "sys", "input": [
+        {"role": "user", "content": "first"}, {"role": "assistant", "content": "ok"}, {"role": "user", "content": "again"}]})  # fmt: skip
+    http.post("/v1/messages", json={"model": "gpt-5.5", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]},
+              headers={"x-claude-code-session-id": "cc-sess-1"})  # fmt: skip
+    codex_ids = {
+        "session-id": "s-1",
+        "thread-id": "t-1",
+        "x-client-request-id": "t-1",
+        "session_id": "legacy",
+    }
+    post_headers = {**codex_ids, "originator": "codex_exec"}
+    http.post("/v1/responses", json={"model": "gpt-5.5", "input": "hi"}, headers=post_headers)
+    one, two, claude, codex = fake.responses_requests
+    for sent in (one, two, claude, codex):
+        assert "session_id" not in sent.headers  # only the spelling current Codex uses
+    key = one.body["prompt_cache_key"]
+    assert [one.headers[h] for h in CONVERSATION_HEADERS] == [key, key, key]
+    assert [two.headers[h] for h in CONVERSATION_HEADERS] == [key, key, key]  # same conversation, same ids
+    assert [claude.headers[h] for h in CONVERSATION_HEADERS] == ["cc-sess-1"] * 3
+    assert [codex.headers[h] for h in CONVERSATION_HEADERS] == ["s-1", "t-1", "t-1"]  # a client's own kept
+    assert codex.headers["originator"] == "codex_exec"

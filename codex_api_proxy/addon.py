@@ -387,6 +387,10 @@ class ApiGateway:
             upstream_body = family.module.to_upstream(body, ctx)
             route = "codex" if auth.mode == "chatgpt" else "openai"
             upstream_path = family.upstream_path
+            if route == "codex":  # an effort the model lacks would be a 400; the catalog says which
+                models.clamp_body_effort(
+                    upstream_body, rt.models.reasoning_levels(upstream_body.get("model"))
+                )
         assert rt.relay is not None, "relay not running"
         headers = {
             k: v
@@ -432,6 +436,7 @@ class ApiGateway:
             assert rt.upstream is not None, "upstream not running"
             if auth.mode == "chatgpt":
                 payload = await rt.upstream.json("codex", f"models?client_version={models.CLIENT_VERSION}")
+                rt.models.learn_levels(payload)
                 result = models.listing(models.from_codex_catalog(payload))
             else:
                 payload = await rt.upstream.json("openai", "models")

@@ -719,7 +719,25 @@ class FakeBackend:
                 )
         if not isinstance(body.get("input"), list):
             return _detail("Input must be a list")
-        return self._check_input(body["input"])
+        return self._check_effort(body) or self._check_input(body["input"])
+
+    def _check_effort(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+        """Like the backend: an effort the catalog does not list for the model is a 400."""
+        effort = (
+            (body.get("reasoning") or {}).get("effort") if isinstance(body.get("reasoning"), dict) else None
+        )
+        model = next((m for m in self.models if m.get("slug") == body["model"]), None)
+        if effort is None or model is None:
+            return None
+        levels = [lv["effort"] for lv in model.get("supported_reasoning_levels") or []]
+        if effort in levels:
+            return None
+        allowed = ", ".join(f"'{lv}'" for lv in levels)
+        message = (
+            f"Unsupported value: '{effort}' is not supported with the '{body['model']}' model. "
+            f"Supported values are: {allowed}."
+        )
+        return _invalid(message, "reasoning.effort", "unsupported_value")
 
     def _check_input(self, items: list[Any]) -> tuple[int, dict[str, Any]] | None:
         calls: dict[str, set[Any]] = {"function_call": set(), "custom_tool_call": set()}

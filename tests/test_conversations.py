@@ -31,11 +31,12 @@ def test_ai_sdk_item_reference_replay_reaches_backend_with_encrypted_reasoning(
     fake.enqueue(
         Turn(output=[reasoning("Need the weather."), function_call("get_weather", {"city": "Paris"})])
     )
-    first = post(http, {
-        "model": "gpt-5.5", "store": True, "include": ["reasoning.encrypted_content"], "tools": [WEATHER_TOOL],
-        "input": [{"role": "system", "content": "You are terse."},
-                  {"role": "user", "content": [{"type": "input_text", "text": "Weather in Paris?"}]}],
-    })  # fmt: skip
+    first_input = [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": [{"type": "input_text", "text": "Weather in Paris?"}]},
+    ]
+    first = post(http, {"model": "gpt-5.5", "store": True, "include": ["reasoning.encrypted_content"],
+                        "tools": [WEATHER_TOOL], "input": first_input})  # fmt: skip
     assert first.status_code == 200, first.text
     rs, call = first.json()["output"]
     assert rs["type"] == "reasoning" and rs["encrypted_content"]
@@ -57,6 +58,20 @@ def test_ai_sdk_item_reference_replay_reaches_backend_with_encrypted_reasoning(
     assert sent["input"][2]["encrypted_content"] == rs["encrypted_content"]
     assert rs["encrypted_content"] in fake.accepted_encrypted_content  # the backend verified it
     assert sent["input"][3]["call_id"] == call["call_id"] and sent["input"][3]["name"] == "get_weather"
+
+    # the turn after a text answer: the assistant message is a reference too (its text is not sent)
+    answer = second.json()["output"][0]
+    fake.enqueue(Turn(output=[text("Yes, take sunglasses.")]))
+    third = post(http, {
+        "model": "gpt-5.5", "store": True, "input": [*first_input, {"type": "item_reference", "id": rs["id"]},
+            {"type": "item_reference", "id": call["id"]},
+            {"type": "function_call_output", "call_id": call["call_id"], "output": '{"sky":"sunny"}'},
+            {"type": "item_reference", "id": answer["id"]},
+            {"role": "user", "content": [{"type": "input_text", "text": "Sunglasses?"}]}],
+    })  # fmt: skip
+    assert third.status_code == 200, third.text
+    replayed = fake.responses_requests[-1].body["input"][5]
+    assert replayed["role"] == "assistant" and replayed["content"][0]["text"] == "It is sunny in Paris."
 
 
 def test_previous_response_id_over_three_turns_sends_the_whole_history(

@@ -4,7 +4,9 @@ The backend runs with `store: false`, so it cannot resolve an `item_reference` o
 `previous_response_id`; clients such as the Vercel AI SDK (`store: true` by default) rely on both.
 This store keeps, per account and in memory, every output item the proxy relayed and every input item
 with an id it sent (by id), and every finished turn (by response id: the input sent upstream plus the
-output), so a later request can be expanded into the full conversation the backend needs.
+output), so a later request can be expanded into the full conversation the backend needs. Like the
+OpenAI API, a request with `store: false` (the Codex CLI's) is not kept: no copy of what a client
+asked not to store, and no cost on the path that needs none.
 
 Bounded three ways: entries (items + turns), bytes (the JSON size of what an entry holds; a turn
 counts its whole history, so the count never underestimates memory) and age (TTL since last use).

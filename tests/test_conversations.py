@@ -211,3 +211,15 @@ def test_conversation_headers_upstream_are_derived_for_clients_that_send_none(
     assert [claude.headers[h] for h in CONVERSATION_HEADERS] == ["cc-sess-1"] * 3
     assert [codex.headers[h] for h in CONVERSATION_HEADERS] == ["s-1", "t-1", "t-1"]  # a client's own kept
     assert codex.headers["originator"] == "codex_exec"
+
+
+def test_store_false_responses_are_not_kept(http: httpx.Client, fake: FakeBackend) -> None:
+    """As on the OpenAI API: what a client asked not to store cannot be referred to later."""
+    fake.enqueue(Turn(output=[text("not kept")]))
+    first = post(http, {"model": "gpt-5.5", "input": "hi", "store": False}).json()
+    again = post(http, {"model": "gpt-5.5", "input": "more", "previous_response_id": first["id"]})
+    assert again.status_code == 400 and again.json()["error"]["code"] == "previous_response_not_found"
+    ref = post(
+        http, {"model": "gpt-5.5", "input": [{"type": "item_reference", "id": first["output"][0]["id"]}]}
+    )
+    assert ref.status_code == 400 and ref.json()["error"]["code"] == "item_not_found"

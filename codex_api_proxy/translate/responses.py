@@ -137,7 +137,8 @@ def normalise(body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
     resolved = [_resolve(item, i, conversation) for i, item in enumerate(raw_input)]
     new = [_normalise_item(item, i) for i, item in enumerate(resolved)]
     out["input"] = history + new
-    ctx.options[_SENT] = (out["input"], [i for i in resolved if isinstance(i, dict) and i.get("id")])
+    if body.get("store") is not False:  # the OpenAI API's default; `store: false` keeps nothing, as there
+        ctx.options[_SENT] = (out["input"], [i for i in resolved if isinstance(i, dict) and i.get("id")])
 
     instructions = body.get("instructions")
     if instructions is not None and not isinstance(instructions, str):
@@ -157,7 +158,8 @@ def normalise(body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
 
 def to_upstream(body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
     """A client's Responses request -> one the Codex backend accepts (changes logged at debug).
-    `store: true` is accepted and emulated here (conversations.py); upstream always gets false."""
+    `store` (true unless the client says false, like the OpenAI API) is emulated here
+    (conversations.py); upstream always gets false."""
     out = normalise(body, ctx)
     include = [x for x in (body.get("include") or []) if isinstance(x, str)]
     if ENCRYPTED_REASONING not in include:

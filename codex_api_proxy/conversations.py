@@ -165,7 +165,9 @@ class Conversation:
 
 
 def json_size(value: Any) -> int:
-    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+    """Bytes of compact JSON; ASCII-escaped because that is the encoder's fastest path (and it only
+    overestimates, which is the safe side for a bound)."""
+    return len(json.dumps(value, separators=(",", ":")))
 
 
 # -- conversation headers ------------------------------------------------------------------------------

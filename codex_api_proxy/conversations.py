@@ -21,6 +21,7 @@ Also here, because it is the same conversation identity: the `session-id`/`threa
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -35,6 +36,8 @@ TTL_ENV = "CODEX_API_PROXY_STORE_TTL"
 DEFAULT_MAX_ENTRIES = 20_000
 DEFAULT_MAX_BYTES = 128 << 20
 DEFAULT_TTL = 6 * 3600.0
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -69,17 +72,21 @@ class ConversationStore:
 
     @classmethod
     def from_env(cls) -> ConversationStore:
-        """Limits from CODEX_API_PROXY_STORE_MAX_ITEMS / _MAX_BYTES / _TTL (seconds), else defaults."""
+        """Limits from CODEX_API_PROXY_STORE_MAX_ITEMS / _MAX_BYTES / _TTL (seconds); a value that is
+        not a positive number is reported and the default used, so a typo never stops the proxy."""
 
         def number(name: str, default: float) -> float:
             raw = os.environ.get(name, "").strip()
+            if not raw:
+                return default
             try:
-                value = float(raw) if raw else default
+                value = float(raw)
             except ValueError:
-                raise ValueError(f"{name} must be a number, not {raw!r}") from None
-            if value <= 0:
-                raise ValueError(f"{name} must be positive")
-            return value
+                value = 0.0
+            if value > 0:
+                return value
+            log.error("%s=%r is not a positive number; using %s", name, raw, default)
+            return default
 
         return cls(
             max_entries=int(number(MAX_ENTRIES_ENV, DEFAULT_MAX_ENTRIES)),

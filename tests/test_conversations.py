@@ -223,3 +223,14 @@ def test_store_false_responses_are_not_kept(http: httpx.Client, fake: FakeBacken
         http, {"model": "gpt-5.5", "input": [{"type": "item_reference", "id": first["output"][0]["id"]}]}
     )
     assert ref.status_code == 400 and ref.json()["error"]["code"] == "item_not_found"
+
+
+def test_store_limits_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("CODEX_API_PROXY_STORE_MAX_ITEMS", "12")
+    monkeypatch.setenv("CODEX_API_PROXY_STORE_MAX_BYTES", "4096")
+    monkeypatch.setenv("CODEX_API_PROXY_STORE_TTL", "oops")
+    store = ConversationStore.from_env()
+    assert (store.max_entries, store.max_bytes, store.ttl) == (12, 4096, 6 * 3600.0)
+    assert "CODEX_API_PROXY_STORE_TTL='oops' is not a positive number" in caplog.text

@@ -13,6 +13,7 @@ import httpx2
 import openai
 import pytest
 
+from codex_api_proxy.errors import from_upstream
 from codex_api_proxy.fake_backend import FakeBackend, Turn, text
 
 from .conftest import Proxy
@@ -84,3 +85,20 @@ def test_other_upstream_errors_keep_their_status_and_message(http: httpx.Client,
     r = http.post("/v1/responses", json={"model": "gpt-5.5", "input": "hi"})
     assert r.status_code == 503 and r.headers["retry-after"] == "7"
     assert r.json()["error"]["message"] == "try later" and r.json()["error"]["type"] == "server_error"
+
+
+def test_reset_time_is_kept_in_both_forms() -> None:
+    at = int(time.time()) + 1800
+    only_at = from_upstream(
+        429, json.dumps({"error": {"type": "usage_limit_reached", "resets_at": at}}).encode()
+    )
+    assert only_at.openai_body()["error"]["resets_at"] == at
+    assert 1790 <= only_at.openai_body()["error"]["resets_in_seconds"] <= 1800
+    assert 1790 <= only_at.retry_after <= 1800
+    only_in = from_upstream(429, b'{"error": {"code": "usage_limit_reached", "resets_in_seconds": 60}}')
+    body = only_in.openai_body()["error"]
+    assert body["type"] == "usage_limit_reached" and isinstance(body["resets_at"], int)
+    plain = from_upstream(400, b'{"detail": "Instructions are not valid"}')
+    assert plain.openai_body() == {"error": {"message": "Instructions are not valid", "type": "invalid_request_error",
+                                             "param": None, "code": None}}  # fmt: skip
+    assert plain.anthropic_body()["error"]["message"] == "Instructions are not valid"

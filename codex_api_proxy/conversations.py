@@ -11,8 +11,11 @@ asked not to store, and no cost on the path that needs none.
 Bounded three ways: entries (items + turns), bytes (the JSON size of what an entry holds; a turn
 counts its whole history, so the count never underestimates memory) and age (TTL since last use).
 The least recently used entry goes first; a reference to an evicted entry is a clear 400, never a
-silent drop. Nothing here knows about HTTP: a future WebSocket transport can keep
-`previous_response_id` across turns on one socket with the same `Conversation` calls.
+silent drop. Nothing here knows about HTTP: a future Responses WebSocket transport holds one
+`Conversation` per socket, puts it in `ctx.options["conversations"]` for each `response.create` frame
+(so `previous_response_id` expands as over HTTP) and calls `remember` after every turn itself, also
+for `store: false` (the Codex CLI's incremental turns on one socket are store=false, and the OpenAI
+API keeps a socket's previous response in connection-local memory).
 
 Also here, because it is the same conversation identity: the `session-id`/`thread-id`/
 `x-client-request-id` headers current Codex CLIs send, derived for clients that send none.

@@ -26,6 +26,7 @@ from mitmproxy.proxy.mode_specs import ProxyMode
 
 from . import __version__, boundary, models, tokens
 from .backend import Backend
+from .conversations import ConversationStore, conversation_headers
 from .credentials import Credentials
 from .errors import ProxyError, bad_request
 from .exchange import Family, FlowState
@@ -43,7 +44,7 @@ from .settings import (
     parse_model_map,
     read_api_key,
 )
-from .translate import anthropic, chat, responses
+from .translate import anthropic, chat, compact, responses
 from .translate.base import RequestContext
 
 log = logging.getLogger("codex_api_proxy")
@@ -86,6 +87,7 @@ class Runtime:
     backend: Backend | None = None
     relay: RelayServer | None = None
     models: models.ModelCache = field(default_factory=lambda: models.ModelCache(300))
+    conversations: ConversationStore = field(default_factory=ConversationStore.from_env)
     policy: boundary.Policy = field(default_factory=boundary.Policy)
     restarting: asyncio.Task[None] | None = None
     configured: bool = False  # settings were built from the options at least once
@@ -392,6 +394,13 @@ FAMILIES = {
     "/responses": Family("responses", responses, passthrough_path="responses"),
     "/chat/completions": Family("chat", chat, passthrough_path="chat/completions"),
     "/messages": Family("anthropic", anthropic, anthropic=True),
+    "/responses/compact": Family(
+        "compact",
+        compact,
+        passthrough_path="responses/compact",
+        upstream_path="responses/compact",
+        unary=True,
+    ),
 }
 
 
@@ -412,6 +421,8 @@ class ApiGateway:
             return
         path, method = route_path(flow.request.path), flow.request.method
         family = FAMILIES.get(path)
+        if path == "/responses" and method == "GET":
+            responses.refuse_websocket(flow.request.headers)  # 426: clients fall back to HTTP at once
         if family and method == "POST":
             await self.translate_request(flow, family)
         elif path == "/messages/count_tokens" and method == "POST":
@@ -446,13 +457,13 @@ class ApiGateway:
             body = boundary.repair_surrogates(body)
         return body, raw
 
-    def family_options(self, family: Family) -> dict[str, Any]:
+    def family_options(self, family: Family, account: str | None) -> dict[str, Any]:
         settings = self.runtime.settings
         if family.name == "anthropic":
             return {"model_map": settings.model_map}
         if family.name == "chat":
             return {"expose_reasoning": settings.expose_reasoning}
-        return {}
+        return {responses.CONVERSATIONS: self.runtime.conversations.conversation(account)}
 
     async def translate_request(self, flow: http.HTTPFlow, family: Family) -> None:
         rt = self.runtime
@@ -463,7 +474,7 @@ class ApiGateway:
             model=str(body.get("model") or ""),
             stream=bool(body.get("stream")),
             headers=client_headers,
-            options=self.family_options(family),
+            options=self.family_options(family, auth.account_id),
         )
         passthrough = auth.mode == "apikey" and family.passthrough_path is not None
         if passthrough:
@@ -474,7 +485,11 @@ class ApiGateway:
                 return
             upstream_body = family.module.to_upstream(body, ctx)
             route = "codex" if auth.mode == "chatgpt" else "openai"
-            upstream_path = "responses"
+            upstream_path = family.upstream_path
+            if route == "codex":  # an effort the model lacks would be a 400; the catalog says which
+                models.clamp_body_effort(
+                    upstream_body, rt.models.reasoning_levels(upstream_body.get("model"))
+                )
         assert rt.relay is not None, "relay not running"
         headers = {
             k: v
@@ -485,8 +500,7 @@ class ApiGateway:
             headers.setdefault(
                 "originator", os.environ.get("CODEX_INTERNAL_ORIGINATOR_OVERRIDE", "codex_cli_rs")
             )
-            if "session_id" not in headers and upstream_body.get("prompt_cache_key"):
-                headers["session_id"] = upstream_body["prompt_cache_key"]
+            headers = conversation_headers(headers, upstream_body.get("prompt_cache_key"))
         state = FlowState(
             family, ctx, passthrough, route, upstream_path, str(upstream_body.get("model") or "")
         )
@@ -498,7 +512,9 @@ class ApiGateway:
                 **headers,
                 "host": f"127.0.0.1:{rt.relay.port}",
                 "content-type": "application/json",
-                "accept": "text/event-stream" if route == "codex" or ctx.stream else "application/json",
+                "accept": "text/event-stream"
+                if (route == "codex" and not family.unary) or ctx.stream
+                else "application/json",
                 SECRET_HEADER: rt.relay.secret,
                 FLOW_HEADER: flow.id,
             }
@@ -528,6 +544,7 @@ class ApiGateway:
             assert rt.backend is not None, "upstream not running"
             if auth.mode == "chatgpt":
                 payload = await rt.backend.json("codex", f"models?client_version={models.CLIENT_VERSION}")
+                rt.models.learn_levels(payload)
                 result = models.listing(models.from_codex_catalog(payload))
             else:
                 payload = await rt.backend.json("openai", "models")

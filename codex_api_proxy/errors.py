@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 # Events the upstream relay injects into a relayed stream (upstream dialect, `type` like any other event).
@@ -57,6 +58,13 @@ _FAILURE_STATUS = {
     "api_error": 500,
 }
 _TRY_AGAIN = re.compile(r"try again in\s+([0-9.]+)\s*(ms|s)", re.IGNORECASE)
+# Fields of an upstream error object that carry meaning for clients (the Codex CLI reads them to
+# show "You've hit your usage limit ... try again at 6:45 AM" instead of retrying): kept as they came.
+_KEPT_FIELDS = ("plan_type", "resets_at", "resets_in_seconds", "rate_limit_reached_type", "promo_message")
+_USAGE_TYPES = ("usage_limit_reached", "usage_not_included")
+# Upstream response headers that go back to the client with an error (rate-limit windows and the
+# active limit the Codex CLI reads from x-codex-*).
+_KEPT_HEADER_PREFIXES = ("x-codex-", "x-ratelimit-")
 
 
 @dataclass
@@ -66,18 +74,36 @@ class ProxyError(Exception):
     code: str | None = None
     param: str | None = None
     retry_after: int | None = None
+    kind: str | None = None  # the upstream's own error `type` (e.g. usage_limit_reached), kept for clients
+    details: dict[str, Any] = field(default_factory=dict)  # _KEPT_FIELDS the upstream sent
+    upstream_headers: dict[str, str] = field(default_factory=dict)  # x-codex-* & co. to pass back
 
     def __str__(self) -> str:
         return f"{self.status}: {self.message}"
 
     def headers(self) -> dict[str, str]:
-        return {"retry-after": str(self.retry_after)} if self.retry_after is not None else {}
+        out = dict(self.upstream_headers)
+        if self.retry_after is not None:
+            out["retry-after"] = str(self.retry_after)
+        return out
 
     def openai_body(self) -> dict[str, Any]:
-        kind = _OPENAI_TYPES.get(
+        kind = self.kind or _OPENAI_TYPES.get(
             self.status, "server_error" if self.status >= 500 else "invalid_request_error"
         )
-        return {"error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}}
+        error = {"message": self.message, "type": kind, "param": self.param, "code": self.code}
+        return {"error": {**error, **self.details}}
+
+    def anthropic_message(self) -> str:
+        """The message, with when the limit resets (Anthropic errors have no field for it)."""
+        at = self.details.get("resets_at")
+        if not isinstance(at, int | float):
+            return self.message
+        when = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+        minutes = max(0, round((at - time.time()) / 60))
+        plan = self.details.get("plan_type")
+        what = f"{self.code or 'limit'}{f', {plan} plan' if plan else ''}"
+        return f"{self.message} ({what}; resets at {when}, in about {minutes} min)"
 
     def anthropic_type(self) -> str:
         return _ANTHROPIC_TYPES.get(
@@ -85,7 +111,10 @@ class ProxyError(Exception):
         )
 
     def anthropic_body(self) -> dict[str, Any]:
-        return {"type": "error", "error": {"type": self.anthropic_type(), "message": self.message}}
+        return {
+            "type": "error",
+            "error": {"type": self.anthropic_type(), "message": self.anthropic_message()},
+        }
 
     def event(self) -> dict[str, Any]:
         """The relay's in-band form, parsed back by `from_event`."""
@@ -142,8 +171,30 @@ def _error_fields(payload: Any) -> tuple[dict[str, Any], str, str | None]:
     return payload, str(message or ""), code if isinstance(code, str) else None
 
 
+def _details(err: dict[str, Any]) -> dict[str, Any]:
+    """The meaningful extra fields of an upstream error object; a reset time in both forms (the
+    Codex CLI reads `resets_at`, an integer epoch, other clients `resets_in_seconds`)."""
+    out = {k: err[k] for k in _KEPT_FIELDS if err.get(k) is not None}
+    at, secs = out.get("resets_at"), out.get("resets_in_seconds")
+    if isinstance(secs, int | float) and not isinstance(at, int | float):
+        out["resets_at"] = int(time.time() + secs)
+    elif isinstance(at, int | float) and not isinstance(secs, int | float):
+        out["resets_in_seconds"] = max(0, int(at - time.time()))
+    return out
+
+
+def _kind(err: dict[str, Any]) -> str | None:
+    """The upstream's error type; a usage code alone counts as one (the Codex CLI matches the type)."""
+    kind = err.get("type")
+    if isinstance(kind, str) and kind and kind != "error":
+        return kind
+    code = err.get("code")
+    return code if code in _USAGE_TYPES else None
+
+
 def from_upstream(status: int, body: bytes, headers: Any = None) -> ProxyError:
-    """An upstream HTTP error response, kept at its status with its message."""
+    """An upstream HTTP error response, kept at its status with its message, type, reset fields and
+    rate-limit headers."""
     try:
         payload = json.loads(body) if body else None
     except ValueError:
@@ -153,7 +204,11 @@ def from_upstream(status: int, body: bytes, headers: Any = None) -> ProxyError:
         text = body.decode("utf-8", "replace").strip()
         message = text[:500] if text and not text.startswith("<") else f"upstream returned HTTP {status}"
     retry = _retry_after(headers, err, message) if status in (429, 503, 529) else None
-    return ProxyError(status, message, code=code, retry_after=retry)
+    kept = {k.lower(): v for k, v in (headers or {}).items() if k.lower().startswith(_KEPT_HEADER_PREFIXES)}
+    return ProxyError(
+        status, message, code=code, retry_after=retry, kind=_kind(err), details=_details(err),
+        upstream_headers=kept,
+    )  # fmt: skip
 
 
 def from_event(data: dict[str, Any]) -> ProxyError:
@@ -178,4 +233,4 @@ def from_event(data: dict[str, Any]) -> ProxyError:
     if isinstance(err.get("status"), int) and err["status"] >= 400:
         status = err["status"]
     retry = _retry_after(None, err, message) if status in (429, 529) else None
-    return ProxyError(status, message, code=code, retry_after=retry)
+    return ProxyError(status, message, code=code, retry_after=retry, kind=_kind(err), details=_details(err))

@@ -48,6 +48,8 @@ class Family:
     module: ModuleType
     anthropic: bool = False
     passthrough_path: str | None = None  # in API-key mode, forwarded unchanged to {openai_url}/<this>
+    upstream_path: str = "responses"  # translated requests go to {upstream}/<this>
+    unary: bool = False  # the upstream answers JSON (module.aggregate reads it), not a Responses stream
 
 
 @dataclass
@@ -146,6 +148,9 @@ class Exchange:
                 body = await response.read(MAX_JSON_ANSWER)
                 if state.passthrough and not state.ctx.stream:
                     self.respond(response.status, {**_JSON, **headers}, body)
+                elif state.family.unary:
+                    answer = state.family.module.from_response(state.family.module.aggregate(body), state.ctx)
+                    self.respond(200, {**_JSON, **headers}, json.dumps(answer, ensure_ascii=False).encode())
                 else:
                     error = ProxyError(
                         502, "upstream answered without a stream", code="bad_upstream_response"

@@ -25,9 +25,13 @@ Knobs (public attributes, safe to change between requests): `access_tokens`, `re
 (None = no `chatgpt-account-id` check), `models` (the catalog), `token_delay`, `token_status` (e.g. 500
 to make the token endpoint fail), `access_token_ttl`, `encrypted_content_needs_include` (True = like
 the real backend, reasoning items only carry `encrypted_content` when the request has
-`include: ["reasoning.encrypted_content"]`). Observations: `requests` / `responses_requests` /
+`include: ["reasoning.encrypted_content"]`). Compaction as codex-rs describes it: a `/responses` request
+with a `compaction_trigger` item gets exactly one `compaction` output item (v2, the script is left
+alone), `POST /responses/compact` answers `{"output": [...]}` (v1); replayed `compaction` items must
+carry an issued `encrypted_content`. Observations: `requests` / `responses_requests` /
 `refresh_requests` / `openai_requests`, `refresh_token_uses`, `token_grants`,
-`issued_encrypted_content`, `accepted_encrypted_content`, `connections_opened`. Validation failures
+`issued_encrypted_content`, `accepted_encrypted_content`, `issued_compactions`, `accepted_compactions`,
+`connections_opened`. Validation failures
 (401/403/400) do not consume a scripted Turn; an HTTP-error Turn does.
 """
 
@@ -54,6 +58,7 @@ DEFAULT_TEXT = "Hello from the fake Codex backend."
 CODEX_PATH = "/backend-api/codex"
 OPENAI_PATH = "/v1"
 TOKEN_PATH = "/oauth/token"
+COMPACT_PATH = "/responses/compact"
 REJECTED_PARAMS = ("max_output_tokens", "max_tokens", "max_completion_tokens", "temperature", "top_p",
                    "metadata", "truncation", "user", "stream_options")  # fmt: skip
 OUTPUT_OF = {"function_call_output": "function_call", "custom_tool_call_output": "custom_tool_call"}
@@ -144,15 +149,27 @@ class Turn:
 
     @classmethod
     def usage_limit(cls, resets_in_seconds: int = 120, plan_type: str = "plus") -> Turn:
+        """The backend's 429 when the plan's window is used up: the error `type` (what the Codex
+        CLI matches on), the plan, the reset as an epoch and as seconds, and the rate-limit headers."""
+        resets_at = int(time.time()) + resets_in_seconds
         body = {
             "error": {
                 "type": "usage_limit_reached",
                 "message": "The usage limit has been reached",
                 "plan_type": plan_type,
+                "resets_at": resets_at,
                 "resets_in_seconds": resets_in_seconds,
             }
         }
-        return cls(status=429, error_body=body)
+        headers = {
+            "x-codex-primary-used-percent": "100.0",
+            "x-codex-primary-window-minutes": "300",
+            "x-codex-primary-reset-after-seconds": str(resets_in_seconds),
+            "x-codex-primary-reset-at": str(resets_at),
+            "x-codex-secondary-used-percent": "41.0",
+            "x-codex-secondary-window-minutes": "10080",
+        }
+        return cls(status=429, error_body=body, headers=headers)
 
     @classmethod
     def http_error(
@@ -369,6 +386,8 @@ class FakeBackend:
         self.token_grants: list[dict[str, str]] = []  # every successful token answer, in order
         self.issued_encrypted_content: set[str] = set()
         self.accepted_encrypted_content: list[str] = []  # replayed reasoning that passed verification
+        self.issued_compactions: set[str] = set()  # encrypted_content of every compaction item handed out
+        self.accepted_compactions: list[str] = []  # replayed compaction items that passed verification
         self.connections_opened = 0  # TCP connections accepted: shows whether a client reuses them
         self._script: deque[Turn] = deque()
         self._requests: list[Recorded] = []
@@ -536,6 +555,8 @@ class FakeBackend:
         url = urlsplit(path)
         if method == "POST" and url.path == CODEX_PATH + "/responses":
             await self._responses(rec, reply)
+        elif method == "POST" and url.path == CODEX_PATH + COMPACT_PATH:
+            await self._compact(rec, reply)
         elif method == "GET" and url.path == CODEX_PATH + "/models":
             await self._models(rec, reply)
         elif method == "POST" and url.path == TOKEN_PATH:
@@ -560,6 +581,9 @@ class FakeBackend:
         problem = self._check(rec)
         if problem:
             await reply.json(*problem)
+            return
+        if any(isinstance(i, dict) and i.get("type") == "compaction_trigger" for i in rec.body["input"]):
+            await self._play(Turn(), reply, self._compaction_frames(rec))
             return
         turn = await self._next_turn(reply, lambda status: {"detail": _phrase(status)})
         if turn is not None:
@@ -714,7 +738,25 @@ class FakeBackend:
                 )
         if not isinstance(body.get("input"), list):
             return _detail("Input must be a list")
-        return self._check_input(body["input"])
+        return self._check_effort(body) or self._check_input(body["input"])
+
+    def _check_effort(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+        """Like the backend: an effort the catalog does not list for the model is a 400."""
+        effort = (
+            (body.get("reasoning") or {}).get("effort") if isinstance(body.get("reasoning"), dict) else None
+        )
+        model = next((m for m in self.models if m.get("slug") == body["model"]), None)
+        if effort is None or model is None:
+            return None
+        levels = [lv["effort"] for lv in model.get("supported_reasoning_levels") or []]
+        if effort in levels:
+            return None
+        allowed = ", ".join(f"'{lv}'" for lv in levels)
+        message = (
+            f"Unsupported value: '{effort}' is not supported with the '{body['model']}' model. "
+            f"Supported values are: {allowed}."
+        )
+        return _invalid(message, "reasoning.effort", "unsupported_value")
 
     def _check_input(self, items: list[Any]) -> tuple[int, dict[str, Any]] | None:
         calls: dict[str, set[Any]] = {"function_call": set(), "custom_tool_call": set()}
@@ -736,7 +778,11 @@ class FakeBackend:
                 continue
             if item.get("id"):
                 return _not_found(item["id"])
-            if kind == "message":
+            if kind == "compaction":
+                problem = self._check_compaction(item)
+                if problem:
+                    return problem
+            elif kind == "message":
                 problem = _check_message(item, i)
                 if problem:
                     return problem
@@ -748,6 +794,72 @@ class FakeBackend:
         with self._lock:
             self.accepted_encrypted_content.extend(replayed)
         return None
+
+    # -- compaction (codex-rs: compact_remote.rs v1, compact_remote_v2.rs v2)
+
+    def _issue_compaction(self, rec: Recorded) -> dict[str, Any]:
+        """One `compaction` item standing for the request's history (its encrypted summary)."""
+        enc = "cmp_" + secrets.token_hex(16)
+        with self._lock:
+            self.issued_compactions.add(enc)
+        return {"type": "compaction", "id": _hex_id("cmp"), "encrypted_content": enc}
+
+    def _check_compaction(self, item: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+        enc = item.get("encrypted_content")
+        with self._lock:
+            if enc not in self.issued_compactions:
+                return _invalid(
+                    "The encrypted content could not be verified.", None, "invalid_encrypted_content"
+                )
+            self.accepted_compactions.append(enc)
+        return None
+
+    def _compaction_frames(self, rec: Recorded) -> list[bytes]:
+        """v2: a `/responses` request whose input ends in an id-less `compaction_trigger` is answered,
+        whatever the script says, with exactly one `compaction` output item."""
+        resp_id, created = _hex_id("resp"), int(time.time())
+        item = self._issue_compaction(rec)
+        usage = _default_usage(rec, [])
+
+        def response(status: str, **extra: Any) -> dict[str, Any]:
+            return {"id": resp_id, "object": "response", "created_at": created, "model": rec.body["model"],
+                    "status": status, "output": [], "usage": None, **extra}  # fmt: skip
+
+        events = [
+            {"type": "response.created", "response": response("in_progress")},
+            {
+                "type": "response.output_item.added",
+                "output_index": 0,
+                "item": {**item, "encrypted_content": None},
+            },
+            {"type": "response.output_item.done", "output_index": 0, "item": item},
+            {"type": "response.completed", "response": response("completed", usage=usage)},
+        ]
+        return [frame({**e, "sequence_number": n}, e["type"]) for n, e in enumerate(events)]
+
+    async def _compact(self, rec: Recorded, reply: _Reply) -> None:
+        """v1: `POST /responses/compact` (unary JSON, no stream/store) -> `{"output": [...]}`, the new
+        history: the user messages kept, then one `compaction` item for everything else."""
+        if not self._bearer_ok(rec):
+            await reply.json(401, TOKEN_EXPIRED)
+            return
+        if self.account_id is not None and rec.headers.get("chatgpt-account-id") != self.account_id:
+            await reply.json(*_detail("chatgpt-account-id header is missing or does not match", 403))
+            return
+        body = rec.body
+        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+            problem = _detail("Missing required parameter: model")
+        elif not isinstance(body.get("input"), list):
+            problem = _detail("Input must be a list")
+        elif "stream" in body or "store" in body:
+            problem = _detail(f"Unsupported parameter: {'stream' if 'stream' in body else 'store'}")
+        else:
+            problem = self._check_input(body["input"])
+        if problem:
+            await reply.json(*problem)
+            return
+        kept = [i for i in body["input"] if isinstance(i, dict) and i.get("role") == "user"]
+        await reply.json(200, {"output": [*kept, self._issue_compaction(rec)]})
 
     def _rotate(self, body: dict[str, Any], token: str | None) -> tuple[int, dict[str, Any]]:
         """The token endpoint's decision; a refresh token works exactly once."""

@@ -1,13 +1,66 @@
-"""GET /v1/models: the account's model catalog, converted to the list shape both SDKs read, cached."""
+"""GET /v1/models: the account's model catalog, converted to the list shape both SDKs read, cached;
+and the reasoning efforts each model accepts, from the same catalog."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 CLIENT_VERSION = "0.169.0"  # the catalog filters models by minimal_client_version
+
+# Every effort name clients send, weakest first. `ultra` is the Codex CLI's own level: it sends it as
+# `max` (codex-rs client.rs), so it is never a wire value here either.
+EFFORT_ORDER = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
+_ALIASES = {"ultra": "max"}
+# What the catalog says (`supported_reasoning_levels`, reference/peers-2026-12.md §3.6) for the models we
+# know, used until the account's catalog has been fetched; `minimal` is refused by all of them.
+_TO_XHIGH = ("low", "medium", "high", "xhigh")
+KNOWN_LEVELS: dict[str, tuple[str, ...]] = {
+    "gpt-5.4": _TO_XHIGH,
+    "gpt-5.4-mini": _TO_XHIGH,
+    "gpt-5.5": _TO_XHIGH,
+    "gpt-5.6-sol": (*_TO_XHIGH, "max"),
+    "gpt-5.6-terra": (*_TO_XHIGH, "max"),
+    "gpt-5.6-luna": (*_TO_XHIGH, "max"),
+}
+
+
+def clamp_effort(levels: Sequence[str], wanted: str) -> str:
+    """`wanted` if the model supports it, else the strongest supported level below it, else the
+    weakest supported one (a client's `minimal` becomes `low`). Unknown names pass unchanged: the
+    backend's own 400 explains those better than a guess."""
+    wanted = _ALIASES.get(wanted, wanted)
+    supported = [e for e in EFFORT_ORDER if e in {_ALIASES.get(x, x) for x in levels}]
+    if wanted in supported or wanted not in EFFORT_ORDER or not supported:
+        return wanted
+    rank = EFFORT_ORDER.index(wanted)
+    below = [e for e in supported if EFFORT_ORDER.index(e) < rank]
+    return below[-1] if below else supported[0]
+
+
+def clamp_body_effort(body: dict[str, Any], levels: Sequence[str] | None) -> None:
+    """Any upstream body's `reasoning.effort`, clamped in place to the model's levels (when known)."""
+    reasoning = body.get("reasoning")
+    if levels and isinstance(reasoning, dict) and isinstance(reasoning.get("effort"), str):
+        reasoning["effort"] = clamp_effort(levels, reasoning["effort"])
+
+
+def catalog_levels(payload: Any) -> dict[str, tuple[str, ...]]:
+    """slug -> supported effort names, from a Codex catalog (`supported_reasoning_levels`)."""
+    out: dict[str, tuple[str, ...]] = {}
+    for m in (payload.get("models") if isinstance(payload, dict) else None) or []:
+        if not isinstance(m, dict) or not isinstance(m.get("slug"), str):
+            continue
+        levels = [
+            lv.get("effort") if isinstance(lv, dict) else lv
+            for lv in m.get("supported_reasoning_levels") or []
+        ]
+        if any(isinstance(e, str) for e in levels):
+            out[m["slug"]] = tuple(e for e in levels if isinstance(e, str))
+    return out
 
 
 def from_codex_catalog(payload: Any) -> list[dict[str, Any]]:
@@ -60,6 +113,16 @@ class ModelCache:
     ttl: float
     _entries: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _levels: dict[str, tuple[str, ...]] = field(default_factory=dict)  # from the last catalog seen
+
+    def learn_levels(self, catalog: Any) -> None:
+        self._levels.update(catalog_levels(catalog))
+
+    def reasoning_levels(self, model: Any) -> tuple[str, ...] | None:
+        """The model's effort levels: from a fetched catalog, else the built-in table, else None."""
+        if not isinstance(model, str):
+            return None
+        return self._levels.get(model) or KNOWN_LEVELS.get(model)
 
     def get(self, key: str) -> dict[str, Any] | None:
         hit = self._entries.get(key)

@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tomli_w
 
 ROOT = Path(__file__).resolve().parent.parent
 CLAUDE = ROOT / ".cache/cc/node_modules/.bin/claude"
-CODEX = ROOT / ".cache/codex/node_modules/.bin/codex"
+CODEX = ROOT / ".cache/codex/node_modules/.bin/codex"  # the pinned Codex CLI (0.169.0)
+CODEX_NEW = ROOT / ".cache/codex-new/node_modules/.bin/codex"  # the newest one scripts/install knows
 
 
 def require(binary: Path) -> str:
@@ -77,20 +79,29 @@ def run_claude(base_url: str, prompt: str, tmp: Path, *args: str, env: dict[str,
 
 
 def run_codex(
-    base_url: str, prompt: str, tmp: Path, *args: str, timeout: float = 180
-) -> subprocess.CompletedProcess[str]:
-    """`codex exec` with a model provider pointing at base_url (wire_api responses, clients.md §3)."""
-    binary = require(CODEX)
+    base_url: str, prompt: str, tmp: Path, *args: str, timeout: float = 180, binary: Path = CODEX,
+    provider: dict[str, Any] | None = None, config: dict[str, Any] | None = None,
+) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    """`codex exec` with a model provider pointing at base_url (wire_api responses, clients.md §3);
+    `provider` adds or overrides provider settings (e.g. name = "OpenAI" for remote compaction),
+    `config` top-level settings.
+    Plugins and apps are off: with them Codex contacts public hosts at start."""
+    exe = require(binary)
     home, codex_home, work = tmp / "codex-cli-home", tmp / "codex-cli-codexhome", tmp / "codex-work"
     for d in (home, codex_home, work):
         d.mkdir(parents=True, exist_ok=True)
-    (codex_home / "config.toml").write_text(
-        'model = "gpt-5.5"\nmodel_provider = "proxy"\n\n[model_providers.proxy]\nname = "codex-api-proxy"\n'
-        f'base_url = "{base_url}"\nwire_api = "responses"\nenv_key = "PROXY_KEY"\n'
-    )
+    proxy = {"name": "codex-api-proxy", "base_url": base_url, "wire_api": "responses", "env_key": "PROXY_KEY"}
+    config = {
+        "model": "gpt-5.5",
+        "model_provider": "proxy",
+        "model_providers": {"proxy": {**proxy, **(provider or {})}},
+        "features": {"plugins": False, "apps": False},
+        **(config or {}),
+    }
+    (codex_home / "config.toml").write_text(tomli_w.dumps(config))
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "CODEX_HOME": str(codex_home),
            "PROXY_KEY": "unused-locally", "TERM": "dumb"}  # fmt: skip
     return subprocess.run(
-        [binary, "exec", "--skip-git-repo-check", *args, prompt],
+        [exe, "exec", "--skip-git-repo-check", *args, prompt],
         cwd=work, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
     )  # fmt: skip

@@ -280,14 +280,16 @@ def test_http_error_turns_answer_with_their_status_body_and_headers(fb: FakeBack
     )
     limited = post(fb)
     assert limited.status_code == 429
-    assert limited.json() == {
-        "error": {
-            "type": "usage_limit_reached",
-            "message": "The usage limit has been reached",
-            "plan_type": "plus",
-            "resets_in_seconds": 90,
-        }
+    error = limited.json()["error"]
+    resets_at = error.pop("resets_at")
+    assert error == {
+        "type": "usage_limit_reached",
+        "message": "The usage limit has been reached",
+        "plan_type": "plus",
+        "resets_in_seconds": 90,
     }
+    assert isinstance(resets_at, int) and 0 < resets_at - time.time() <= 90
+    assert limited.headers["x-codex-primary-used-percent"] == "100.0"
     unavailable = post(fb)
     assert unavailable.status_code == 503 and unavailable.headers["retry-after"] == "3"
     assert unavailable.json() == {"detail": "Service Unavailable"}

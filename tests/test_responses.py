@@ -139,10 +139,19 @@ def test_client_prompt_cache_key_and_passthrough_fields(client: openai.OpenAI, f
     assert "metadata" not in sent
 
 
-def test_previous_response_id_is_refused_clearly(client: openai.OpenAI, fake: FakeBackend) -> None:
-    with pytest.raises(openai.BadRequestError, match="previous_response_id"):
+def test_previous_response_id_is_expanded_and_unknown_ones_refused(
+    client: openai.OpenAI, fake: FakeBackend
+) -> None:
+    fake.enqueue(Turn(output=[text("first answer")]), Turn(output=[text("second answer")]))
+    first = client.responses.create(model="gpt-5.5", input="hi", store=True)
+    second = client.responses.create(model="gpt-5.5", input="and?", previous_response_id=first.id)
+    assert second.output_text == "second answer"
+    sent = fake.responses_requests[-1].body["input"]
+    assert [i["role"] for i in sent] == ["user", "assistant", "user"]
+    with pytest.raises(openai.BadRequestError, match="resp_123") as exc:
         client.responses.create(model="gpt-5.5", input="hi", previous_response_id="resp_123")
-    assert fake.responses_requests == []
+    assert exc.value.body["param"] == "previous_response_id"
+    assert len(fake.responses_requests) == 2
 
 
 def test_incomplete_is_reported_not_hidden(client: openai.OpenAI, fake: FakeBackend) -> None:
@@ -204,3 +213,14 @@ def test_silent_upstream_gets_keepalives_not_a_timeout(proxy: Proxy, fake: FakeB
         body = r.read().decode()
     assert body.count(": keepalive") >= 2  # proxy runs with --heartbeat 0.3
     assert "response.completed" in body and "after a long think" in body
+
+
+def test_websocket_upgrade_gets_426_in_the_openai_envelope(proxy: Proxy, fake: FakeBackend) -> None:
+    headers = {"upgrade": "websocket", "connection": "Upgrade", "sec-websocket-version": "13",
+               "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==", "openai-beta": "responses_websockets=2026-02-06"}  # fmt: skip
+    r = httpx.get(proxy.v1 + "/responses", headers=headers, trust_env=False, timeout=30)
+    assert r.status_code == 426
+    assert r.json()["error"]["code"] == "websocket_not_supported" and "HTTP" in r.json()["error"]["message"]
+    plain = httpx.get(proxy.v1 + "/responses", trust_env=False, timeout=30)
+    assert plain.status_code == 405  # a GET that is not an upgrade is still just the wrong method
+    assert fake.requests == []

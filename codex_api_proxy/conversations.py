@@ -1,0 +1,204 @@
+"""Stored-state emulation for Responses clients: the items and turns the Codex backend does not keep.
+
+The backend runs with `store: false`, so it cannot resolve an `item_reference` or a
+`previous_response_id`; clients such as the Vercel AI SDK (`store: true` by default) rely on both.
+This store keeps, per account and in memory, every output item the proxy relayed and every input item
+with an id it sent (by id), and every finished turn (by response id: the input sent upstream plus the
+output), so a later request can be expanded into the full conversation the backend needs. Like the
+OpenAI API, a request with `store: false` (the Codex CLI's) is not kept: no copy of what a client
+asked not to store, and no cost on the path that needs none.
+
+Bounded three ways: entries (items + turns), bytes (the JSON size of what an entry holds; a turn
+counts its whole history, so the count never underestimates memory) and age (TTL since last use).
+The least recently used entry goes first; a reference to an evicted entry is a clear 400, never a
+silent drop. Nothing here knows about HTTP: a future Responses WebSocket transport holds one
+`Conversation` per socket, puts it in `ctx.options["conversations"]` for each `response.create` frame
+(so `previous_response_id` expands as over HTTP) and calls `remember` after every turn itself, also
+for `store: false` (the Codex CLI's incremental turns on one socket are store=false, and the OpenAI
+API keeps a socket's previous response in connection-local memory).
+
+Also here, because it is the same conversation identity: the `session-id`/`thread-id`/
+`x-client-request-id` headers current Codex CLIs send, derived for clients that send none.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_ENTRIES_ENV = "CODEX_API_PROXY_STORE_MAX_ITEMS"
+MAX_BYTES_ENV = "CODEX_API_PROXY_STORE_MAX_BYTES"
+TTL_ENV = "CODEX_API_PROXY_STORE_TTL"
+DEFAULT_MAX_ENTRIES = 20_000
+DEFAULT_MAX_BYTES = 128 << 20
+DEFAULT_TTL = 6 * 3600.0
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Entry:
+    value: Any
+    size: int
+    used: float
+
+
+@dataclass(frozen=True)
+class StoredTurn:
+    """One finished response: what was sent upstream (already expanded) and what came back."""
+
+    input: list[dict[str, Any]]
+    output: list[dict[str, Any]]
+
+    def history(self) -> list[dict[str, Any]]:
+        return [*self.input, *self.output]
+
+
+@dataclass
+class ConversationStore:
+    """The bounded, per-account store shared by every request of one proxy."""
+
+    max_entries: int = DEFAULT_MAX_ENTRIES
+    max_bytes: int = DEFAULT_MAX_BYTES
+    ttl: float = DEFAULT_TTL
+    bytes_used: int = 0
+    evicted: int = 0
+    _entries: OrderedDict[tuple[str, str, str], _Entry] = field(default_factory=OrderedDict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def from_env(cls) -> ConversationStore:
+        """Limits from CODEX_API_PROXY_STORE_MAX_ITEMS / _MAX_BYTES / _TTL (seconds); a value that is
+        not a positive number is reported and the default used, so a typo never stops the proxy."""
+
+        def number(name: str, default: float) -> float:
+            raw = os.environ.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                value = 0.0
+            if value > 0:
+                return value
+            log.error("%s=%r is not a positive number; using %s", name, raw, default)
+            return default
+
+        return cls(
+            max_entries=int(number(MAX_ENTRIES_ENV, DEFAULT_MAX_ENTRIES)),
+            max_bytes=int(number(MAX_BYTES_ENV, DEFAULT_MAX_BYTES)),
+            ttl=number(TTL_ENV, DEFAULT_TTL),
+        )
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def conversation(self, account: str | None) -> Conversation:
+        """The view one request (or one socket) works through: everything scoped to its account."""
+        return Conversation(self, account or "")
+
+    def get(self, account: str, kind: str, key: str) -> Any:
+        now = time.monotonic()
+        with self._lock:
+            self._expire(now)
+            entry = self._entries.get((account, kind, key))
+            if entry is None:
+                return None
+            entry.used = now
+            self._entries.move_to_end((account, kind, key))
+            return entry.value
+
+    def put(self, account: str, kind: str, key: str, value: Any, size: int) -> None:
+        if size > self.max_bytes:
+            return  # larger than the whole store: keeping it would evict everything else
+        now = time.monotonic()
+        with self._lock:
+            old = self._entries.pop((account, kind, key), None)
+            if old is not None:
+                self.bytes_used -= old.size
+            self._entries[(account, kind, key)] = _Entry(value, size, now)
+            self.bytes_used += size
+            self._expire(now)
+            while len(self._entries) > self.max_entries or self.bytes_used > self.max_bytes:
+                self._pop_oldest()
+
+    def _expire(self, now: float) -> None:
+        while self._entries:
+            oldest = next(iter(self._entries.values()))
+            if now - oldest.used <= self.ttl:
+                return
+            self._pop_oldest()
+
+    def _pop_oldest(self) -> None:
+        _, entry = self._entries.popitem(last=False)
+        self.bytes_used -= entry.size
+        self.evicted += 1
+
+
+@dataclass
+class Conversation:
+    """One account's items and turns; `remember` once per finished response."""
+
+    store: ConversationStore
+    account: str
+
+    def item(self, item_id: str) -> dict[str, Any] | None:
+        return self.store.get(self.account, "item", item_id)
+
+    def turn(self, response_id: str) -> StoredTurn | None:
+        return self.store.get(self.account, "turn", response_id)
+
+    def remember(
+        self,
+        response_id: str | None,
+        sent: list[dict[str, Any]],
+        output: list[Any],
+        sent_items: Sequence[dict[str, Any]] = (),
+    ) -> None:
+        """A finished response: the turn (what was sent upstream, what came back) and, by id, every
+        output item and every input item the client gave an id (`sent_items`, ids intact: the
+        upstream copies lose theirs)."""
+        items = [i for i in output if isinstance(i, dict)]
+        for item in (*sent_items, *items):
+            if isinstance(item.get("id"), str) and item["id"]:
+                self.store.put(self.account, "item", item["id"], item, json_size(item))
+        if response_id:
+            size = json_size(sent) + json_size(items)
+            self.store.put(self.account, "turn", response_id, StoredTurn(list(sent), items), size)
+
+
+def json_size(value: Any) -> int:
+    """Bytes of compact JSON; ASCII-escaped because that is the encoder's fastest path (and it only
+    overestimates, which is the safe side for a bound)."""
+    return len(json.dumps(value, separators=(",", ":")))
+
+
+# -- conversation headers ------------------------------------------------------------------------------
+
+SESSION_ID, THREAD_ID, REQUEST_ID = "session-id", "thread-id", "x-client-request-id"
+
+
+def conversation_headers(forwarded: Mapping[str, str], prompt_cache_key: str | None) -> dict[str, str]:
+    """The client headers going upstream, with the conversation ids in current Codex's spelling.
+
+    Codex CLI >= 0.16x sends `session-id`, `thread-id` and `x-client-request-id` (= the thread id);
+    the backend's cache affinity follows `session-id`. A client that sends none gets them derived from
+    its `prompt_cache_key` (itself the client's session id or a fingerprint of the conversation's
+    start), so every turn of one conversation carries the same ids. The old underscore `session_id`
+    is read as the session id and not sent on.
+    """
+    out = {k: v for k, v in forwarded.items() if k != "session_id"}
+    session = out.get(SESSION_ID) or forwarded.get("session_id") or prompt_cache_key
+    if not session:
+        return out
+    out[SESSION_ID] = session
+    out.setdefault(THREAD_ID, session)
+    out.setdefault(REQUEST_ID, out[THREAD_ID])
+    return out

@@ -180,6 +180,9 @@ class _Flight:
     loop: asyncio.AbstractEventLoop
 
 
+_RUNNING: set[asyncio.Task[_Outcome]] = set()  # flights outlive a Credentials replaced meanwhile (options)
+
+
 def _failure_kind(err: ProxyError) -> str:
     if err.status == 401:
         return "rejected"
@@ -359,7 +362,10 @@ class Credentials:
             flight = self._flight
             mine = flight is None or flight.task.done() or flight.loop is not loop
             if mine:
-                flight = self._flight = _Flight(loop.create_task(self._fly(stale_token, force)), force, loop)
+                task = loop.create_task(self._fly(stale_token, force))
+                _RUNNING.add(task)
+                task.add_done_callback(_RUNNING.discard)
+                flight = self._flight = _Flight(task, force, loop)
             assert flight is not None
             try:
                 outcome = await asyncio.wait_for(asyncio.shield(flight.task), max(deadline - loop.time(), 0))

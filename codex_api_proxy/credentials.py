@@ -62,7 +62,8 @@ OUTCOMES = (
     "ok",  # new tokens saved
     "adopted",  # no call of ours was needed: another process or program had refreshed (or logged in)
     "discarded",  # the call succeeded but the login was removed or replaced meanwhile: not saved
-    "rejected",  # the token endpoint refused the refresh token for good: `codex login` needed
+    "reused",  # the token endpoint said the refresh token was already used: `codex login` needed
+    "rejected",  # it refused the refresh token for good in another way (expired, revoked, missing)
     "failed",  # the token endpoint answered with an error or an unusable answer
     "unreachable",  # no connection, or it broke before an answer
     "timeout",  # no answer within REFRESH_DEADLINE
@@ -185,7 +186,7 @@ _RUNNING: set[asyncio.Task[_Outcome]] = set()  # flights outlive a Credentials r
 
 def _failure_kind(err: ProxyError) -> str:
     if err.status == 401:
-        return "rejected"
+        return "reused" if err.code == "refresh_token_reused" else "rejected"
     return {"refresh_timeout": "timeout", "refresh_unreachable": "unreachable"}.get(err.code or "", "failed")
 
 

@@ -387,6 +387,7 @@ async def test_reused_refresh_token_is_401_and_file_untouched(
         assert (err.value.status, err.value.code) == (401, "refresh_token_reused")
         assert "Run `codex login`" in err.value.message
     assert len(fb.refresh_requests) == 1  # a dead refresh token is not sent again
+    assert creds.refresh_outcomes["reused"] == 1
     assert auth_path.read_bytes() == before
     assert_no_secrets([caplog.text, str(err.value), repr(err.value)], old, "rt-0")
 
@@ -502,7 +503,7 @@ async def test_caller_gives_up_but_the_sent_refresh_is_awaited_and_saved(
     assert creds.refresh_outcomes["ok"] == 1
 
 
-async def test_caller_with_a_still_valid_token_does_not_wait_for_a_slow_refresh(
+async def test_caller_with_a_still_valid_token_keeps_it_while_a_slow_refresh_goes_on(
     auth_path: Path, fb: FakeBackend
 ) -> None:
     fb.token_delays.append(1.0)

@@ -26,7 +26,7 @@ from mitmproxy.net.http import http1
 from mitmproxy.proxy.layers.http import _http1
 
 from . import __version__, models, tokens
-from .credentials import Credentials
+from .credentials import Credentials, wait_for_refreshes
 from .errors import ProxyError, bad_request, from_upstream
 from .metrics import Metrics
 from .relay import SECRET_HEADER, STREAM_HEADER, RelayServer, Upstream
@@ -93,6 +93,7 @@ class Runtime:
     async def stop_transport(self) -> None:
         if self.relay:
             await self.relay.stop()
+        await wait_for_refreshes()  # a sent refresh needs the upstream client to get and save its answer
         if self.upstream:
             await self.upstream.aclose()
 

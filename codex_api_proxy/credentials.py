@@ -184,6 +184,16 @@ class _Flight:
 _RUNNING: set[asyncio.Task[_Outcome]] = set()  # flights outlive a Credentials replaced meanwhile (options)
 
 
+async def wait_for_refreshes() -> None:
+    """Let every refresh in flight in this loop end and save its tokens. Call it before closing the client
+    they use (shutdown, transport restart): the server may already have rotated the token."""
+    loop = asyncio.get_running_loop()
+    running = [t for t in _RUNNING if t.get_loop() is loop and not t.done()]
+    if running:
+        log.info("waiting for a token refresh in flight to finish before closing the upstream client")
+        await asyncio.wait(running)
+
+
 def _failure_kind(err: ProxyError) -> str:
     if err.status == 401:
         return "reused" if err.code == "refresh_token_reused" else "rejected"

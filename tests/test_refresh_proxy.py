@@ -220,6 +220,19 @@ def test_refresh_answered_after_40_s_is_saved_and_used(tmp_path: Path, fb: FakeB
         p.stop()
 
 
+def test_stopping_the_proxy_during_a_refresh_still_saves_it(tmp_path: Path, fb: FakeBackend) -> None:
+    auth = write_auth(tmp_path / "home", access_token=fb.mint_access_token(-10))
+    fb.token_delays.append(3)
+    p = start_proxy(tmp_path, fb, codex_home=tmp_path / "home", extra_args=["--first-byte-timeout", "1"])
+    try:
+        assert post(p).status_code == 504  # the client gave up; the token is already rotated
+        (grant,) = fb.token_grants
+    finally:
+        p.stop()  # SIGTERM: the proxy exits once the answer is saved
+    assert json.loads(auth.read_text())["tokens"]["refresh_token"] == grant["refresh_token"]
+    assert "waiting for a token refresh in flight" in p.log()
+
+
 def test_login_deleted_during_a_slow_refresh_stays_deleted(tmp_path: Path, fb: FakeBackend) -> None:
     auth = write_auth(tmp_path / "home", access_token=fb.mint_access_token(-10))
     fb.token_delays.append(3)

@@ -418,13 +418,15 @@ class Credentials:
                     return _Outcome(snap.auth)
                 if self._dead is not None and self._dead[0] == snap.refresh_token:
                     return _Outcome(error=self._dead[1], snap=snap)  # a dead refresh token is not sent again
-                return await self._refresh_locked(snap)
+                # Waiting out a connection failure only pays when the request cannot go on without it.
+                urgent = force or (snap.expires_at is not None and snap.expires_at <= time.time())
+                return await self._refresh_locked(snap, CONNECT_RETRY_PAUSES if urgent else ())
         except ProxyError as err:
             return _Outcome(error=err)
 
-    async def _refresh_locked(self, snap: _Snapshot) -> _Outcome:
+    async def _refresh_locked(self, snap: _Snapshot, retry_pauses: tuple[float, ...]) -> _Outcome:
         try:
-            payload = await self._call(snap)
+            payload = await self._call(snap, retry_pauses)
         except ProxyError as err:
             if err.status == 401:
                 self._dead = (snap.refresh_token, err)
@@ -485,7 +487,7 @@ class Credentials:
         finally:
             self._file_lock.release()
 
-    async def _call(self, snap: _Snapshot) -> dict[str, Any]:
+    async def _call(self, snap: _Snapshot, retry_pauses: tuple[float, ...]) -> dict[str, Any]:
         """The token endpoint's answer to one refresh, awaited to its end (REFRESH_DEADLINE)."""
         if not snap.refresh_token:
             raise ProxyError(
@@ -502,7 +504,7 @@ class Credentials:
         }
         try:
             async with asyncio.timeout(REFRESH_DEADLINE):
-                resp = await self._post(body)
+                resp = await self._post(body, retry_pauses)
         except TimeoutError:
             raise ProxyError(
                 504,
@@ -530,13 +532,13 @@ class Credentials:
             )
         return payload
 
-    async def _post(self, body: dict[str, str]) -> httpx.Response:
-        """POST the refresh; sent again only while the connection cannot even be opened (then the server
-        provably never saw it). Any other failure ends the attempt: the token may already be rotated."""
+    async def _post(self, body: dict[str, str], retry_pauses: tuple[float, ...]) -> httpx.Response:
+        """POST the refresh; sent again after each of `retry_pauses` only while the connection cannot even
+        be opened (the server provably never saw it). Any other failure ends it: the token may be rotated."""
         timeout = httpx.Timeout(REFRESH_DEADLINE, connect=CONNECT_TIMEOUT)
         async with contextlib.AsyncExitStack() as stack:
             client = self._client or await stack.enter_async_context(httpx.AsyncClient())
-            pauses = iter(CONNECT_RETRY_PAUSES)
+            pauses = iter(retry_pauses)
             while True:
                 try:
                     return await client.post(self.token_url, json=body, timeout=timeout)

@@ -538,6 +538,17 @@ async def test_connection_refused_refresh_is_sent_again(
     assert creds.refresh_outcomes["ok"] == 1
 
 
+async def test_proactive_refresh_with_the_endpoint_down_does_not_wait_it_out(
+    auth_path: Path, fb: FakeBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The token is still valid: the request goes on with it instead of waiting for a connection."""
+    monkeypatch.setattr(credentials_module, "CONNECT_RETRY_PAUSES", (60.0,))
+    access, creds = make(auth_path, fb, 120)
+    fb.token_down = True
+    assert (await asyncio.wait_for(creds.get(), 30)).token == access
+    assert creds.refresh_outcomes["unreachable"] == 1
+
+
 async def test_connection_cut_after_sending_is_not_sent_again(auth_path: Path, fb: FakeBackend) -> None:
     """Once the endpoint has the request, the token may be rotated: a second send would be refused as
     `reused`, so the failure is reported instead (the next request may try again)."""

@@ -166,7 +166,8 @@ def test_two_proxies_and_a_writer_share_one_login(tmp_path: Path, fb: FakeBacken
     try:
         with ThreadPoolExecutor(4) as pool:
             futures = [pool.submit(client, proxies[i % 2]) for i in range(4)]
-            while writer.poll() is None:
+            give_up = time.monotonic() + seconds + 120  # the writer ends after `seconds` and a last refresh
+            while writer.poll() is None and time.monotonic() < give_up:
                 data = json.loads(auth.read_bytes())  # valid JSON after every write
                 assert data["tokens"]["access_token"] and data["tokens"]["refresh_token"]
                 time.sleep(0.01)

@@ -27,7 +27,7 @@ from mitmproxy.proxy.mode_specs import ProxyMode
 from . import __version__, boundary, models, tokens
 from .backend import Backend
 from .conversations import ConversationStore, conversation_headers
-from .credentials import Credentials
+from .credentials import Credentials, wait_for_refreshes
 from .errors import ProxyError, bad_request
 from .exchange import Family, FlowState
 from .metrics import Metrics
@@ -100,6 +100,7 @@ class Runtime:
     async def stop_transport(self) -> None:
         if self.relay:
             await self.relay.stop()
+        await wait_for_refreshes()  # a sent refresh needs the upstream client to get and save its answer
         if self.backend:
             await self.backend.aclose()
 
@@ -259,7 +260,8 @@ class ProxyOptions:
             bind_hosts=frozenset(bind_hosts(o)),
         )
         rt.settings = settings
-        rt.credentials = Credentials(settings.auth_path)
+        # a client waits for a token refresh as long as for the upstream's first byte; the refresh goes on
+        rt.credentials = Credentials(settings.auth_path, refresh_wait=settings.first_byte_timeout)
         rt.models = models.ModelCache(settings.models_cache_ttl)
         if rt.backend:  # options changed while running (mitmweb): rebuild the transport
             rt.restarting = asyncio.get_running_loop().create_task(rt.restart_transport())

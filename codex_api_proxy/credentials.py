@@ -4,7 +4,19 @@ ChatGPT refresh tokens are single-use: whoever uses one first gets the new pair,
 uses it later gets `refresh_token_reused` and the login is dead. The Codex CLI, other proxies and
 this one share the file, so every refresh happens under an exclusive lock file beside auth.json,
 re-reads the file first (someone may already have refreshed), and writes back atomically in the
-Codex CLI's own format. Within the process one refresh runs at a time and waiters reuse its result.
+Codex CLI's own format.
+
+Three rules keep the login alive under faults:
+- A refresh request that was sent is awaited to its end on its own deadline (REFRESH_DEADLINE), in a
+  task of its own that no client can cancel: the server may already have rotated the token, and the
+  answer is the only copy of the new one. A client that cannot wait that long gets its 504 earlier
+  (`refresh_wait`); the refresh goes on and saves. Only a request that provably never reached the
+  server (its connection never opened) is sent again.
+- A login removed while the proxy runs (auth.json deleted, or its tokens cleared, as `codex logout`
+  does) is never re-created: the file is read again under the lock just before writing, and the
+  answer is discarded if the login is gone.
+- One refresh runs at a time; callers arriving meanwhile share its outcome, and the first caller after
+  a failure tries again at once (no remembered failures, except a refresh token that is dead for good).
 """
 
 from __future__ import annotations
@@ -39,11 +51,23 @@ SCOPE = "openid profile email"
 AUTH_CLAIM = "https://api.openai.com/auth"
 OPAQUE_REFRESH_AGE = 8 * 24 * 3600.0  # the Codex CLI refreshes tokens without `exp` after 8 days
 PERMANENT_CODES = frozenset({"refresh_token_expired", "refresh_token_reused", "refresh_token_invalidated"})
-REFRESH_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
-LOCK_TIMEOUT = 60.0  # longer than a refresh can take (REFRESH_TIMEOUT) plus the re-read grace below
-LOCK_POLL = 0.02
-TRANSIENT_MEMORY = 5.0  # seconds a failed refresh answers queued callers instead of a new attempt
+REFRESH_DEADLINE = 120.0  # a sent refresh is awaited this long, whatever happens to the client that asked
+CONNECT_TIMEOUT = 10.0
+CONNECT_RETRY_PAUSES = (0.5, 1.0)  # before re-sending a refresh whose connection never opened
 FOREIGN_REFRESH_GRACE = 2.0  # after `reused`, how long to wait for the winner (e.g. the Codex CLI) to save
+LOCK_TIMEOUT = REFRESH_DEADLINE + 30.0  # another process may hold the lock for a whole refresh and its grace
+LOCK_POLL = 0.02
+# How refreshes ended, counted in `Credentials.refresh_outcomes`.
+OUTCOMES = (
+    "ok",  # new tokens saved
+    "adopted",  # no call of ours was needed: another process or program had refreshed (or logged in)
+    "discarded",  # the call succeeded but the login was removed or replaced meanwhile: not saved
+    "reused",  # the token endpoint said the refresh token was already used: `codex login` needed
+    "rejected",  # it refused the refresh token for good in another way (expired, revoked, missing)
+    "failed",  # the token endpoint answered with an error or an unusable answer
+    "unreachable",  # no connection, or it broke before an answer
+    "timeout",  # no answer within REFRESH_DEADLINE
+)
 LOGIN_HINT = "Run `codex login` to sign in again."
 
 
@@ -139,6 +163,43 @@ def _error_detail(payload: Any) -> str:
     return ": ".join(dict.fromkeys(p for p in parts if p))[:300]
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    """What one refresh flight ended with: the credentials to use, or the error and the file it failed on."""
+
+    auth: Auth | None = None
+    error: ProxyError | None = None
+    snap: _Snapshot | None = None
+
+
+@dataclass
+class _Flight:
+    """The refresh in progress; every caller needing a refresh meanwhile awaits it instead of starting one."""
+
+    task: asyncio.Task[_Outcome]
+    force: bool
+    loop: asyncio.AbstractEventLoop
+
+
+_RUNNING: set[asyncio.Task[_Outcome]] = set()  # flights outlive a Credentials replaced meanwhile (options)
+
+
+async def wait_for_refreshes() -> None:
+    """Let every refresh in flight in this loop end and save its tokens. Call it before closing the client
+    they use (shutdown, transport restart): the server may already have rotated the token."""
+    loop = asyncio.get_running_loop()
+    running = [t for t in _RUNNING if t.get_loop() is loop and not t.done()]
+    if running:
+        log.info("waiting for a token refresh in flight to finish before closing the upstream client")
+        await asyncio.wait(running)
+
+
+def _failure_kind(err: ProxyError) -> str:
+    if err.status == 401:
+        return "reused" if err.code == "refresh_token_reused" else "rejected"
+    return {"refresh_timeout": "timeout", "refresh_unreachable": "unreachable"}.get(err.code or "", "failed")
+
+
 class Credentials:
     """auth.json, its mode, and fresh tokens on demand (see the module docstring for the rules)."""
 
@@ -149,21 +210,21 @@ class Credentials:
         client: httpx.AsyncClient | None = None,
         token_url: str | None = None,
         refresh_margin: float = 300.0,
+        refresh_wait: float = REFRESH_DEADLINE,
     ) -> None:
         self.path = Path(path).expanduser() if path is not None else default_path()
         self.token_url = token_url or os.environ.get("CODEX_REFRESH_TOKEN_URL_OVERRIDE") or TOKEN_URL
         self.client_id = os.environ.get("CODEX_APP_SERVER_LOGIN_CLIENT_ID") or CLIENT_ID
         self.refresh_margin = refresh_margin
+        self.refresh_wait = refresh_wait  # how long a caller waits for a refresh before its 504
         self.refresh_count = 0  # successful refresh calls made by this process
-        self.refresh_failures = 0
+        self.refresh_outcomes: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
         self.reads = 0  # times auth.json was actually read (not just stat'ed)
         self._client = client
         self._snap: _Snapshot | None = None
         self._file_lock = filelock.FileLock(str(self.path) + ".lock", mode=0o600)
-        self._mutex: asyncio.Lock | None = None
-        self._mutex_loop: asyncio.AbstractEventLoop | None = None
-        self._tasks: set[asyncio.Task[Auth]] = set()
-        self._failure: tuple[str | None, float, ProxyError] | None = None  # (refresh token, when, error)
+        self._flight: _Flight | None = None
+        self._dead: tuple[str | None, ProxyError] | None = None  # a refresh token refused for good
 
     def set_client(self, client: httpx.AsyncClient) -> None:
         self._client = client
@@ -175,7 +236,7 @@ class Credentials:
         snap = await self._current()
         if not self._stale(snap):
             return snap.auth
-        return await self._refresh(snap.auth.token, force=False)
+        return await self._refresh(snap.auth.token, force=False, current=snap)
 
     async def after_unauthorized(self, failed: Auth) -> Auth:
         """New credentials after upstream rejected `failed` with 401; the caller retries once with them."""
@@ -212,8 +273,7 @@ class Credentials:
             st = os.stat(self.path)
         except FileNotFoundError:
             self._snap = None
-            message = f"No Codex login found at {self.path}. Run `codex login` first (or set CODEX_HOME)."
-            raise ProxyError(503, message, code="auth_missing") from None
+            raise self._signed_out(f"No Codex login found at {self.path}.") from None
         except OSError as exc:
             raise self._invalid(f"cannot be read ({exc.strerror})") from None
         if not force and self._snap is not None and self._snap.key == (st.st_mtime_ns, st.st_size, st.st_ino):
@@ -244,6 +304,13 @@ class Credentials:
     def _invalid(self, what: str) -> ProxyError:
         return ProxyError(503, f"The Codex login file {self.path} {what}. {LOGIN_HINT}", code="auth_invalid")
 
+    @staticmethod
+    def _signed_out(what: str) -> ProxyError:
+        """No login (never made, or removed by `codex logout`): the person must sign in, so a 401."""
+        return ProxyError(
+            401, f"{what} Run `codex login` to sign in (or set CODEX_HOME).", code="auth_missing"
+        )
+
     def _parse(self, raw: bytes, key: tuple[int, int, int]) -> _Snapshot:
         try:
             data = json.loads(raw)
@@ -259,6 +326,13 @@ class Credentials:
             auth = Auth("apikey", api_key, None, False)
             return _Snapshot(key, data, newline, auth, None, None, None)
         tokens = data.get("tokens")
+        if tokens is None or (
+            isinstance(tokens, dict)
+            and not any(_text(tokens.get(k)) for k in ("access_token", "refresh_token"))
+        ):
+            raise self._signed_out(
+                f"The Codex login in {self.path} holds no API key and no tokens (signed out)."
+            )
         if not isinstance(tokens, dict):
             raise self._invalid("has neither an OPENAI_API_KEY nor ChatGPT tokens")
         access = _text(tokens.get("access_token"))
@@ -288,61 +362,88 @@ class Credentials:
             return True
         return not force and not self._stale(snap)
 
-    # -- refreshing -----------------------------------------------------------------------------------
+    # -- waiting for a refresh ------------------------------------------------------------------------
 
-    async def _refresh(self, stale_token: str, force: bool) -> Auth:
-        # A shielded task, so a client that disconnects mid-refresh cannot cancel it between the token
-        # endpoint rotating the refresh token and the new one being saved.
-        task = asyncio.ensure_future(self._refresh_task(stale_token, force))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return await asyncio.shield(task)
-
-    def _lock(self) -> asyncio.Lock:
+    async def _refresh(self, stale_token: str, force: bool, current: _Snapshot | None = None) -> Auth:
+        """Fresh credentials from the refresh in flight, or from a new one if none is running. Waits at
+        most `refresh_wait`; the refresh itself is shielded and runs to its own end."""
         loop = asyncio.get_running_loop()
-        if self._mutex is None or self._mutex_loop is not loop:
-            self._mutex, self._mutex_loop = asyncio.Lock(), loop
-        return self._mutex
+        deadline = loop.time() + self.refresh_wait
+        while True:
+            flight = self._flight
+            mine = flight is None or flight.task.done() or flight.loop is not loop
+            if mine:
+                task = loop.create_task(self._fly(stale_token, force))
+                _RUNNING.add(task)
+                task.add_done_callback(_RUNNING.discard)
+                flight = self._flight = _Flight(task, force, loop)
+            assert flight is not None
+            try:
+                outcome = await asyncio.wait_for(asyncio.shield(flight.task), max(deadline - loop.time(), 0))
+            except TimeoutError:
+                message = (
+                    f"Refreshing the Codex login took longer than {self.refresh_wait:g} s; it goes on in "
+                    "the background, try again shortly."
+                )
+                return self._fail(current, ProxyError(504, message, code="upstream_timeout"), force)
+            if outcome.error is not None:
+                return self._fail(outcome.snap or current, outcome.error, force)
+            assert outcome.auth is not None
+            if force and not mine and not flight.force and outcome.auth.token == stale_token:
+                continue  # a proactive refresh found this token fresh, but upstream rejected it: force one
+            return outcome.auth
 
-    async def _refresh_task(self, stale_token: str, force: bool) -> Auth:
-        async with self._lock():
+    def _fail(self, snap: _Snapshot | None, err: ProxyError, force: bool) -> Auth:
+        """Raise `err`, unless a proactive refresh failed transiently and the token still works."""
+        expired = snap is None or (snap.expires_at is not None and snap.expires_at <= time.time())
+        if force or expired or err.status == 401:
+            raise dataclasses.replace(err)  # a copy: every caller of a flight raises its own
+        assert snap is not None
+        log.warning("token refresh failed (%s); using the current access token until it expires", err.code)
+        return snap.auth
+
+    # -- one refresh ----------------------------------------------------------------------------------
+
+    async def _fly(self, stale_token: str, force: bool) -> _Outcome:
+        """One refresh from decision to saved file; never raises a ProxyError, it is the outcome."""
+        try:
             snap = await self._current()
             if self._settled(snap, stale_token, force):
-                return snap.auth
-            remembered = self._remembered_failure(snap)
-            if remembered is not None:
-                return self._fail(snap, remembered, force)
+                return _Outcome(snap.auth)
             async with self._exclusive():
                 snap = await self._current(force=True)
                 if self._settled(snap, stale_token, force):
                     log.debug("adopted tokens refreshed by another process")
-                    return snap.auth
-                try:
-                    return await self._refresh_tokens(snap)
-                except ProxyError as err:
-                    self.refresh_failures += 1
-                    self._failure = (snap.refresh_token, time.monotonic(), err)
-                    if err.status == 401:
-                        adopted = await self._foreign_refresh(snap)
-                        if adopted is not None:
-                            return adopted
-                    return self._fail(snap, err, force)
+                    self.refresh_outcomes["adopted"] += 1
+                    return _Outcome(snap.auth)
+                if self._dead is not None and self._dead[0] == snap.refresh_token:
+                    return _Outcome(error=self._dead[1], snap=snap)  # a dead refresh token is not sent again
+                # Waiting out a connection failure only pays when the request cannot go on without it.
+                urgent = force or (snap.expires_at is not None and snap.expires_at <= time.time())
+                return await self._refresh_locked(snap, CONNECT_RETRY_PAUSES if urgent else ())
+        except ProxyError as err:
+            return _Outcome(error=err)
 
-    def _remembered_failure(self, snap: _Snapshot) -> ProxyError | None:
-        """A failure that still answers for this refresh token: dead ones until the file changes."""
-        if self._failure is None or self._failure[0] != snap.refresh_token:
-            return None
-        _, when, err = self._failure
-        return err if err.status == 401 or time.monotonic() - when < TRANSIENT_MEMORY else None
-
-    def _fail(self, snap: _Snapshot, err: ProxyError, force: bool) -> Auth:
-        """Raise `err`, unless a proactive refresh failed transiently and the token still works."""
-        if not force and err.status != 401 and (snap.expires_at is None or snap.expires_at > time.time()):
-            log.warning(
-                "token refresh failed (%s); using the current access token until it expires", err.code
-            )
-            return snap.auth
-        raise dataclasses.replace(err)  # a copy: queued callers may raise the same remembered failure
+    async def _refresh_locked(self, snap: _Snapshot, retry_pauses: tuple[float, ...]) -> _Outcome:
+        try:
+            payload = await self._call(snap, retry_pauses)
+        except ProxyError as err:
+            if err.status == 401:
+                self._dead = (snap.refresh_token, err)
+                adopted = await self._foreign_refresh(snap)
+                if adopted is not None:
+                    self.refresh_outcomes["adopted"] += 1
+                    return _Outcome(adopted)
+            self.refresh_outcomes[_failure_kind(err)] += 1
+            return _Outcome(error=err, snap=snap)
+        self.refresh_count += 1
+        try:
+            auth, saved = await self._save(snap, payload)
+        except ProxyError as err:
+            self.refresh_outcomes["discarded"] += 1
+            return _Outcome(error=err)
+        self.refresh_outcomes["ok" if saved else "discarded"] += 1
+        return _Outcome(auth)
 
     async def _foreign_refresh(self, before: _Snapshot) -> Auth | None:
         """After a permanent refusal: tokens another program (e.g. the Codex CLI, which does not take our
@@ -386,8 +487,8 @@ class Credentials:
         finally:
             self._file_lock.release()
 
-    async def _refresh_tokens(self, snap: _Snapshot) -> Auth:
-        """One refresh call; the answer is saved before anyone uses the new access token."""
+    async def _call(self, snap: _Snapshot, retry_pauses: tuple[float, ...]) -> dict[str, Any]:
+        """The token endpoint's answer to one refresh, awaited to its end (REFRESH_DEADLINE)."""
         if not snap.refresh_token:
             raise ProxyError(
                 401,
@@ -402,15 +503,13 @@ class Credentials:
             "scope": SCOPE,
         }
         try:
-            if self._client is not None:
-                resp = await self._client.post(self.token_url, json=body, timeout=REFRESH_TIMEOUT)
-            else:
-                async with httpx.AsyncClient(timeout=REFRESH_TIMEOUT) as client:
-                    resp = await client.post(self.token_url, json=body)
-        except httpx.TimeoutException as exc:
+            async with asyncio.timeout(REFRESH_DEADLINE):
+                resp = await self._post(body, retry_pauses)
+        except TimeoutError:
             raise ProxyError(
                 504,
-                f"The OpenAI token endpoint timed out refreshing the Codex login ({type(exc).__name__}).",
+                f"The OpenAI token endpoint did not answer the Codex login refresh in "
+                f"{REFRESH_DEADLINE:g} s.",
                 code="refresh_timeout",
             ) from None
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
@@ -425,15 +524,32 @@ class Credentials:
             payload = None
         if resp.status_code >= 400:
             raise self._refusal(resp.status_code, payload, snap)
-        new_access = _text(payload.get("access_token")) if isinstance(payload, dict) else None
-        if not new_access:
+        if not isinstance(payload, dict) or not _text(payload.get("access_token")):
             raise ProxyError(
                 502,
                 "The OpenAI token endpoint answered without a new access token.",
                 code="refresh_invalid_response",
             )
-        self.refresh_count += 1
-        return self._save(snap, payload)
+        return payload
+
+    async def _post(self, body: dict[str, str], retry_pauses: tuple[float, ...]) -> httpx.Response:
+        """POST the refresh; sent again after each of `retry_pauses` only while the connection cannot even
+        be opened (the server provably never saw it). Any other failure ends it: the token may be rotated."""
+        timeout = httpx.Timeout(REFRESH_DEADLINE, connect=CONNECT_TIMEOUT)
+        async with contextlib.AsyncExitStack() as stack:
+            client = self._client or await stack.enter_async_context(httpx.AsyncClient())
+            pauses = iter(retry_pauses)
+            while True:
+                try:
+                    return await client.post(self.token_url, json=body, timeout=timeout)
+                except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                    pause = next(pauses, None)
+                    if pause is None:
+                        raise
+                    log.info(
+                        "token endpoint unreachable (%s); trying again in %g s", type(exc).__name__, pause
+                    )
+                    await asyncio.sleep(pause)
 
     def _refusal(self, status: int, payload: Any, snap: _Snapshot) -> ProxyError:
         code = _error_code(payload)
@@ -451,8 +567,21 @@ class Credentials:
         message = f"Refreshing the Codex login failed: the token endpoint answered HTTP {status}"
         return ProxyError(502, message + (f" ({detail})." if detail else "."), code="refresh_failed")
 
-    def _save(self, snap: _Snapshot, payload: dict[str, Any]) -> Auth:
-        """Write the new tokens into the file just read, keeping every other key, the key order and format."""
+    async def _save(self, snap: _Snapshot, payload: dict[str, Any]) -> tuple[Auth, bool]:
+        """Write the new tokens into the file just read, keeping every other key, the key order and format;
+        (credentials to use, whether they were saved). Just before writing, the file is read again: a login
+        removed meanwhile (`codex logout`) stays removed (ProxyError 401), a newer one is kept."""
+        try:
+            now = await self._current(force=True)
+        except ProxyError as err:
+            if err.status == 401:
+                log.warning("the Codex login was removed during a token refresh; discarding the new tokens")
+                raise
+            now = None  # unreadable even on a second look: our tokens are the only live ones, write them
+        if now is not None and (now.auth.mode != "chatgpt" or now.refresh_token != snap.refresh_token):
+            # Only a new login can have replaced a refresh token we just consumed: keep it.
+            log.debug("auth.json changed during the refresh; keeping the newer login")
+            return now.auth, False
         data = copy.deepcopy(snap.data)
         tokens = data["tokens"]
         for name in ("id_token", "access_token", "refresh_token"):
@@ -463,12 +592,6 @@ class Credentials:
             tokens["account_id"] = account_id
         data["last_refresh"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         raw = json.dumps(data, indent=2, ensure_ascii=False).encode() + (b"\n" if snap.newline else b"")
-        with contextlib.suppress(ProxyError):
-            now = self._load(force=True)
-            if now.refresh_token != snap.refresh_token:
-                # Only a new login can have replaced a refresh token we just consumed: keep it.
-                log.debug("auth.json changed during the refresh; keeping the newer login")
-                return now.auth
         try:
             key = _write_atomic(self.path, raw)
         except OSError as exc:
@@ -482,7 +605,7 @@ class Credentials:
         else:
             log.debug("saved refreshed tokens to %s", self.path)
         self._snap = self._parse(raw, key)
-        return self._snap.auth
+        return self._snap.auth, True
 
 
 def _write_atomic(path: Path, raw: bytes) -> tuple[int, int, int]:

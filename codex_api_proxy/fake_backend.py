@@ -22,8 +22,11 @@ answer is an HTTP error.
 
 Knobs (public attributes, safe to change between requests): `access_tokens`, `refresh_tokens` and
 `api_keys` (None = accept any non-empty token; a refresh token still works only once), `account_id`
-(None = no `chatgpt-account-id` check), `models` (the catalog), `token_delay`, `token_status` (e.g. 500
-to make the token endpoint fail), `access_token_ttl`, `encrypted_content_needs_include` (True = like
+(None = no `chatgpt-account-id` check), `models` (the catalog), `token_delay` (seconds before every
+token answer; the token is rotated at once, so a client that gives up loses the new one), `token_delays`
+(delays for the next token calls, one each, then `token_delay` again), `token_status` (e.g. 500 to make
+the token endpoint fail), `token_down` (True = the token endpoint, on a port of its own, refuses
+connections like a host that is down), `access_token_ttl`, `encrypted_content_needs_include` (True = like
 the real backend, reasoning items only carry `encrypted_content` when the request has
 `include: ["reasoning.encrypted_content"]`). Compaction as codex-rs describes it: a `/responses` request
 with a `compaction_trigger` item gets exactly one `compaction` output item (v2, the script is left
@@ -378,6 +381,7 @@ class FakeBackend:
         self.port = port
         self.models: list[dict[str, Any]] = [dict(m) for m in DEFAULT_MODELS]
         self.token_delay = 0.0
+        self.token_delays: deque[float] = deque()  # for the next token calls, one each (then token_delay)
         self.token_status: int | None = None  # set (e.g. 500) to make the token endpoint fail
         self.access_token_ttl = 3600.0
         self.encrypted_content_needs_include = False
@@ -396,6 +400,9 @@ class FakeBackend:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
+        self._token_server: asyncio.Server | None = None
+        self._token_port = 0
+        self._token_writers: set[asyncio.StreamWriter] = set()
 
     # -- public API
 
@@ -409,7 +416,20 @@ class FakeBackend:
 
     @property
     def token_url(self) -> str:
-        return self.base_url + TOKEN_PATH
+        return f"http://127.0.0.1:{self._token_port}{TOKEN_PATH}"
+
+    @property
+    def token_down(self) -> bool:
+        return self._token_server is None
+
+    @token_down.setter
+    def token_down(self, down: bool) -> None:
+        """Take the token endpoint down (its port refuses connections, open ones are cut) or bring it back
+        on the same port. Blocks until done; call it from any thread but the fake's own."""
+        if down == self.token_down or self._loop is None:
+            return
+        change = self._close_token_endpoint() if down else self._open_token_endpoint()
+        asyncio.run_coroutine_threadsafe(change, self._loop).result(10)
 
     @property
     def openai_url(self) -> str:
@@ -494,6 +514,7 @@ class FakeBackend:
         self._stopping = asyncio.Event()
         try:
             server = await asyncio.start_server(self._connection, "127.0.0.1", self.port, limit=1 << 20)
+            await self._open_token_endpoint()
         except OSError as exc:
             failure.append(exc)
             ready.set()
@@ -502,10 +523,31 @@ class FakeBackend:
         ready.set()
         await self._stopping.wait()
         server.close()
+        await self._close_token_endpoint()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await server.wait_closed()
+
+    async def _open_token_endpoint(self) -> None:
+        self._token_server = await asyncio.start_server(
+            self._token_connection, "127.0.0.1", self._token_port, limit=1 << 20
+        )
+        self._token_port = self._token_server.sockets[0].getsockname()[1]
+
+    async def _close_token_endpoint(self) -> None:
+        server, self._token_server = self._token_server, None
+        if server is not None:
+            server.close()  # stops listening; the connections it accepted are cut below
+        for writer in list(self._token_writers):
+            writer.close()
+
+    async def _token_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._token_writers.add(writer)
+        try:
+            await self._connection(reader, writer)
+        finally:
+            self._token_writers.discard(writer)
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -661,8 +703,10 @@ class FakeBackend:
         body = rec.body if isinstance(rec.body, dict) else {}
         token = body.get("refresh_token")
         status, answer = self._rotate(body, token if isinstance(token, str) else None)
-        if self.token_delay:
-            await asyncio.sleep(self.token_delay)
+        with self._lock:
+            delay = self.token_delays.popleft() if self.token_delays else self.token_delay
+        if delay:
+            await asyncio.sleep(delay)
         await reply.json(status, answer)
 
     # -- rules

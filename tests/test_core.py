@@ -35,8 +35,9 @@ def test_health_is_local_and_never_reads_auth(proxy: Proxy, fake: FakeBackend, h
         chat = http.post(
             "/v1/chat/completions", json={"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}]}
         )
-        assert chat.status_code == 503
-        assert str(auth) in chat.json()["error"]["message"]
+        assert chat.status_code == 401  # no login is the person's to fix: `codex login`, not a retry
+        message = chat.json()["error"]["message"]
+        assert str(auth) in message and "codex login" in message
     finally:
         auth.write_bytes(saved)
     assert http.get("/ready").json()["mode"] == "chatgpt"

@@ -183,18 +183,21 @@ async def test_empty_api_key_means_chatgpt_mode(auth_path: Path, fb: FakeBackend
 
 
 @pytest.mark.parametrize(
-    ("content", "code", "detail"),
+    ("content", "status", "code", "detail"),
     [
-        (None, "auth_missing", "No Codex login found"),
-        (b"{not json", "auth_invalid", "not valid JSON"),
-        (b"[]", "auth_invalid", "JSON object"),
-        (b'{"OPENAI_API_KEY": null}', "auth_invalid", "neither"),
-        (b'{"tokens": {"refresh_token": "rt-secret"}}', "auth_invalid", "access_token"),
+        (None, 401, "auth_missing", "No Codex login found"),
+        (b'{"OPENAI_API_KEY": null}', 401, "auth_missing", "no API key and no tokens"),
+        (b'{"OPENAI_API_KEY": null, "tokens": null}', 401, "auth_missing", "signed out"),
+        (b"{not json", 503, "auth_invalid", "not valid JSON"),
+        (b"[]", 503, "auth_invalid", "JSON object"),
+        (b'{"tokens": "x"}', 503, "auth_invalid", "neither"),
+        (b'{"tokens": {"refresh_token": "rt-secret"}}', 503, "auth_invalid", "access_token"),
     ],
 )
-async def test_missing_or_broken_file_is_503_with_login_hint(
-    auth_path: Path, content: bytes | None, code: str, detail: str
+async def test_missing_signed_out_or_broken_file_names_codex_login(
+    auth_path: Path, content: bytes | None, status: int, code: str, detail: str
 ) -> None:
+    """No login at all is the person's to fix (401, no retrying); a broken file may be a torn write (503)."""
     auth_path.parent.mkdir(parents=True)
     if content is not None:
         auth_path.write_bytes(content)
@@ -202,7 +205,7 @@ async def test_missing_or_broken_file_is_503_with_login_hint(
     for call in (creds.get(), asyncio.to_thread(creds.describe)):
         with pytest.raises(ProxyError) as err:
             await call
-        assert (err.value.status, err.value.code) == (503, code)
+        assert (err.value.status, err.value.code) == (status, code)
         assert str(auth_path) in err.value.message
         assert detail in err.value.message
         assert "codex login" in err.value.message
@@ -384,6 +387,7 @@ async def test_reused_refresh_token_is_401_and_file_untouched(
         assert (err.value.status, err.value.code) == (401, "refresh_token_reused")
         assert "Run `codex login`" in err.value.message
     assert len(fb.refresh_requests) == 1  # a dead refresh token is not sent again
+    assert creds.refresh_outcomes["reused"] == 1
     assert auth_path.read_bytes() == before
     assert_no_secrets([caplog.text, str(err.value), repr(err.value)], old, "rt-0")
 
@@ -443,7 +447,10 @@ async def test_answer_without_access_token_is_an_error(auth_path: Path) -> None:
     assert auth_path.read_bytes() == before
 
 
-async def test_network_error_is_502(auth_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_network_error_is_502(
+    auth_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(credentials_module, "CONNECT_RETRY_PAUSES", (0.01,))
     auth_path.parent.mkdir(parents=True)
     expired = make_jwt({"exp": int(time.time()) - 5})
     write(auth_path, codex_auth(expired, "rt-0"))
@@ -454,16 +461,123 @@ async def test_network_error_is_502(auth_path: Path, caplog: pytest.LogCaptureFi
     with pytest.raises(ProxyError) as err:
         await creds.after_unauthorized(Auth("chatgpt", expired, "acct-1", False))
     assert err.value.status == 502
+    assert creds.refresh_outcomes["unreachable"] == 2
     assert_no_secrets([caplog.text, str(err.value)], expired, "rt-0")
 
 
-async def test_timeout_is_504(auth_path: Path, fb: FakeBackend, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(credentials_module, "REFRESH_TIMEOUT", httpx.Timeout(0.2))
-    fb.token_delay = 1.0
+async def test_no_answer_by_the_deadline_is_504_and_not_asked_again(
+    auth_path: Path, fb: FakeBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(credentials_module, "REFRESH_DEADLINE", 0.3)
+    fb.token_delay = 2.0
     _, creds = make(auth_path, fb, -10)
     with pytest.raises(ProxyError) as err:
         await creds.get()
     assert (err.value.status, err.value.code) == (504, "refresh_timeout")
+    assert len(fb.refresh_requests) == 1  # the endpoint had the request: it may have rotated the token
+    assert creds.refresh_outcomes["timeout"] == 1
+
+
+async def test_caller_gives_up_but_the_sent_refresh_is_awaited_and_saved(
+    auth_path: Path, fb: FakeBackend
+) -> None:
+    """The fake rotates the token at once and answers 1.5 s later; callers wait only 0.2 s."""
+    fb.token_delays.append(1.5)
+    _, creds = make(auth_path, fb, -10)
+    creds.refresh_wait = 0.2
+    for _ in range(2):  # the second caller joins the refresh in flight instead of sending another
+        with pytest.raises(ProxyError) as err:
+            await creds.get()
+        assert (err.value.status, err.value.code) == (504, "upstream_timeout")
+        assert "goes on in the background" in err.value.message
+    assert len(fb.refresh_requests) == 1
+    (grant,) = fb.token_grants
+    for _ in range(600):
+        if json.loads(auth_path.read_text())["tokens"]["refresh_token"] == grant["refresh_token"]:
+            break
+        await asyncio.sleep(0.05)
+    saved = json.loads(auth_path.read_text())["tokens"]
+    assert (saved["access_token"], saved["refresh_token"]) == (grant["access_token"], grant["refresh_token"])
+    assert (await creds.get()).token == grant["access_token"]  # no new refresh: the saved one is used
+    assert len(fb.refresh_requests) == 1
+    assert creds.refresh_outcomes["ok"] == 1
+
+
+async def test_caller_with_a_still_valid_token_keeps_it_while_a_slow_refresh_goes_on(
+    auth_path: Path, fb: FakeBackend
+) -> None:
+    fb.token_delays.append(1.0)
+    access, creds = make(auth_path, fb, 120)  # inside the margin, valid for two more minutes
+    creds.refresh_wait = 0.2
+    assert (await creds.get()).token == access
+    for _ in range(600):
+        if creds.refresh_outcomes["ok"]:
+            break
+        await asyncio.sleep(0.05)
+    assert (await creds.get()).token == fb.token_grants[0]["access_token"]
+    assert len(fb.refresh_requests) == 1
+
+
+async def test_connection_refused_refresh_is_sent_again(
+    auth_path: Path, fb: FakeBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection that never opened provably never reached the server: trying again is safe."""
+    monkeypatch.setattr(credentials_module, "CONNECT_RETRY_PAUSES", (0.5,) * 20)
+    _, creds = make(auth_path, fb, -10)
+    fb.token_down = True
+
+    async def back_soon() -> None:
+        await asyncio.sleep(0.2)
+        await asyncio.to_thread(setattr, fb, "token_down", False)
+
+    back = asyncio.create_task(back_soon())
+    auth = await creds.get()
+    await back
+    assert auth.token == fb.token_grants[0]["access_token"]
+    assert len(fb.refresh_requests) == 1
+    assert creds.refresh_outcomes["ok"] == 1
+
+
+async def test_proactive_refresh_with_the_endpoint_down_does_not_wait_it_out(
+    auth_path: Path, fb: FakeBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The token is still valid: the request goes on with it instead of waiting for a connection."""
+    monkeypatch.setattr(credentials_module, "CONNECT_RETRY_PAUSES", (60.0,))
+    access, creds = make(auth_path, fb, 120)
+    fb.token_down = True
+    assert (await asyncio.wait_for(creds.get(), 30)).token == access
+    assert creds.refresh_outcomes["unreachable"] == 1
+
+
+async def test_connection_cut_after_sending_is_not_sent_again(auth_path: Path, fb: FakeBackend) -> None:
+    """Once the endpoint has the request, the token may be rotated: a second send would be refused as
+    `reused`, so the failure is reported instead (the next request may try again)."""
+    fb.token_delays.append(1.0)
+    _, creds = make(auth_path, fb, -10)
+    caller = asyncio.create_task(creds.get())
+    while not fb.refresh_requests:
+        await asyncio.sleep(0.01)
+    await asyncio.to_thread(setattr, fb, "token_down", True)  # cuts the open connection
+    await asyncio.to_thread(setattr, fb, "token_down", False)
+    with pytest.raises(ProxyError) as err:
+        await caller
+    assert (err.value.status, err.value.code) == (502, "refresh_unreachable")
+    assert len(fb.refresh_requests) == 1
+    assert creds.refresh_outcomes["unreachable"] == 1
+
+
+async def test_next_caller_tries_again_at_once_after_a_failed_refresh(
+    auth_path: Path, fb: FakeBackend
+) -> None:
+    fb.token_status = 503
+    _, creds = make(auth_path, fb, -10)
+    with pytest.raises(ProxyError) as err:
+        await creds.get()
+    assert (err.value.status, err.value.code) == (502, "refresh_failed")
+    fb.token_status = None  # the endpoint recovered: no cool-down keeps failing requests
+    assert (await creds.get()).token == fb.token_grants[0]["access_token"]
+    assert len(fb.refresh_requests) == 2
+    assert (creds.refresh_outcomes["failed"], creds.refresh_outcomes["ok"]) == (1, 1)
 
 
 async def test_proactive_refresh_failure_keeps_a_still_valid_token(auth_path: Path, fb: FakeBackend) -> None:
@@ -471,7 +585,7 @@ async def test_proactive_refresh_failure_keeps_a_still_valid_token(auth_path: Pa
     fb.token_status = 503
     assert (await creds.get()).token == access  # still works for two minutes: no outage
     assert (await creds.get()).token == access
-    assert len(fb.refresh_requests) == 1  # the failure is remembered for a few seconds
+    assert len(fb.refresh_requests) == 2  # no failure is remembered: each request tries again
 
 
 # ---- writing auth.json -----------------------------------------------------------------------------------
@@ -540,6 +654,33 @@ async def test_login_saved_during_a_refresh_is_not_overwritten(auth_path: Path, 
     write(auth_path, codex_auth(newer, "rt-newer-login", account_id="acct-2"))  # `codex login` meanwhile
     assert (await refresh).token == newer
     assert json.loads(auth_path.read_text())["tokens"]["refresh_token"] == "rt-newer-login"
+
+
+@pytest.mark.parametrize("logout", ["file deleted", "tokens cleared"])
+async def test_login_removed_during_a_refresh_stays_removed(
+    auth_path: Path, fb: FakeBackend, logout: str
+) -> None:
+    fb.token_delays.append(0.5)
+    _, creds = make(auth_path, fb, -10)
+    refresh = asyncio.create_task(creds.get())
+    while not fb.refresh_requests:
+        await asyncio.sleep(0.01)
+    if logout == "file deleted":  # `codex logout`
+        auth_path.unlink()
+    else:
+        write(auth_path, {"OPENAI_API_KEY": None, "tokens": None, "last_refresh": None})
+    after = auth_path.read_bytes() if auth_path.exists() else None
+    for call in (refresh, creds.get(), creds.after_unauthorized(Auth("chatgpt", "x", "acct-1", False))):
+        with pytest.raises(ProxyError) as err:
+            await call
+        assert (err.value.status, err.value.code) == (401, "auth_missing")
+        assert "Run `codex login`" in err.value.message
+        assert (auth_path.read_bytes() if auth_path.exists() else None) == after
+    assert len(fb.refresh_requests) == 1
+    assert creds.refresh_outcomes["discarded"] == 1
+    login = fb.mint_access_token(3600)
+    write(auth_path, codex_auth(login, "rt-new-login"))  # `codex login` again: picked up at once
+    assert (await creds.get()).token == login
 
 
 async def test_torn_read_of_an_in_place_write_is_retried(auth_path: Path, fb: FakeBackend) -> None:

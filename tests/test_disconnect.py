@@ -112,7 +112,9 @@ def not_streaming(proxy: Proxy, fake: FakeBackend, family: str) -> tuple[Recorde
 
 
 @pytest.mark.parametrize("family", list(BODIES))
-@pytest.mark.parametrize("phase", [before_headers, in_silence, mid_stream, not_streaming], ids=lambda p: p.__name__)
+@pytest.mark.parametrize(
+    "phase", [before_headers, in_silence, mid_stream, not_streaming], ids=lambda p: p.__name__
+)
 def test_client_leaving_closes_the_upstream_request(proxy: Proxy, fake: FakeBackend, family: str, phase: Phase) -> None:  # fmt: skip
     rec, left = phase(proxy, fake, family)
     took = closed_within(rec, left)

@@ -25,10 +25,12 @@ from mitmproxy import ctx, exceptions, http
 from mitmproxy.net.http import http1
 from mitmproxy.proxy.layers.http import _http1
 
-from . import __version__, models, tokens
+from . import __version__, models, observe, tokens
 from .credentials import Credentials
 from .errors import ProxyError, bad_request, from_upstream
+from .metrics import CONTENT_TYPE as METRICS_TEXT
 from .metrics import Metrics
+from .quota import Quota, QuotaBook, keep_upstream_headers
 from .relay import SECRET_HEADER, STREAM_HEADER, RelayServer, Upstream
 from .settings import (
     API_KEY_ENV,
@@ -80,6 +82,7 @@ class Runtime:
     settings: Settings = field(default_factory=Settings)
     credentials: Credentials = field(default_factory=Credentials)
     metrics: Metrics = field(default_factory=Metrics)
+    quota: QuotaBook = field(default_factory=QuotaBook)
     upstream: Upstream | None = None
     relay: RelayServer | None = None
     models: models.ModelCache = field(default_factory=lambda: models.ModelCache(300))
@@ -255,7 +258,13 @@ class LocalEndpoints:
         rt = self.runtime
         if path == "/health" and method in ("GET", "HEAD"):
             flow.response = json_response(
-                200, {"ok": True, "version": __version__, "uptime_seconds": round(rt.metrics.uptime(), 3)}
+                200,
+                {
+                    "ok": True,
+                    "version": __version__,
+                    "uptime_seconds": round(rt.metrics.uptime(), 3),
+                    "quota": rt.quota.as_json(rt.credentials.account_id or ""),
+                },
             )
         elif path == "/" and method in ("GET", "HEAD"):
             flow.response = json_response(200, {"ok": True, "service": "codex-api-proxy"})
@@ -266,8 +275,9 @@ class LocalEndpoints:
         elif path == "/ready" and method == "GET":
             flow.response = self.ready()
         elif path == "/metrics" and method == "GET":
-            text = rt.metrics.render(rt.credentials.refresh_count)
-            flow.response = http.Response.make(200, text, {"content-type": "text/plain; version=0.0.4"})
+            flow.response = json_response(200, rt.metrics.json())
+        elif path == "/metrics/prometheus" and method == "GET":
+            flow.response = http.Response.make(200, rt.metrics.text(), {"content-type": METRICS_TEXT})
 
     def ready(self) -> http.Response:
         rt = self.runtime
@@ -412,7 +422,7 @@ class ApiGateway:
         refresh = flow.request.query.get("refresh", "").lower() in ("1", "true", "yes")
         async with rt.models.lock:
             cached = None if refresh else rt.models.get(key)
-            rt.metrics.models_cache["hit" if cached else "miss"] += 1
+            rt.metrics.models_cache(hit=cached is not None)
             if cached:
                 return cached
             assert rt.upstream is not None, "upstream not running"
@@ -469,15 +479,9 @@ class ApiGateway:
         state: FlowState | None = flow.metadata.get("codex_api_proxy")
         response = flow.response
         if state is None or response is None:
-            self.record(flow, None)
             return
         try:
             if state.stream is not None:
-                failure = getattr(state.stream, "failure", None)
-                if failure is not None:
-                    self.runtime.metrics.stream_failures[
-                        state.family.name, failure.code or str(failure.status)
-                    ] += 1
                 return
             if response.status_code >= 400:
                 raise from_upstream(response.status_code, response.content or b"", response.headers)
@@ -488,12 +492,14 @@ class ApiGateway:
                     502, "upstream answered a stream request without a stream", code="bad_upstream_response"
                 )
             final = accumulate.aggregate(response.content or b"")
+            observe.note_usage(flow, accumulate.usage_of(final))
             body = state.family.module.from_response(final, state.ctx)
             flow.response = json_response(200, body)
         except ProxyError as error:
+            observe.note_upstream_error(flow, error)
             flow.response = error_response(error, state.family.anthropic)
         finally:
-            self.record(flow, state)
+            keep_upstream_headers(response, flow.response)
 
     def error(self, flow: http.HTTPFlow) -> None:
         state: FlowState | None = flow.metadata.get("codex_api_proxy")
@@ -501,14 +507,6 @@ class ApiGateway:
             log.info(
                 "%s flow ended early: %s", state.family.name, flow.error.msg if flow.error else "unknown"
             )
-            self.runtime.metrics.stream_failures[state.family.name, "flow_error"] += 1
-
-    def record(self, flow: http.HTTPFlow, state: FlowState | None) -> None:
-        route = state.family.name if state else route_path(flow.request.path)
-        started = state.started if state else flow.request.timestamp_start
-        elapsed = time.monotonic() - started if state else max(0.0, time.time() - started)
-        status = flow.response.status_code if flow.response else 0
-        self.runtime.metrics.observe(route if state or status != 404 else "unknown", status, elapsed)
 
 
 def json_error_page(status_code: int, message: str = "") -> bytes:
@@ -531,4 +529,8 @@ def make_addons(runtime: Runtime | None = None) -> list[Any]:
         LocalAuth(runtime),
         LocalEndpoints(runtime),
         ApiGateway(runtime),
+        # they only watch, after the gateway so they see its final answers; RequestMetrics last
+        observe.RequestIds(),
+        Quota(runtime),
+        observe.RequestMetrics(runtime, route_path),
     ]

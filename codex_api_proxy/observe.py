@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -41,7 +41,7 @@ _TIMING = "cxp_timing"
 _UPSTREAM_ERROR = "cxp_upstream_error"
 _USAGE = "cxp_usage"
 _GATEWAY_STATE = "codex_api_proxy"  # the gateway's FlowState: the client's model and the stream translator
-_ID_HEADERS = ("x-request-id", "x-correlation-id", "x-client-request-id")
+_ID_HEADERS = (b"x-request-id", b"x-correlation-id", b"x-client-request-id")  # in order of preference
 _VALID_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # route -> API family; any other path is route "other" (a client cannot add label values)
 ROUTE_FAMILIES = {
@@ -100,22 +100,24 @@ class RequestIds:
     """One id per request: upstream as `x-client-request-id`, to the client as `x-request-id`."""
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        headers = flow.request.headers
-        given = (headers.get(name, "").strip() for name in _ID_HEADERS)
-        rid = next((v for v in given if _VALID_ID.fullmatch(v)), "") or uuid.uuid4().hex
+        given = {k.lower(): v for k, v in flow.request.headers.fields if k.lower() in _ID_HEADERS}
+        ids = (given.get(name, b"").decode("latin-1").strip() for name in _ID_HEADERS)
+        rid = next((v for v in ids if _VALID_ID.fullmatch(v)), "") or secrets.token_hex(16)
         flow.metadata[REQUEST_ID] = rid
-        headers["x-client-request-id"] = rid  # before the gateway, which forwards this header
+        flow.request.headers["x-client-request-id"] = rid  # before the gateway, which forwards it
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
-        self._stamp(flow)  # a streamed answer's headers leave right after this hook
+        if flow.response is not None and flow.response.stream:
+            self._stamp(flow.response, flow)  # a stream's headers leave right after this hook
 
     def response(self, flow: http.HTTPFlow) -> None:
-        self._stamp(flow)  # the gateway may have replaced the answer since
+        if flow.response is not None and not flow.response.stream:
+            self._stamp(flow.response, flow)  # after the gateway, which may have replaced the answer
 
     @staticmethod
-    def _stamp(flow: http.HTTPFlow) -> None:
-        if flow.response is not None and REQUEST_ID in flow.metadata:
-            flow.response.headers["x-request-id"] = flow.metadata[REQUEST_ID]
+    def _stamp(response: http.Response, flow: http.HTTPFlow) -> None:
+        if REQUEST_ID in flow.metadata:
+            response.headers["x-request-id"] = flow.metadata[REQUEST_ID]
 
 
 @dataclass

@@ -11,6 +11,7 @@ them), also on answers the gateway rebuilt or that never reached the upstream.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,8 @@ if TYPE_CHECKING:
 
 WINDOWS = ("primary", "secondary")
 CREDITS = ("has-credits", "unlimited", "balance")
-_PASSED_BACK_PREFIXES = ("x-codex-", "x-ratelimit-")
+_PASSED_BACK_PREFIXES = (b"x-codex-", b"x-ratelimit-")
+_MARKER = "x-codex-primary-used-percent"  # an answer with this one carries the figures already
 MAX_ACCOUNTS = 16
 
 
@@ -62,9 +64,13 @@ class Snapshot:
     limit_reached: bool = False
     limit_resets_at: float | None = None  # from the 429's resets_in_seconds / resets_at
     updated_at: float = 0.0
+    version: int = 0  # bumped by every change, so rendered headers can be reused until then
+    _rendered: tuple[tuple[int, int], tuple[tuple[bytes, bytes], ...]] = field(
+        default=((-1, 0), ()), repr=False
+    )
 
-    def update(self, headers: http.Headers, ok: bool, now: float) -> bool:
-        """Take the figures `headers` carry; False when they carry none."""
+    def update(self, headers: Mapping[str, str], ok: bool, now: float) -> bool:
+        """Take the figures `headers` (lower-case names) carry; False when they carry none."""
         seen = False
         for name, window in self.windows.items():
             used = _number(headers.get(f"x-codex-{name}-used-percent"))
@@ -88,6 +94,7 @@ class Snapshot:
         seen = seen or bool(plan) or any(f"x-codex-credits-{n}" in headers for n in CREDITS)
         if seen:
             self.updated_at = now
+            self.version += 1
             if ok:
                 self.limit_reached, self.limit_resets_at = False, None
         return seen
@@ -103,8 +110,16 @@ class Snapshot:
             "updated_at": round(self.updated_at, 3),
         }
 
+    def header_fields(self, now: float) -> tuple[tuple[bytes, bytes], ...]:
+        """`headers()` as mitmproxy header fields, rendered once per change and second: they are
+        added to every answer."""
+        key = (self.version, int(now))
+        if self._rendered[0] != key:
+            fields = tuple((k.encode(), v.encode("latin-1")) for k, v in self.headers(now).items())
+            self._rendered = (key, fields)
+        return self._rendered[1]
+
     def headers(self, now: float) -> dict[str, str]:
-        """The figures as the backend's own headers, for answers that do not carry them."""
         out: dict[str, str] = {}
         for name, w in self.windows.items():
             if w.used_percent is not None:
@@ -129,11 +144,10 @@ class QuotaBook:
     def get(self, account: str) -> Snapshot | None:
         return self.accounts.get(account)
 
-    def update(self, account: str, headers: http.Headers, ok: bool) -> None:
-        if any(k.lower().startswith("x-codex-") for k in headers):
-            snap = self.accounts.get(account) or Snapshot()
-            if snap.update(headers, ok, time.time()):
-                self._put(account, snap)
+    def update(self, account: str, headers: Mapping[str, str], ok: bool) -> None:
+        snap = self.accounts.get(account) or Snapshot()
+        if snap.update(headers, ok, time.time()):
+            self._put(account, snap)
 
     def limit_reached(self, account: str, retry_after: int | None) -> None:
         snap = self.accounts.get(account) or Snapshot()
@@ -141,6 +155,7 @@ class QuotaBook:
         snap.limit_reached = True
         snap.limit_resets_at = now + retry_after if retry_after is not None else None
         snap.updated_at = now
+        snap.version += 1
         self._put(account, snap)
 
     def _put(self, account: str, snap: Snapshot) -> None:
@@ -156,11 +171,10 @@ class QuotaBook:
 def keep_upstream_headers(upstream: http.Response, answer: http.Response | None) -> None:
     """The gateway replaced the relayed answer with its own (an error, a translated body): keep the
     upstream's `x-codex-*` / `x-ratelimit-*` headers on it, as a relayed stream has them."""
-    if answer is None or answer is upstream:
-        return
-    for name, value in upstream.headers.items():
-        if name.lower().startswith(_PASSED_BACK_PREFIXES) and name not in answer.headers:
-            answer.headers[name] = value
+    if answer is not None and answer is not upstream:
+        answer.headers.fields += tuple(
+            f for f in upstream.headers.fields if f[0].lower().startswith(_PASSED_BACK_PREFIXES)
+        )
 
 
 class Quota:
@@ -175,20 +189,25 @@ class Quota:
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         response = flow.response
-        if response is not None and flow.metadata.get("codex_api_proxy") is not None:  # relayed upstream
-            self.runtime.quota.update(self.account(), response.headers, ok=response.status_code < 400)
+        if response is None or flow.metadata.get("codex_api_proxy") is None:  # not relayed upstream
+            return
+        codex = {
+            k.decode("latin-1").lower(): v.decode("latin-1")
+            for k, v in response.headers.fields
+            if k[:8].lower() == b"x-codex-"
+        }
+        if codex:
+            self.runtime.quota.update(self.account(), codex, ok=response.status_code < 400)
 
     def response(self, flow: http.HTTPFlow) -> None:
         error = upstream_error(flow)
         if error is not None and error.code == "usage_limit_reached":
             self.runtime.quota.limit_reached(self.account(), error.retry_after)
+        response = flow.response
         snap = self.runtime.quota.get(self.account())
-        if flow.response is None or snap is None:
-            return
-        headers = flow.response.headers
-        for name, value in snap.headers(time.time()).items():
-            if name not in headers:
-                headers[name] = value
+        if response is None or snap is None or response.stream or _MARKER in response.headers:
+            return  # a stream's headers are gone already (and had the upstream's own)
+        response.headers.fields += snap.header_fields(time.time())
 
     def gauges(self) -> list[GaugeMetricFamily]:
         """The current account's figures at scrape time (no account id: it is the login in use)."""

@@ -338,3 +338,20 @@ def test_status_shows_the_quota(tmp_path: Path, fake: FakeBackend) -> None:
     finally:
         cli("stop", env=env)
     assert "quota (plus): primary 12% of 300 min, resets in 60 min; secondary 34% of 10080 min" in out, out
+
+
+def test_mitmproxy_event_log_only_at_debug(obs: Proxy, backend: FakeBackend, tmp_path: Path) -> None:
+    quiet = start_proxy(tmp_path, backend, log_level="info")
+    try:
+        for p in (quiet, obs):
+            assert (
+                httpx.get(
+                    p.url + "/health", headers={"x-request-id": "logged-8"}, trust_env=False
+                ).status_code
+                == 200
+            )
+    finally:
+        quiet.stop()
+    assert "GET /health -> 200" in quiet.log() and "logged-8" in quiet.log()  # our line, with the request id
+    assert not re.search(r"(DEBUG|INFO) mitmproxy", quiet.log()) and "client connect" not in quiet.log()
+    assert "mitmproxy.proxy.server: client connect" in obs.log()  # the obs proxy runs at debug

@@ -74,6 +74,11 @@ def note_usage(flow: http.HTTPFlow, usage: dict[str, int]) -> None:
     flow.metadata[_USAGE] = usage
 
 
+def relayed(flow: http.HTTPFlow) -> bool:
+    """The gateway sent this flow upstream (through the relay)."""
+    return flow.metadata.get(_GATEWAY_STATE) is not None
+
+
 def _translator(flow: http.HTTPFlow) -> Any:
     return getattr(flow.metadata.get(_GATEWAY_STATE), "stream", None)
 

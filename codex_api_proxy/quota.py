@@ -19,7 +19,7 @@ from mitmproxy import http
 from prometheus_client.core import GaugeMetricFamily
 
 from .metrics import PREFIX
-from .observe import upstream_error
+from .observe import relayed, upstream_error
 
 if TYPE_CHECKING:
     from .addon import Runtime
@@ -189,7 +189,7 @@ class Quota:
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         response = flow.response
-        if response is None or flow.metadata.get("codex_api_proxy") is None:  # not relayed upstream
+        if response is None or not relayed(flow):
             return
         codex = {
             k.decode("latin-1").lower(): v.decode("latin-1")

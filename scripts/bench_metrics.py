@@ -15,11 +15,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mitmproxy.test import tflow  # noqa: E402
+from mitmproxy.test import tflow
 
-from codex_api_proxy import fake_backend, observe  # noqa: E402
-from codex_api_proxy.addon import Runtime, route_path  # noqa: E402
-from codex_api_proxy.quota import Quota  # noqa: E402
+from codex_api_proxy import fake_backend, observe
+from codex_api_proxy.addon import Runtime, route_path
+from codex_api_proxy.quota import Quota
 
 USAGE = {"input": 12000, "cached": 9000, "output": 300, "reasoning": 120, "total": 12300}
 

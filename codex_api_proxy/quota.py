@@ -120,6 +120,7 @@ class Snapshot:
         return self._rendered[1]
 
     def headers(self, now: float) -> dict[str, str]:
+        """The figures as the backend's own headers (both reset forms, counted from `now`)."""
         out: dict[str, str] = {}
         for name, w in self.windows.items():
             if w.used_percent is not None:

@@ -45,7 +45,7 @@ from .settings import (
 )
 from .translate import accumulate, anthropic, chat, responses
 from .translate.base import RequestContext
-from .translate.passthrough import PassthroughStream
+from .translate.passthrough import PassthroughStream, body_usage
 
 log = logging.getLogger("codex_api_proxy")
 
@@ -486,6 +486,7 @@ class ApiGateway:
             if response.status_code >= 400:
                 raise from_upstream(response.status_code, response.content or b"", response.headers)
             if state.passthrough:
+                observe.note_usage(flow, body_usage(response.content or b""))
                 return
             if state.ctx.stream:  # a 2xx that is not a stream: nothing we can translate
                 raise ProxyError(

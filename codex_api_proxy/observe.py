@@ -69,7 +69,7 @@ def note_upstream_error(flow: http.HTTPFlow, error: ProxyError) -> None:
     flow.metadata[_UPSTREAM_ERROR] = error
 
 
-def note_usage(flow: http.HTTPFlow, usage: dict[str, int]) -> None:
+def note_usage(flow: http.HTTPFlow, usage: dict[str, int] | None) -> None:
     """Token usage of an answer the gateway built whole (`accumulate.usage_of`)."""
     flow.metadata[_USAGE] = usage
 

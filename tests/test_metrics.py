@@ -355,3 +355,30 @@ def test_mitmproxy_event_log_only_at_debug(obs: Proxy, backend: FakeBackend, tmp
     assert "GET /health -> 200" in quiet.log() and "logged-8" in quiet.log()  # our line, with the request id
     assert not re.search(r"(DEBUG|INFO) mitmproxy", quiet.log()) and "client connect" not in quiet.log()
     assert "mitmproxy.proxy.server: client connect" in obs.log()  # the obs proxy runs at debug
+
+
+def test_api_key_mode_counts_tokens_of_passed_through_answers(tmp_path: Path) -> None:
+    """The OpenAI API's answers go to clients unchanged; their usage is still counted, by model."""
+    from .conftest import write_auth
+
+    key = "sk-test-metrics-apikey"
+    with FakeBackend(access_tokens=set(), api_keys={key}) as api:
+        write_auth(tmp_path / "codex-home", api_key=key)
+        p = start_proxy(tmp_path, api)
+        try:
+            with httpx.Client(base_url=p.url, timeout=60, trust_env=False) as c:
+                before = scrape(c)
+                chat = {"model": "gpt-5.4", "messages": [{"role": "user", "content": "hi"}]}
+                for body in ({**chat}, {**chat, "stream": True, "stream_options": {"include_usage": True}}):
+                    api.enqueue(Turn(output=[text("ok")], usage=USAGE))
+                    assert c.post("/v1/chat/completions", json=body).status_code == 200
+                for stream in (False, True):
+                    api.enqueue(Turn(output=[text("ok")], usage=USAGE))
+                    r = c.post("/v1/responses", json={"model": "gpt-5.5", "input": "hi", "stream": stream})
+                    assert r.status_code == 200
+                after = scrape(c)
+        finally:
+            p.stop()
+    for model in ("gpt-5.4", "gpt-5.5"):
+        for kind, n in (("input", 100), ("cached_input", 40), ("output", 20), ("reasoning", 5)):
+            assert delta(before, after, "codex_api_proxy_tokens_total", model=model, kind=kind) == 2 * n

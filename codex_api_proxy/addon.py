@@ -14,7 +14,6 @@ import hmac
 import json
 import logging
 import os
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -311,7 +310,6 @@ class FlowState:
     family: Family
     ctx: RequestContext
     passthrough: bool
-    started: float = field(default_factory=time.monotonic)
     stream: Any = None  # the translator set as mitmproxy's stream callable
 
 

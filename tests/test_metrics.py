@@ -382,3 +382,22 @@ def test_api_key_mode_counts_tokens_of_passed_through_answers(tmp_path: Path) ->
     for model in ("gpt-5.4", "gpt-5.5"):
         for kind, n in (("input", 100), ("cached_input", 40), ("output", 20), ("reasoning", 5)):
             assert delta(before, after, "codex_api_proxy_tokens_total", model=model, kind=kind) == 2 * n
+
+
+def test_unreachable_upstream_is_an_upstream_error_of_its_kind(tmp_path: Path, backend: FakeBackend) -> None:
+    from .conftest import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}/backend-api/codex"  # nothing listens there
+    p = start_proxy(tmp_path, backend, env={"CODEX_API_PROXY_UPSTREAM_URL": dead})
+    try:
+        with httpx.Client(base_url=p.url, timeout=60, trust_env=False) as c:
+            before = scrape(c)
+            for stream in (False, True):
+                r = post(c, "anthropic", stream, **{"x-request-id": f"dead-{stream}"})
+                assert r.status_code == 502 and r.json()["error"]["type"] == "api_error"
+                assert r.headers["x-request-id"] == f"dead-{stream}"
+            after = scrape(c)
+    finally:
+        p.stop()
+    assert delta(before, after, "codex_api_proxy_upstream_errors_total", kind="upstream_unreachable") == 2
+    assert delta(before, after, "codex_api_proxy_requests_total", route="/messages", status_class="5xx") == 2

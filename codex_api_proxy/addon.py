@@ -13,7 +13,6 @@ import functools
 import json
 import logging
 import os
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,13 +23,15 @@ from mitmproxy.net.http import http1
 from mitmproxy.proxy.layers.http import _http1
 from mitmproxy.proxy.mode_specs import ProxyMode
 
-from . import __version__, boundary, models, tokens
+from . import __version__, boundary, models, observe, tokens
 from .backend import Backend
 from .conversations import ConversationStore, conversation_headers
 from .credentials import Credentials, wait_for_refreshes
 from .errors import ProxyError, bad_request
 from .exchange import Family, FlowState
+from .metrics import CONTENT_TYPE as METRICS_TEXT
 from .metrics import Metrics
+from .quota import Quota, QuotaBook
 from .relay import FLOW_HEADER, SECRET_HEADER, Canned, RelayServer
 from .settings import (
     API_KEY_ENV,
@@ -85,6 +86,7 @@ class Runtime:
     credentials: Credentials = field(default_factory=Credentials)
     metrics: Metrics = field(default_factory=Metrics)
     backend: Backend | None = None
+    quota: QuotaBook = field(default_factory=QuotaBook)
     relay: RelayServer | None = None
     models: models.ModelCache = field(default_factory=lambda: models.ModelCache(300))
     conversations: ConversationStore = field(default_factory=ConversationStore.from_env)
@@ -368,7 +370,13 @@ class LocalEndpoints:
         rt = self.runtime
         if path == "/health" and method in ("GET", "HEAD"):
             flow.response = json_response(
-                200, {"ok": True, "version": __version__, "uptime_seconds": round(rt.metrics.uptime(), 3)}
+                200,
+                {
+                    "ok": True,
+                    "version": __version__,
+                    "uptime_seconds": round(rt.metrics.uptime(), 3),
+                    "quota": rt.quota.as_json(rt.credentials.account_id or ""),
+                },
             )
         elif path == "/" and method in ("GET", "HEAD"):
             flow.response = json_response(200, {"ok": True, "service": "codex-api-proxy"})
@@ -379,8 +387,9 @@ class LocalEndpoints:
         elif path == "/ready" and method == "GET":
             flow.response = self.ready()
         elif path == "/metrics" and method == "GET":
-            text = rt.metrics.render(rt.credentials.refresh_count)
-            flow.response = http.Response.make(200, text, {"content-type": "text/plain; version=0.0.4"})
+            flow.response = json_response(200, rt.metrics.json())
+        elif path == "/metrics/prometheus" and method == "GET":
+            flow.response = http.Response.make(200, rt.metrics.text(), {"content-type": METRICS_TEXT})
 
     def ready(self) -> http.Response:
         rt = self.runtime
@@ -540,7 +549,7 @@ class ApiGateway:
         refresh = flow.request.query.get("refresh", "").lower() in ("1", "true", "yes")
         async with rt.models.lock:
             cached = None if refresh else rt.models.get(key)
-            rt.metrics.models_cache["hit" if cached else "miss"] += 1
+            rt.metrics.models_cache(hit=cached is not None)
             if cached:
                 return cached
             assert rt.backend is not None, "upstream not running"
@@ -571,10 +580,6 @@ class ApiGateway:
         state: FlowState | None = flow.metadata.get("codex_api_proxy")
         if state is not None and self.runtime.relay is not None:
             self.runtime.relay.forget(flow.id)
-        if state is not None and state.failure is not None:
-            failure = state.failure
-            self.runtime.metrics.stream_failures[state.family.name, failure.code or str(failure.status)] += 1
-        self.record(flow, state)
 
     def error(self, flow: http.HTTPFlow) -> None:
         """The flow ended without an answer, most often because its client went away."""
@@ -585,14 +590,6 @@ class ApiGateway:
             log.info(
                 "%s flow ended early: %s", state.family.name, flow.error.msg if flow.error else "unknown"
             )
-            self.runtime.metrics.stream_failures[state.family.name, "flow_error"] += 1
-
-    def record(self, flow: http.HTTPFlow, state: FlowState | None) -> None:
-        route = state.family.name if state else route_path(flow.request.path)
-        started = state.started if state else flow.request.timestamp_start
-        elapsed = time.monotonic() - started if state else max(0.0, time.time() - started)
-        status = flow.response.status_code if flow.response else 0
-        self.runtime.metrics.observe(route if state or status != 404 else "unknown", status, elapsed)
 
 
 def json_error_page(status_code: int, message: str = "") -> bytes:
@@ -615,4 +612,8 @@ def make_addons(runtime: Runtime | None = None) -> list[Any]:
         Boundary(runtime),
         LocalEndpoints(runtime),
         ApiGateway(runtime),
+        # they only watch, after the gateway so they see its final answers; RequestMetrics last
+        observe.RequestIds(),
+        Quota(runtime),
+        observe.RequestMetrics(runtime, route_path),
     ]

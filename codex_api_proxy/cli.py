@@ -137,7 +137,8 @@ def setup_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
-    logging.getLogger("mitmproxy").setLevel(logging.WARNING)
+    # mitmproxy's own event log (connections, flows) only at debug
+    logging.getLogger("mitmproxy").setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
 
@@ -306,6 +307,30 @@ def status(state_dir: str) -> None:
         f"codex-api-proxy {info.get('version')} running (pid {pid}) on http://{host}:{port}, "
         f"up {info.get('uptime_seconds', 0):.0f} s"
     )
+    if info.get("quota"):
+        click.echo(quota_summary(info["quota"]))
+
+
+def quota_summary(quota: dict[str, Any]) -> str:
+    """/health's quota as one line: `quota (plus): primary 12% of 300 min, resets in 60 min; ...`."""
+    parts = []
+    for name in ("primary", "secondary"):
+        w = quota.get(name) or {}
+        if w.get("used_percent") is None:
+            continue
+        part = f"{name} {w['used_percent']:g}%"
+        if w.get("window_minutes") is not None:
+            part += f" of {w['window_minutes']:g} min"
+        if w.get("reset_after_seconds") is not None:
+            part += f", resets in {w['reset_after_seconds'] / 60:.0f} min"
+        parts.append(part)
+    if quota.get("limit_reached"):
+        after = quota.get("limit_reset_after_seconds")
+        parts.append(
+            "usage limit reached" + (f", resets in {after / 60:.0f} min" if after is not None else "")
+        )
+    plan = f" ({quota['plan_type']})" if quota.get("plan_type") else ""
+    return f"quota{plan}: " + ("; ".join(parts) or "no figures yet")
 
 
 @main.command()

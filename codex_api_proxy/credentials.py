@@ -251,6 +251,11 @@ class Credentials:
             )
         return await self._refresh(failed.token, force=True)
 
+    @property
+    def account_id(self) -> str | None:
+        """The account of the login last read (None before the first read), for per-account state."""
+        return self._snap.auth.account_id if self._snap is not None else None
+
     def describe(self) -> dict[str, Any]:
         """State for /ready, without secrets."""
         snap = self._load()

@@ -25,7 +25,7 @@ from .errors import ERROR_EVENT, HEARTBEAT_EVENT, ProxyError, from_upstream
 from .sse import SSEParser, frame
 from .translate.accumulate import ResponseAccumulator, usage_of
 from .translate.base import RequestContext
-from .translate.passthrough import PassthroughStream
+from .translate.passthrough import PassthroughStream, body_usage
 from .upstream import Response
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,7 @@ class FlowState:
     usage: dict[str, int] | None = None
     first_byte: float | None = None  # monotonic time of the first byte written toward the client
     upstream_wait: float = 0.0  # seconds spent waiting for the upstream's head
+    translate_seconds: float = 0.0  # time spent translating the answer: the proxy's own share
 
 
 def passed_back(headers: dict[str, str]) -> dict[str, str]:
@@ -147,6 +148,7 @@ class Exchange:
             elif not response.headers.get("content-type", "").startswith("text/event-stream"):
                 body = await response.read(MAX_JSON_ANSWER)
                 if state.passthrough and not state.ctx.stream:
+                    state.usage = body_usage(body)
                     self.respond(response.status, {**_JSON, **headers}, body)
                 elif state.family.unary:
                     answer = state.family.module.from_response(state.family.module.aggregate(body), state.ctx)
@@ -288,9 +290,11 @@ class _StreamSink:
         self._timer: asyncio.TimerHandle | None = None
 
     def data(self, chunk: bytes) -> None:
+        started = time.perf_counter()
         out = self.translator(chunk)
         self.at_boundary = chunk.endswith((b"\n\n", b"\r\n\r\n", b"\r\r"))
         self._emit(out)
+        self.exchange.state.translate_seconds += time.perf_counter() - started
 
     def end(self) -> None:
         self._emit(self.translator(b""), last=True)

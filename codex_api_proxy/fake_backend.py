@@ -31,7 +31,8 @@ the real backend, reasoning items only carry `encrypted_content` when the reques
 `include: ["reasoning.encrypted_content"]`). Compaction as codex-rs describes it: a `/responses` request
 with a `compaction_trigger` item gets exactly one `compaction` output item (v2, the script is left
 alone), `POST /responses/compact` answers `{"output": [...]}` (v1); replayed `compaction` items must
-carry an issued `encrypted_content`. Observations: `requests` / `responses_requests` /
+carry an issued `encrypted_content`. `quota_headers`: the account's `x-codex-*` rate-limit
+headers, sent on every Codex `/responses` answer, errors included; a Turn's own headers win. Observations: `requests` / `responses_requests` /
 `refresh_requests` / `openai_requests`, `refresh_token_uses`, `token_grants`,
 `issued_encrypted_content`, `accepted_encrypted_content`, `issued_compactions`, `accepted_compactions`,
 `connections_opened`. Validation failures
@@ -43,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import itertools
 import json
 import secrets
@@ -65,6 +67,15 @@ COMPACT_PATH = "/responses/compact"
 REJECTED_PARAMS = ("max_output_tokens", "max_tokens", "max_completion_tokens", "temperature", "top_p",
                    "metadata", "truncation", "user", "stream_options")  # fmt: skip
 OUTPUT_OF = {"function_call_output": "function_call", "custom_tool_call_output": "custom_tool_call"}
+DEFAULT_QUOTA_HEADERS = {
+    "x-codex-primary-used-percent": "12",
+    "x-codex-primary-window-minutes": "300",
+    "x-codex-primary-reset-after-seconds": "3600",
+    "x-codex-secondary-used-percent": "34",
+    "x-codex-secondary-window-minutes": "10080",
+    "x-codex-secondary-reset-after-seconds": "259200",
+    "x-codex-plan-type": "plus",
+}
 TOKEN_EXPIRED = {
     "error": {
         "message": "Your authentication token has expired. Please try signing in again.",
@@ -385,6 +396,7 @@ class FakeBackend:
         self.token_status: int | None = None  # set (e.g. 500) to make the token endpoint fail
         self.access_token_ttl = 3600.0
         self.encrypted_content_needs_include = False
+        self.quota_headers: dict[str, str] = dict(DEFAULT_QUOTA_HEADERS)
         self.refresh_token_uses: Counter[str] = Counter()
         self.used_refresh_tokens: set[str] = set()
         self.token_grants: list[dict[str, str]] = []  # every successful token answer, in order
@@ -627,7 +639,7 @@ class FakeBackend:
         if any(isinstance(i, dict) and i.get("type") == "compaction_trigger" for i in rec.body["input"]):
             await self._play(Turn(), reply, self._compaction_frames(rec))
             return
-        turn = await self._next_turn(reply, lambda status: {"detail": _phrase(status)})
+        turn = await self._next_turn(reply, lambda status: {"detail": _phrase(status)}, self.quota_headers)
         if turn is not None:
             await self._play(turn, reply, [frame(e, e["type"]) for e in self._events(turn, rec)])
 
@@ -669,10 +681,15 @@ class FakeBackend:
                 for m in self.models]  # fmt: skip
         await reply.json(200, {"object": "list", "data": data})
 
-    async def _next_turn(self, reply: _Reply, default_error: Callable[[int], Any]) -> Turn | None:
-        """The next scripted Turn; None when it was an HTTP-error Turn, already answered."""
+    async def _next_turn(
+        self, reply: _Reply, default_error: Callable[[int], Any], headers: dict[str, str] | None = None
+    ) -> Turn | None:
+        """The next scripted Turn, with `headers` under its own; None when it was an HTTP-error Turn,
+        already answered."""
         with self._lock:
             turn = self._script.popleft() if self._script else Turn()
+        if headers:
+            turn = dataclasses.replace(turn, headers={**headers, **turn.headers})
         if turn.delay_headers:
             await asyncio.sleep(turn.delay_headers)
         if turn.status == 200:

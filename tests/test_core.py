@@ -94,11 +94,14 @@ def test_query_string_and_unversioned_paths_route(http: httpx.Client, fake: Fake
 
 def test_metrics_count_requests_without_secrets(http: httpx.Client, proxy: Proxy) -> None:
     http.get("/health")
-    r = http.get("/metrics")
+    r = http.get("/metrics/prometheus")
     assert r.status_code == 200
     assert "codex_api_proxy_uptime_seconds" in r.text
-    assert 'codex_api_proxy_requests_total{route="/health",status="200"}' in r.text
+    assert (
+        'codex_api_proxy_requests_total{family="local",model="",route="/health",status_class="2xx"}' in r.text
+    )
     assert "access-token-1" not in r.text
+    assert http.get("/metrics").json()["requests_total"] >= 1
 
 
 @pytest.fixture(scope="module")

@@ -97,8 +97,9 @@ def test_no_secret_in_logs_or_metrics(tmp_path: Path, fb: FakeBackend) -> None:
         r = httpx.post(p.v1 + "/chat/completions", json=CHAT, headers=headers, trust_env=False, timeout=60)
         assert r.status_code == 200
         metrics = httpx.get(p.url + "/metrics", headers=headers, trust_env=False).text
+        metrics += httpx.get(p.url + "/metrics/prometheus", headers=headers, trust_env=False).text
         ready = httpx.get(p.url + "/ready", headers=headers, trust_env=False).text
-        assert "codex_api_proxy_token_refresh_total 1" in metrics
+        assert 'codex_api_proxy_token_refresh_total{outcome="success"} 1.0' in metrics
     finally:
         p.stop()
     log = p.log()

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..errors import ERROR_EVENT, HEARTBEAT_EVENT, ProxyError, from_event
 from ..sse import SSEEvent, SSEParser, comment
+from .accumulate import usage_of
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class StreamTranslator(ABC):
         self.upstream_ended = False  # the upstream sent its own last event (terminal or failure)
         self.failure: ProxyError | None = None
         self.failure_event: dict[str, Any] | None = None  # the upstream event that reported it, if any
+        self.usage: dict[str, int] | None = None  # the terminal event's token usage (`usage_of`), for metrics
 
     def __call__(self, chunk: bytes) -> list[bytes]:
         if self.finished:
@@ -80,6 +82,7 @@ class StreamTranslator(ABC):
         out = self.on_event(kind or "", data)
         if kind in TERMINAL_EVENTS:
             self.finished = True
+            self.usage = usage_of(data.get("response") or {})
         return out
 
     def fail(self, error: ProxyError) -> list[bytes]:

@@ -1,16 +1,50 @@
 """API-key mode: the OpenAI API already speaks the client's dialect, so its stream passes unchanged.
 
 Only the relay's own events are rewritten: a heartbeat becomes an SSE comment and a transport failure
-becomes the dialect's error event, so a cut stream never ends as if it were complete.
+becomes the dialect's error event, so a cut stream never ends as if it were complete. The answer's token
+usage is read on the way (`usage`, for metrics), parsing only the events that can carry it.
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from ..errors import ERROR_EVENT, HEARTBEAT_EVENT, ProxyError, from_event
 from ..sse import SSEEvent, SSEParser, comment, frame
+from .accumulate import usage_of
+from .base import TERMINAL_EVENTS
 from .responses import error_event
+
+
+def _json(text: str | bytes) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def body_usage(body: bytes) -> dict[str, int] | None:
+    """`answer_usage` of a whole JSON answer (None when it is not JSON)."""
+    return answer_usage(_json(body))
+
+
+def answer_usage(answer: Any) -> dict[str, int] | None:
+    """Token usage (as `usage_of` gives it) of an OpenAI API answer in either dialect: a Chat
+    Completion or its last chunk, or a Responses object; None when it carries none."""
+    usage = answer.get("usage") if isinstance(answer, dict) else None
+    if not isinstance(usage, dict):
+        return None
+    if "prompt_tokens" not in usage:
+        return usage_of(answer)
+    inp, out = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    return {
+        "input": inp,
+        "cached": int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0),
+        "output": out,
+        "reasoning": int((usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0),
+        "total": int(usage.get("total_tokens") or inp + out),
+    }
 
 
 class PassthroughStream:
@@ -25,6 +59,7 @@ class PassthroughStream:
     @property
     def finished(self) -> bool:
         return self.failure is not None
+        self.usage: dict[str, int] | None = None
 
     def __call__(self, chunk: bytes) -> list[bytes]:
         events = self._parser.feed(chunk) if chunk else self._parser.flush()
@@ -37,4 +72,9 @@ class PassthroughStream:
                 return comment()
             self.failure = from_event(json.loads(event.data))
             return error_event(self.failure) if self._responses else frame(self.failure.openai_body())
+        if kind in TERMINAL_EVENTS or (
+            not self._responses and ('"usage":{' in event.data or '"usage": {' in event.data)
+        ):
+            data = _json(event.data)
+            self.usage = answer_usage(data.get("response") if kind in TERMINAL_EVENTS else data) or self.usage
         return frame(event.data, kind)

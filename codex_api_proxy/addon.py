@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -323,8 +324,8 @@ class ApiGateway:
             body = self.json_body(flow)
             count = await asyncio.to_thread(tokens.count_tokens, body)
             flow.response = json_response(200, {"input_tokens": count})
-        elif path == "/models" and method == "GET":
-            flow.response = json_response(200, await self.list_models(flow))
+        elif (path == "/models" or path.startswith("/models/")) and method == "GET":
+            flow.response = await self.models_answer(flow, path[len("/models/") :] or None)
         elif family or path in ("/messages/count_tokens", "/models"):
             raise ProxyError(405, f"{method} is not allowed on {path}", code="method_not_allowed")
         else:
@@ -427,6 +428,24 @@ class ApiGateway:
                 )
             rt.models.put(key, result)
             return result
+
+    async def models_answer(self, flow: http.HTTPFlow, model_id: str | None) -> http.Response:
+        """GET /v1/models[/{id}] in the shape the client speaks (see models.wants_anthropic)."""
+        shape = models.wants_anthropic(flow.request.headers, flow.request.query)
+        model_map = self.runtime.settings.model_map
+        try:
+            listed = await self.list_models(flow)
+            if model_id is None:
+                return json_response(
+                    200, models.anthropic_listing(listed["data"], model_map) if shape else listed
+                )
+            wanted = urllib.parse.unquote(model_id)
+            found = models.find_model(wanted, listed["data"], model_map, shape)
+            if found is None:
+                raise ProxyError(404, f"model {wanted!r} not found", code="not_found")
+            return json_response(200, found)
+        except ProxyError as error:
+            return error_response(error, shape)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         state: FlowState | None = flow.metadata.get("codex_api_proxy")

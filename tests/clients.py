@@ -17,6 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CLAUDE = ROOT / ".cache/cc/node_modules/.bin/claude"
+CLAUDE_NEW = ROOT / ".cache/cc-new/node_modules/.bin/claude"  # the newest release, installed next to the pin
 CODEX = ROOT / ".cache/codex/node_modules/.bin/codex"
 
 
@@ -49,9 +50,9 @@ class ClaudeRun:
 
 
 def run_claude(base_url: str, prompt: str, tmp: Path, *args: str, env: dict[str, str] | None = None,
-               timeout: float = 180) -> ClaudeRun:  # fmt: skip
+               timeout: float = 180, claude: Path = CLAUDE) -> ClaudeRun:  # fmt: skip
     """`claude -p` with a fresh HOME and cwd, no traffic but to base_url (clients.md §1)."""
-    binary = require(CLAUDE)
+    binary = require(claude)
     home, work = tmp / "cc-home", tmp / "cc-work"
     home.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,8 @@ Choices a reader needs (each one is tested in tests/test_anthropic_translate.py)
 
 - Models: `claude-*` names map by family (opus, sonnet, haiku; a claude name with no family counts as
   sonnet) through `ctx.options["model_map"]` over DEFAULT_MODEL_MAP; an exact name in the map wins;
-  other names pass through. Responses echo the name the client asked for (`ctx.model`).
+  other names pass through; a bracket suffix (`[1m]`) is ignored. Responses echo the name the client
+  asked for (`ctx.model`).
 - Reasoning effort: `output_config.effort` wins (EFFORT_BY_NAME: max -> xhigh). Otherwise
   `thinking.enabled` budgets below 4,096 -> low, below 16,384 -> medium, else high; `adaptive` -> high;
   disabled or absent -> low, the lowest level every Codex model accepts (none/minimal are refused by
@@ -54,6 +55,7 @@ BILLING_PREFIX = "x-anthropic-billing-header:"
 ERROR_PREFIX = "Error: "
 
 _TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_BRACKET_SUFFIX = re.compile(r"\[[^\[\]]*\]$")
 _SCHEMA_DROP = frozenset({"$schema", "$id", "$comment"})
 _SCHEMA_MAPS = frozenset({"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"})
 _SCHEMA_LISTS = frozenset({"anyOf", "oneOf", "allOf", "prefixItems"})
@@ -71,9 +73,16 @@ _SILENT_USER_BLOCKS = _DROPPED_BLOCKS | {"thinking"}
 # --- names, models -----------------------------------------------------------------
 
 
+def base_name(name: str) -> str:
+    """A model name without Claude Code's bracket suffix (`claude-opus-4-5[1m]` -> `claude-opus-4-5`):
+    the suffix only tells Claude Code the context window, so it routes like the base name."""
+    return _BRACKET_SUFFIX.sub("", name).strip()
+
+
 def map_model(name: str, model_map: dict[str, str] | None = None) -> str:
     """The upstream model for a client model name (see the module docstring)."""
     table = {**DEFAULT_MODEL_MAP, **(model_map or {})}
+    name = base_name(name)
     if name in table:
         return table[name]
     lower = name.lower()

@@ -873,7 +873,6 @@ def test_tools_server_tools_and_descriptions() -> None:
             "input_schema": {"type": "object", "properties": {}},
             "cache_control": {"type": "ephemeral"},
             "strict": True,
-            "defer_loading": True,
         },
         {"name": "NoSchema"},
         {"type": "web_search_20250305", "name": "web_search", "max_uses": 8},

@@ -1,4 +1,5 @@
-"""End to end: the real Claude Code (`claude -p`) on a GPT model through the proxy."""
+"""End to end: the real Claude Code (`claude -p`) on a GPT model through the proxy, the pinned release
+and the newest one (each test runs on both)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,15 @@ import pytest
 
 from codex_api_proxy.fake_backend import FakeBackend, Turn, function_call, reasoning, text
 
-from .clients import run_claude
+from .clients import CLAUDE, CLAUDE_NEW, run_claude
 from .conftest import Proxy
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(params=[CLAUDE, CLAUDE_NEW], ids=["pinned", "newest"])
+def claude(request: pytest.FixtureRequest) -> Path:
+    return request.param
 
 
 def outputs(request_body: dict) -> dict[str, str]:
@@ -23,9 +29,9 @@ def outputs(request_body: dict) -> dict[str, str]:
     }
 
 
-def test_text_answer(proxy: Proxy, fake: FakeBackend, tmp_path: Path) -> None:
+def test_text_answer(proxy: Proxy, fake: FakeBackend, tmp_path: Path, claude: Path) -> None:
     fake.enqueue(Turn(output=[text("Hi from a GPT model.")]))
-    run = run_claude(proxy.url, "say hi", tmp_path)
+    run = run_claude(proxy.url, "say hi", tmp_path, claude=claude)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.result["is_error"] is False
     assert run.result["result"] == "Hi from a GPT model."
@@ -36,7 +42,7 @@ def test_text_answer(proxy: Proxy, fake: FakeBackend, tmp_path: Path) -> None:
     assert fake.responses_requests[0].body["prompt_cache_key"]
 
 
-def test_bash_tool_round_trip(proxy: Proxy, fake: FakeBackend, tmp_path: Path) -> None:
+def test_bash_tool_round_trip(proxy: Proxy, fake: FakeBackend, tmp_path: Path, claude: Path) -> None:
     token = "tok" + secrets.token_hex(5)
     fake.enqueue(
         Turn(
@@ -47,7 +53,7 @@ def test_bash_tool_round_trip(proxy: Proxy, fake: FakeBackend, tmp_path: Path) -
         ),
         Turn(output=[text(f"The output was {token}.")]),
     )
-    run = run_claude(proxy.url, f"run echo {token}", tmp_path)
+    run = run_claude(proxy.url, f"run echo {token}", tmp_path, claude=claude)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.result["result"] == f"The output was {token}."
     results = run.tool_results()
@@ -58,7 +64,7 @@ def test_bash_tool_round_trip(proxy: Proxy, fake: FakeBackend, tmp_path: Path) -
     assert call["name"] == "Bash" and token in call["arguments"]
 
 
-def test_two_parallel_tool_calls(proxy: Proxy, fake: FakeBackend, tmp_path: Path) -> None:
+def test_two_parallel_tool_calls(proxy: Proxy, fake: FakeBackend, tmp_path: Path, claude: Path) -> None:
     a, b = "alpha" + secrets.token_hex(3), "beta" + secrets.token_hex(3)
     fake.enqueue(
         Turn(output=[
@@ -67,14 +73,16 @@ def test_two_parallel_tool_calls(proxy: Proxy, fake: FakeBackend, tmp_path: Path
         ]),
         Turn(output=[text("Both ran.")]),
     )  # fmt: skip
-    run = run_claude(proxy.url, "run both", tmp_path)
+    run = run_claude(proxy.url, "run both", tmp_path, claude=claude)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.result["result"] == "Both ran."
     got = outputs(fake.responses_requests[1].body)
     assert a in got["call_A"] and b in got["call_B"]
 
 
-def test_reasoning_survives_the_round_trip(proxy: Proxy, fake: FakeBackend, tmp_path: Path) -> None:
+def test_reasoning_survives_the_round_trip(
+    proxy: Proxy, fake: FakeBackend, tmp_path: Path, claude: Path
+) -> None:
     fake.enqueue(
         Turn(
             output=[
@@ -84,7 +92,7 @@ def test_reasoning_survives_the_round_trip(proxy: Proxy, fake: FakeBackend, tmp_
         ),
         Turn(output=[text("Done.")]),
     )
-    run = run_claude(proxy.url, "where am I", tmp_path)
+    run = run_claude(proxy.url, "where am I", tmp_path, claude=claude)
     assert run.returncode == 0, run.stderr[-3000:]
     first, second = fake.responses_requests[:2]
     assert "reasoning.encrypted_content" in first.body["include"]
@@ -93,31 +101,38 @@ def test_reasoning_survives_the_round_trip(proxy: Proxy, fake: FakeBackend, tmp_
     assert replayed[0]["encrypted_content"] in fake.accepted_encrypted_content
 
 
-def test_overloaded_then_success_is_retried(proxy: Proxy, fake: FakeBackend, tmp_path: Path) -> None:
+def test_overloaded_then_success_is_retried(
+    proxy: Proxy, fake: FakeBackend, tmp_path: Path, claude: Path
+) -> None:
     fake.enqueue(Turn.http_error(529, "Overloaded"), Turn(output=[text("Made it.")]))
-    run = run_claude(proxy.url, "say hi", tmp_path)
+    run = run_claude(proxy.url, "say hi", tmp_path, claude=claude)
     assert run.returncode == 0, run.stderr[-3000:]
     assert any(e.get("subtype") == "api_retry" for e in run.events)
     assert run.result["result"] == "Made it."
     assert len(fake.responses_requests) == 2
 
 
-def test_bad_request_is_reported_not_retried(proxy: Proxy, fake: FakeBackend, tmp_path: Path) -> None:
-    fake.enqueue(Turn.http_error(400, "Unsupported parameter: foo"))
-    run = run_claude(proxy.url, "say hi", tmp_path)
+def test_bad_request_is_reported_not_retried(
+    proxy: Proxy, fake: FakeBackend, tmp_path: Path, claude: Path
+) -> None:
+    # the pinned Claude Code does not retry a 400; the newest retries it, the last time with tool search off
+    fake.enqueue(*[Turn.http_error(400, "Unsupported parameter: foo")] * 8)
+    run = run_claude(proxy.url, "say hi", tmp_path, claude=claude)
     assert run.returncode == 1
     assert run.result["is_error"] is True
     assert "Unsupported parameter: foo" in run.result["result"]
+    sent = len(fake.responses_requests)
+    assert sent == 1 if claude == CLAUDE else 1 < sent < 8
 
 
 def test_failing_command_reaches_the_model_as_an_error(
-    proxy: Proxy, fake: FakeBackend, tmp_path: Path
+    proxy: Proxy, fake: FakeBackend, tmp_path: Path, claude: Path
 ) -> None:
     fake.enqueue(
         Turn(output=[function_call("Bash", {"command": "cat missing_file.txt", "description": "Read it"})]),
         Turn(output=[text("That file does not exist.")]),
     )
-    run = run_claude(proxy.url, "show missing_file.txt", tmp_path)
+    run = run_claude(proxy.url, "show missing_file.txt", tmp_path, claude=claude)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.tool_results()[0]["is_error"] is True
     (output,) = outputs(fake.responses_requests[1].body).values()
@@ -125,7 +140,7 @@ def test_failing_command_reaches_the_model_as_an_error(
 
 
 def test_image_tool_result_reaches_the_model_as_an_image(
-    proxy: Proxy, fake: FakeBackend, tmp_path: Path
+    proxy: Proxy, fake: FakeBackend, tmp_path: Path, claude: Path
 ) -> None:
     import base64
 
@@ -139,7 +154,7 @@ def test_image_tool_result_reaches_the_model_as_an_image(
         Turn(output=[function_call("Read", {"file_path": str(work / "pixel.png")})]),
         Turn(output=[text("A single pixel.")]),
     )
-    run = run_claude(proxy.url, "look at pixel.png", tmp_path)
+    run = run_claude(proxy.url, "look at pixel.png", tmp_path, claude=claude)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.result["result"] == "A single pixel."
     item = next(
@@ -151,12 +166,37 @@ def test_image_tool_result_reaches_the_model_as_an_image(
     assert image["image_url"].startswith("data:image/png;base64,")
 
 
-def test_cut_stream_is_recovered_by_claude_code(proxy: Proxy, fake: FakeBackend, tmp_path: Path) -> None:
+def test_cut_stream_is_recovered_by_claude_code(
+    proxy: Proxy, fake: FakeBackend, tmp_path: Path, claude: Path
+) -> None:
     fake.enqueue(
         Turn(output=[text("this answer gets cut off", chunks=6)], cut_after=5),
         Turn(output=[text("Recovered.")]),
     )
-    run = run_claude(proxy.url, "say hi", tmp_path)
+    run = run_claude(proxy.url, "say hi", tmp_path, claude=claude)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.result["result"] == "Recovered."
     assert len(fake.responses_requests) == 2
+
+
+def test_tool_search_round_trip_loads_the_found_tool(proxy: Proxy, fake: FakeBackend, tmp_path: Path) -> None:
+    """Claude Code 2.1.332 with ENABLE_TOOL_SEARCH: ToolSearch answers with a `tool_reference`; the model
+    must see the found tool's definition in the result and the tool itself in the next request."""
+    fake.enqueue(
+        Turn(output=[function_call("ToolSearch", {"query": "select:NotebookEdit"})]),
+        Turn(output=[text("NotebookEdit is loaded.")]),
+    )
+    env = {"ENABLE_TOOL_SEARCH": "true"}
+    run = run_claude(proxy.url, "find the notebook tool", tmp_path, env=env, claude=CLAUDE_NEW)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.result["result"] == "NotebookEdit is loaded."
+    (block,) = run.tool_results()
+    assert block["content"] == [{"type": "tool_reference", "tool_name": "NotebookEdit"}]  # what CC sent
+    first, second = (r.body for r in fake.responses_requests[:2])
+    assert "NotebookEdit" not in [t.get("name") for t in first["tools"]]  # deferred until found
+    assert "DeferredToolPlaceholder" not in [t.get("name") for t in first["tools"]]
+    assert "NotebookEdit" in [t.get("name") for t in second["tools"]]
+    (output,) = outputs(second).values()
+    assert (
+        output.startswith("<function>") and '"name": "NotebookEdit"' in output and "notebook_path" in output
+    )

@@ -63,11 +63,23 @@ _SCHEMA_ONE = frozenset({"items", "additionalItems", "additionalProperties", "no
                         "propertyNames", "if", "then", "else", "unevaluatedProperties",
                         "unevaluatedItems"})  # fmt: skip
 _TOP_LEVEL_FORBIDDEN = ("anyOf", "oneOf", "allOf", "not", "enum")
-# Anthropic-only blocks with no Responses equivalent (server tool traffic, redacted reasoning): dropped.
-_DROPPED_BLOCKS = frozenset({"redacted_thinking", "server_tool_use", "web_search_tool_result",
-                            "web_fetch_tool_result", "code_execution_tool_result", "mcp_tool_use",
-                            "mcp_tool_result", "container_upload"})  # fmt: skip
-_SILENT_USER_BLOCKS = _DROPPED_BLOCKS | {"thinking"}
+# Blocks with no Responses equivalent, dropped (logged at info) for the reason given; any other block
+# type the translator does not know is refused with a 400, so nothing the model should see vanishes.
+_SERVER_RAN = "a server tool's own traffic: the backend does not replay it"
+_DROPPED_BLOCKS = {
+    "redacted_thinking": "reasoning Anthropic encrypted: only Anthropic can read it",
+    "server_tool_use": _SERVER_RAN,
+    "web_search_tool_result": _SERVER_RAN + " (the answer's text and citations carry the results)",
+    "web_fetch_tool_result": _SERVER_RAN,
+    "code_execution_tool_result": _SERVER_RAN,
+    "bash_code_execution_tool_result": _SERVER_RAN,
+    "text_editor_code_execution_tool_result": _SERVER_RAN,
+    "tool_search_tool_result": _SERVER_RAN,
+    "mcp_tool_use": _SERVER_RAN,
+    "mcp_tool_result": _SERVER_RAN,
+    "container_upload": "a file for Anthropic's code-execution container, which the backend does not have",
+}
+_USER_DROPPED = {**_DROPPED_BLOCKS, "thinking": "reasoning belongs to assistant turns"}
 
 
 # --- names, models -----------------------------------------------------------------
@@ -115,7 +127,7 @@ def to_upstream(body: Any, ctx: RequestContext) -> dict[str, Any]:
         raise bad_request("messages: a non-empty list of messages is required", "messages")
     ctx.model = ctx.model or model.strip()
     upstream_model = map_model(model.strip(), ctx.options.get("model_map"))
-    tools, names, server_tools = _tools(body.get("tools"))
+    tools, names, server_tools, defs = _tools(body.get("tools"), _referenced(messages))
     thinking, effort = _reasoning(body)
     ctx.options.update(
         upstream_model=upstream_model,
@@ -124,7 +136,7 @@ def to_upstream(body: Any, ctx: RequestContext) -> dict[str, Any]:
         tool_names={up: orig for orig, up in names.items() if up != orig},
     )
     instructions = _instructions(body.get("system"))
-    items = _Input(names, upstream_model).build(messages)
+    items = _Input(names, upstream_model, defs).build(messages)
     out: dict[str, Any] = {"model": upstream_model}
     if instructions:
         out["instructions"] = instructions
@@ -198,15 +210,42 @@ def _stop_sequences(value: Any) -> list[str]:
 # --- tools -----------------------------------------------------------------------------------
 
 
-def _tools(raw: Any) -> tuple[list[dict[str, Any]], dict[str, str], set[str]]:
-    """(upstream tools, {client name: upstream name}, names of server tools kept)."""
+def _referenced(messages: list[Any]) -> set[str]:
+    """Tool names a `tool_reference` block (Claude Code's ToolSearch result) has loaded so far."""
+    found: set[str] = set()
+
+    def walk(content: Any) -> None:
+        for block in content if isinstance(content, list) else []:
+            if isinstance(block, dict) and block.get("type") == "tool_reference":
+                found.add(str(block.get("tool_name") or ""))
+            elif isinstance(block, dict) and block.get("type") == "tool_result":
+                walk(block.get("content"))
+
+    for message in messages:
+        if isinstance(message, dict) and message.get("role") == "user":
+            walk(message.get("content"))
+    return found
+
+
+def _tools(
+    raw: Any, referenced: set[str]
+) -> tuple[list[dict[str, Any]], dict[str, str], set[str], dict[str, dict[str, Any]]]:
+    """(upstream tools, {client name: upstream name}, names of server tools kept, {client name:
+    upstream definition} of every function tool, deferred ones included).
+
+    A `defer_loading` tool is what Anthropic's tool search hides until a `tool_reference` loads it:
+    it is sent upstream only once referenced (so Claude Code's never-call placeholder never is),
+    unless the request relies on Anthropic's server-side tool search, which the backend cannot run:
+    then every tool is sent, or the deferred ones could never be found."""
     if raw is None:
-        return [], {}, set()
+        return [], {}, set(), {}
     if not isinstance(raw, list):
         raise bad_request("tools: must be a list", "tools")
     tools: list[dict[str, Any]] = []
     names: dict[str, str] = {}
     server: set[str] = set()
+    defs: dict[str, dict[str, Any]] = {}
+    server_search = any(isinstance(t, dict) and str(t.get("type", "")).startswith("tool_search") for t in raw)
     for i, tool in enumerate(raw):
         if not isinstance(tool, dict):
             raise bad_request(f"tools.{i}: must be an object", f"tools.{i}")
@@ -232,8 +271,10 @@ def _tools(raw: Any) -> tuple[list[dict[str, Any]], dict[str, str], set[str]]:
         if isinstance(tool.get("description"), str) and tool["description"]:
             out["description"] = tool["description"]
         out["parameters"] = clean_schema(schema or {})
-        tools.append(out)
-    return tools, names, server
+        defs[name] = out
+        if tool.get("defer_loading") is not True or name in referenced or server_search:
+            tools.append(out)
+    return tools, names, server, defs
 
 
 def clean_schema(schema: dict[str, Any]) -> dict[str, Any]:
@@ -315,6 +356,7 @@ class _Input:
 
     names: dict[str, str]
     model: str
+    defs: dict[str, dict[str, Any]] = field(default_factory=dict)  # client tool name -> upstream tool
     calls: set[str] = field(default_factory=set)  # tool_use ids seen so far
 
     def build(self, messages: list[Any]) -> list[dict[str, Any]]:
@@ -353,13 +395,12 @@ class _Input:
                         "tool_use has",
                         f"{at}.tool_use_id",
                     )
-                outputs.append(
-                    {"type": "function_call_output", "call_id": call_id, "output": _tool_output(block, at)}
-                )
+                output = _tool_output(block, at, self.defs)
+                outputs.append({"type": "function_call_output", "call_id": call_id, "output": output})
             elif kind == "tool_use":
                 raise bad_request(f"{at}: tool_use blocks belong in assistant messages", at)
             else:
-                part = _input_part(block, at)
+                part = _input_part(block, at, self.defs)
                 if part is not None:
                     parts.append(part)
         return outputs + ([_message("user", parts)] if parts else [])
@@ -387,8 +428,10 @@ class _Input:
                 if reasoning:
                     flush()
                     items.append(reasoning)
-            elif kind not in _DROPPED_BLOCKS:
-                log.warning("dropping unsupported assistant block type %r at %s", kind, at)
+            elif kind in _DROPPED_BLOCKS:
+                log.info("dropping a %s block at %s: %s", kind, at, _DROPPED_BLOCKS[kind])
+            else:
+                raise bad_request(f"{at}.type: assistant block type {kind!r} is not supported", f"{at}.type")
         flush()
         return items
 
@@ -434,7 +477,7 @@ def _blocks(content: Any, where: str) -> list[dict[str, Any]]:
     return content
 
 
-def _input_part(block: dict[str, Any], at: str) -> dict[str, Any] | None:
+def _input_part(block: dict[str, Any], at: str, defs: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
     """A user-side block (also inside tool results) as a Responses input part."""
     kind = block.get("type")
     if kind == "text":
@@ -446,9 +489,25 @@ def _input_part(block: dict[str, Any], at: str) -> dict[str, Any] | None:
     if kind == "search_result":
         texts = [block.get("title"), block.get("source"), *_texts(block.get("content"))]
         return {"type": "input_text", "text": "\n".join(t for t in texts if isinstance(t, str) and t)}
-    if kind not in _SILENT_USER_BLOCKS:
-        log.warning("dropping unsupported user block type %r at %s", kind, at)
-    return None
+    if kind == "tool_reference":
+        return {"type": "input_text", "text": tool_reference_text(block, at, defs)}
+    if kind in _USER_DROPPED:
+        log.info("dropping a %s block at %s: %s", kind, at, _USER_DROPPED[kind])
+        return None
+    raise bad_request(f"{at}.type: user block type {kind!r} is not supported", f"{at}.type")
+
+
+def tool_reference_text(block: dict[str, Any], at: str, defs: dict[str, dict[str, Any]]) -> str:
+    """A ToolSearch hit as the text its tool description promises the model: the tool's definition in
+    a <function> line (the tool itself is now in the request's tools)."""
+    name = block.get("tool_name")
+    if not isinstance(name, str) or not name:
+        raise bad_request(f"{at}.tool_name: a tool name is required", f"{at}.tool_name")
+    tool = defs.get(name)
+    shown = (
+        {k: tool[k] for k in ("description", "name", "parameters") if k in tool} if tool else {"name": name}
+    )
+    return "<function>" + json.dumps(shown, ensure_ascii=False, separators=(", ", ": ")) + "</function>"
 
 
 def _texts(content: Any) -> list[str]:
@@ -489,7 +548,9 @@ def _document(block: dict[str, Any], at: str) -> dict[str, Any]:
     raise bad_request(f"{at}.source: documents need a base64, url, text or content source", f"{at}.source")
 
 
-def _tool_output(block: dict[str, Any], at: str) -> str | list[dict[str, Any]]:
+def _tool_output(
+    block: dict[str, Any], at: str, defs: dict[str, dict[str, Any]]
+) -> str | list[dict[str, Any]]:
     """A tool_result's content: a string when it is all text, else a list of input parts."""
     content = block.get("content")
     failed = block.get("is_error") is True
@@ -498,7 +559,9 @@ def _tool_output(block: dict[str, Any], at: str) -> str | list[dict[str, Any]]:
         return mark_error(text) if failed else text
     if not isinstance(content, list):
         raise bad_request(f"{at}.content: must be a string or a list of blocks", f"{at}.content")
-    parts = [p for j, b in enumerate(_blocks(content, at)) if (p := _input_part(b, f"{at}.content.{j}"))]
+    parts = [
+        p for j, b in enumerate(_blocks(content, at)) if (p := _input_part(b, f"{at}.content.{j}", defs))
+    ]
     if all(p["type"] == "input_text" for p in parts):
         text = "\n".join(p["text"] for p in parts)
         return mark_error(text) if failed else text

@@ -227,9 +227,11 @@ def thinking_ctx() -> RequestContext:
 # ---- checks on the Anthropic stream ---------------------------------------------------------------------
 
 DELTA_FOR = {
-    "text": {"text_delta"},
+    "text": {"text_delta", "citations_delta"},
     "thinking": {"thinking_delta", "signature_delta"},
     "tool_use": {"input_json_delta"},
+    "server_tool_use": {"input_json_delta"},
+    "web_search_tool_result": set(),
 }
 
 
@@ -258,7 +260,7 @@ def check_structure(raw: bytes) -> list[dict[str, Any]]:
             assert open_block is None, "a block opened before the previous one closed"
             assert d["index"] == next_index, "indices are 0, 1, 2... in order"
             open_block, next_index = d, next_index + 1
-            if d["content_block"]["type"] == "tool_use":
+            if d["content_block"]["type"] in ("tool_use", "server_tool_use"):
                 assert d["content_block"]["input"] == {}
         elif d["type"] == "content_block_delta":
             assert open_block is not None and d["index"] == open_block["index"]

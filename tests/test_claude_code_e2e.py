@@ -200,3 +200,33 @@ def test_tool_search_round_trip_loads_the_found_tool(proxy: Proxy, fake: FakeBac
     assert (
         output.startswith("<function>") and '"name": "NotebookEdit"' in output and "notebook_path" in output
     )
+
+
+def test_web_search_turn_shows_the_search_and_its_sources(
+    proxy: Proxy, fake: FakeBackend, tmp_path: Path, claude: Path
+) -> None:
+    """Claude Code's WebSearch tool asks for the search in a side request with Anthropic's web_search
+    server tool; the backend's web_search_call and cited answer must come back as its search blocks."""
+    from .test_web_search import ANSWER, PEP, PY, search_turn
+
+    fake.enqueue(
+        Turn(output=[function_call("WebSearch", {"query": "python 3.14 release date"})]),
+        search_turn(),
+        Turn(output=[text(f"Python 3.14 came out in October 2025 ([Download Python]({PY[0]})).")]),
+    )
+    run = run_claude(proxy.url, "when did python 3.14 come out?", tmp_path, "--allowedTools", "WebSearch",
+                     claude=claude)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert PY[0] in run.result["result"]
+    (block,) = run.tool_results()
+    assert not block.get("is_error")
+    shown = next(e for e in run.events if e.get("type") == "user")["tool_use_result"]
+    assert shown["searchCount"] == 1 and shown["query"] == "python 3.14 release date"
+    links = shown["results"][0]["content"]
+    assert links == [{"title": PY[1], "url": PY[0]}, {"title": PEP[1], "url": PEP[0]}]
+    assert ANSWER in shown["results"][1]
+    side = fake.responses_requests[1].body
+    assert side["tools"] == [{"type": "web_search"}]
+    final = fake.responses_requests[2].body
+    (output,) = outputs(final).values()
+    assert PY[0] in output and PEP[1] in output  # the main model sees the sources

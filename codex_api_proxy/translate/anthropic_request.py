@@ -26,7 +26,12 @@ Choices a reader needs (each one is tested in tests/test_anthropic_translate.py)
   sha1 (deterministic); `ctx.options["tool_names"]` maps them back. Schemas lose $schema/$id/$comment,
   null types and regex patterns Python's `re` rejects (the OpenAI validator's "is not a 'regex'"),
   and top-level combinators (their properties are merged); no `strict`. Anthropic `web_search_*` server
-  tools become {"type": "web_search"}; other server tools are dropped with a warning.
+  tools become {"type": "web_search"} (its answer: anthropic_web_search); other server tools are
+  dropped with a warning.
+- Tool search: `defer_loading` tools are sent once a `tool_reference` (Claude Code's ToolSearch result)
+  has loaded them; the reference itself reads to the model as the tool's <function> definition.
+- Blocks: every type is translated, dropped for a reason logged at info (_DROPPED_BLOCKS: redacted
+  reasoning, server-tool traffic the backend does not replay), or refused with a 400.
 """
 
 from __future__ import annotations

@@ -23,6 +23,16 @@ from typing import Any
 from .. import tokens
 from .accumulate import usage_of
 from .anthropic_signature import encode_signature
+from .anthropic_web_search import (
+    citation,
+    result_block,
+    search_pages,
+    search_query,
+    server_tool_id,
+    url_citations,
+    use_block,
+    with_searches,
+)
 from .base import RequestContext
 
 log = logging.getLogger(__name__)
@@ -90,7 +100,9 @@ def from_response(response: dict[str, Any], ctx: RequestContext) -> dict[str, An
     content: list[dict[str, Any]] = []
     tool_used = refusal = False
     stop: str | None = None
-    for item in response.get("output") or []:
+    output = response.get("output") or []
+    searches = 0
+    for i, item in enumerate(output):
         kind = item.get("type")
         if kind == "reasoning" and ctx.options.get("thinking"):
             enc = item.get("encrypted_content")
@@ -113,9 +125,16 @@ def from_response(response: dict[str, Any], ctx: RequestContext) -> dict[str, An
                 if hit:
                     text, stop = text[: hit[0]], hit[1]
                 if text:
-                    content.append({"type": "text", "text": text})
+                    cites = [
+                        citation(a, text) for a in url_citations(part) if a.get("end_index", 0) <= len(text)
+                    ]
+                    content.append({"type": "text", "text": text, **({"citations": cites} if cites else {})})
                 if stop is not None:
                     break
+        elif kind == "web_search_call" and (query := search_query(item)) is not None:
+            searches += 1  # page visits (no query) are folded into the search before them
+            urls, cites = search_pages(output, i)
+            content += [use_block(item, query), result_block(server_tool_id(item), urls, cites)]
         elif kind == "function_call":
             tool_used = True
             name = item.get("name") or ""
@@ -137,7 +156,7 @@ def from_response(response: dict[str, Any], ctx: RequestContext) -> dict[str, An
         "content": content,
         "stop_reason": "stop_sequence" if stop is not None else stop_reason(response, tool_used, refusal),
         "stop_sequence": stop,
-        "usage": anthropic_usage(response),
+        "usage": with_searches(anthropic_usage(response), searches),
     }
 
 

@@ -7,8 +7,9 @@ then the count of the text sent).
 
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .. import tokens
@@ -16,6 +17,16 @@ from ..errors import ProxyError
 from ..sse import frame
 from .anthropic_response import anthropic_usage, first_stop, message_id, stop_reason, summary_text
 from .anthropic_signature import encode_signature
+from .anthropic_web_search import (
+    action_urls,
+    citation,
+    message_citations,
+    result_block,
+    search_query,
+    url_citations,
+    use_block,
+    with_searches,
+)
 from .base import RequestContext, StreamTranslator
 
 log = logging.getLogger(__name__)
@@ -59,6 +70,19 @@ class _Block:
     cutter: _StopCutter | None = None
     part: int | None = None  # reasoning: summary_index of the last thinking delta
     sent: str = ""  # tool_use: arguments sent so far
+    texts: list[str] = field(default_factory=list)  # text: what upstream said, for citations' cited_text
+    cited: int = 0  # text: url_citation annotations already sent as citations
+
+
+@dataclass
+class _Search:
+    """A web search whose result block waits for the answer that cites its pages (for their titles):
+    the events after the search are held until that answer is done, then replayed."""
+
+    tool_id: str
+    urls: list[str]
+    citations: list[dict[str, Any]] = field(default_factory=list)
+    held: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
 
 class Stream(StreamTranslator):
@@ -78,6 +102,8 @@ class Stream(StreamTranslator):
         self.tool_used = False
         self.refusal = False
         self.text_sent: list[str] = []  # only kept with stop sequences, to count output tokens at a match
+        self.search: _Search | None = None
+        self.searches = 0
 
     # events ---------------------------------------------------------------------------------
 
@@ -87,6 +113,8 @@ class Stream(StreamTranslator):
         if kind in ("response.created", "response.in_progress"):
             return self._start(data.get("response") or {})
         out = self._start({})
+        if self.search is not None:
+            return out + self._hold(kind, data)
         oi = data.get("output_index", 0)
         if kind == "response.output_item.added":
             item = data.get("item") or {}
@@ -99,6 +127,8 @@ class Stream(StreamTranslator):
             out += self._thinking(oi, data.get("summary_index", 0), data.get("delta") or "")
         elif kind == "response.function_call_arguments.delta":
             out += self._arguments(("call", oi), data.get("delta") or "")
+        elif kind == "response.output_text.annotation.added":
+            out += self._cite(("text", oi, data.get("content_index", 0)), [data.get("annotation") or {}])
         elif kind == "response.output_item.done":
             out += self._item_done(oi, data.get("item") or {})
         elif kind in ("response.completed", "response.incomplete"):
@@ -172,6 +202,7 @@ class Stream(StreamTranslator):
             if not text or key in self.closed:
                 return []
             out += self._open(key, {"type": "text", "text": ""})
+        self._block().texts.append(text)
         cutter = self._block().cutter
         send, hit = cutter.feed(text) if cutter else (text, None)
         if send:
@@ -240,11 +271,73 @@ class Stream(StreamTranslator):
                     if self.finished:
                         return out
                 if self._current(key):
-                    out += self._close()
+                    out += self._cite(key, url_citations(part)[self._block().cited :]) + self._close()
             return out
         if kind == "reasoning":
             return self._reasoning_done(oi, item)
+        if kind == "web_search_call":
+            return self._search_done(oi, item)
         return []
+
+    # web search (see anthropic_web_search) ----------------------------------------------------
+
+    def _cite(self, key: tuple[Any, ...], annotations: list[dict[str, Any]]) -> list[bytes]:
+        if not self._current(key):
+            return []
+        block, out = self._block(), []
+        for annotation in annotations:
+            if annotation.get("type") == "url_citation" and isinstance(annotation.get("url"), str):
+                block.cited += 1
+                cite = citation(annotation, "".join(block.texts))
+                out.append(self._delta({"type": "citations_delta", "citation": cite}))
+        return out
+
+    def _search_done(self, oi: int, item: dict[str, Any]) -> list[bytes]:
+        query = search_query(item)
+        if query is None:
+            return []  # a page visit with no search before it: nothing Anthropic-shaped to show
+        self.searches += 1
+        block = use_block(item, query)
+        out = self._open(("search", oi), {**block, "input": {}})
+        out.append(self._delta({"type": "input_json_delta", "partial_json": json.dumps(block["input"])}))
+        out += self._close()
+        self.search = _Search(block["id"], action_urls(item))
+        return out
+
+    def _hold(self, kind: str, data: dict[str, Any]) -> list[bytes]:
+        search = self._pending()
+        item = data.get("item") or {}
+        if kind == "response.output_item.done" and item.get("type") == "web_search_call":
+            if search_query(item) is None:
+                search.urls += action_urls(item)
+                return []
+            return self._release() + self._search_done(data.get("output_index", 0), item)
+        if kind.startswith("response.web_search_call."):
+            return []
+        search.held.append((kind, data))
+        if kind == "response.output_text.annotation.added":
+            search.citations += url_citations({"annotations": [data.get("annotation")]})
+        elif kind == "response.output_item.done" and item.get("type") == "message":
+            search.citations += message_citations(item)
+            return self._release()
+        elif kind in ("response.completed", "response.incomplete"):
+            return self._release()
+        return []
+
+    def _pending(self) -> _Search:
+        assert self.search is not None
+        return self.search
+
+    def _release(self) -> list[bytes]:
+        """The search's result block, then the events held behind it."""
+        search, self.search = self._pending(), None
+        out = self._open(
+            ("search_result", search.tool_id), result_block(search.tool_id, search.urls, search.citations)
+        )
+        out += self._close()
+        for kind, data in search.held:
+            out += self.on_event(kind, data)
+        return out
 
     def _reasoning_done(self, oi: int, item: dict[str, Any]) -> list[bytes]:
         key = ("reasoning", oi)
@@ -282,6 +375,7 @@ class Stream(StreamTranslator):
     def _finish(self, response: dict[str, Any]) -> list[bytes]:
         out = self._close()
         delta = {"stop_reason": stop_reason(response, self.tool_used, self.refusal), "stop_sequence": None}
-        out.append(self._event("message_delta", {"delta": delta, "usage": anthropic_usage(response)}))
+        usage = with_searches(anthropic_usage(response), self.searches)
+        out.append(self._event("message_delta", {"delta": delta, "usage": usage}))
         out.append(self._event("message_stop", {}))
         return out

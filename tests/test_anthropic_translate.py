@@ -24,6 +24,7 @@ from codex_api_proxy.sse import frame, parse_all
 from codex_api_proxy.translate.accumulate import aggregate
 from codex_api_proxy.translate.anthropic import (
     DEFAULT_MODEL_MAP,
+    GPT_EFFORTS,
     Stream,
     clean_schema,
     decode_signature,
@@ -699,6 +700,10 @@ def test_model_names(name: str, model_map: dict | None, expected: str) -> None:
         ),
         (
             {"thinking": {"type": "adaptive"}, "output_config": {"effort": "max"}},
+            {"effort": "max", "summary": "auto"},
+        ),
+        (
+            {"thinking": {"type": "adaptive"}, "output_config": {"effort": "xhigh"}},
             {"effort": "xhigh", "summary": "auto"},
         ),
         (
@@ -714,6 +719,15 @@ def test_reasoning_effort_table(extra: dict[str, Any], reasoning: dict[str, str]
     up, ctx = translate(body_with(user({"type": "text", "text": "x"}), **extra))
     assert up["reasoning"] == reasoning
     assert ("include" in up) is ("summary" in reasoning) is ctx.options["thinking"]
+
+
+def test_every_claude_effort_level_keeps_its_place_on_the_gpt_scale() -> None:
+    claude = ["low", "medium", "high", "xhigh", "max"]
+    mapped = [translate(body_with(user({"type": "text", "text": "x"}), output_config={"effort": e}))[0]
+              for e in claude]  # fmt: skip
+    ranks = [GPT_EFFORTS.index(up["reasoning"]["effort"]) for up in mapped]
+    assert ranks == sorted(set(ranks)) and len(ranks) == len(claude)  # strictly increasing: nothing collapsed
+    assert [up["reasoning"]["effort"] for up in mapped] == claude
 
 
 def test_fields_the_backend_rejects_never_leave() -> None:

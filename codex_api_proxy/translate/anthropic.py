@@ -7,6 +7,7 @@ translator), anthropic_response (whole responses and the count_tokens probe), an
 
 from .anthropic_request import (
     DEFAULT_MODEL_MAP,
+    GPT_EFFORTS,
     base_name,
     clean_schema,
     map_model,
@@ -20,6 +21,7 @@ from .anthropic_stream import Stream
 
 __all__ = [
     "DEFAULT_MODEL_MAP",
+    "GPT_EFFORTS",
     "Stream",
     "base_name",
     "clean_schema",

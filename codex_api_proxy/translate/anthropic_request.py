@@ -7,7 +7,7 @@ Choices a reader needs (each one is tested in tests/test_anthropic_translate.py)
   sonnet) through `ctx.options["model_map"]` over DEFAULT_MODEL_MAP; an exact name in the map wins;
   other names pass through; a bracket suffix (`[1m]`) is ignored. Responses echo the name the client
   asked for (`ctx.model`).
-- Reasoning effort: `output_config.effort` wins (EFFORT_BY_NAME: max -> xhigh). Otherwise
+- Reasoning effort: `output_config.effort` wins (EFFORT_BY_NAME: low..max as themselves). Otherwise
   `thinking.enabled` budgets below 4,096 -> low, below 16,384 -> medium, else high; `adaptive` -> high;
   disabled or absent -> low, the lowest level every Codex model accepts (none/minimal are refused by
   some). Thinking blocks (reasoning.summary "auto" + encrypted reasoning) only when thinking is enabled
@@ -52,7 +52,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_MAP = {"opus": "gpt-5.5", "sonnet": "gpt-5.5", "haiku": "gpt-5.4-mini"}
 MODEL_FAMILIES = ("opus", "sonnet", "haiku")
-EFFORT_BY_NAME = {"low": "low", "medium": "medium", "high": "high", "max": "xhigh"}
+# GPT's effort scale, lowest first; each Claude level (low..max) is its namesake on it, none collapsed:
+# the clamp to what the target model's catalog entry accepts happens after translation, for every family.
+GPT_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
+EFFORT_BY_NAME = {"low": "low", "medium": "medium", "high": "high", "xhigh": "xhigh", "max": "max"}
 BUDGET_EFFORT = ((4096, "low"), (16384, "medium"))  # budget_tokens below the limit -> effort; else high
 ADAPTIVE_EFFORT = "high"
 THINKING_OFF_EFFORT = "low"

@@ -26,7 +26,7 @@ from mitmproxy import ctx, exceptions, http
 from mitmproxy.net.http import http1
 from mitmproxy.proxy.layers.http import _http1
 
-from . import __version__, models, tokens
+from . import __version__, models
 from .credentials import Credentials
 from .errors import ProxyError, bad_request, from_upstream
 from .metrics import Metrics
@@ -322,7 +322,8 @@ class ApiGateway:
             await self.translate_request(flow, family)
         elif path == "/messages/count_tokens" and method == "POST":
             body = self.json_body(flow)
-            count = await asyncio.to_thread(tokens.count_tokens, body)
+            headers = {k.lower(): v for k, v in flow.request.headers.items()}
+            count = await asyncio.to_thread(anthropic.count_tokens, body, headers)
             flow.response = json_response(200, {"input_tokens": count})
         elif (path == "/models" or path.startswith("/models/")) and method == "GET":
             flow.response = await self.models_answer(flow, path[len("/models/") :] or None)

@@ -15,7 +15,7 @@ from .anthropic_request import (
     to_upstream,
     upstream_tool_name,
 )
-from .anthropic_response import from_response, is_probe, probe_response
+from .anthropic_response import count_tokens, from_response, is_probe, probe_response
 from .anthropic_signature import decode_signature, encode_signature
 from .anthropic_stream import Stream
 
@@ -25,6 +25,7 @@ __all__ = [
     "Stream",
     "base_name",
     "clean_schema",
+    "count_tokens",
     "decode_signature",
     "encode_signature",
     "from_response",

@@ -158,6 +158,7 @@ def to_upstream(body: Any, ctx: RequestContext) -> dict[str, Any]:
     if thinking:
         out["include"] = ["reasoning.encrypted_content"]
     out["prompt_cache_key"] = prompt_cache_key(ctx.headers, items, instructions)
+    ctx.options.update(cache_key=out["prompt_cache_key"], request_body=body)  # for token calibration
     out["stream"] = True
     out["store"] = False
     return out

@@ -7,6 +7,8 @@ to Claude Code's count_tokens probe.
   silent {}: the client's schema check fails visibly and the model sees what it sent.
 - A reasoning item without summary text still becomes a thinking block (empty thinking + signature):
   the SDKs and Claude Code accept it and echo it back.
+- Token counts (count_tokens and the probe) are local (tokens.py), scaled by the conversation's
+  calibration, which every finished turn feeds with the input tokens the backend reported.
 - Probes: a non-streaming request with max_tokens == 1 is Claude Code's count_tokens fallback; it is
   answered locally (the backend cannot cap output, so forwarding would generate a whole answer) with
   usage.input_tokens from tokens.py, content [] (an empty text block would be invalid if echoed back)
@@ -21,7 +23,9 @@ import uuid
 from typing import Any
 
 from .. import tokens
+from ..errors import ProxyError
 from .accumulate import usage_of
+from .anthropic_request import to_upstream
 from .anthropic_signature import encode_signature
 from .anthropic_web_search import (
     citation,
@@ -100,6 +104,7 @@ def from_response(response: dict[str, Any], ctx: RequestContext) -> dict[str, An
     content: list[dict[str, Any]] = []
     tool_used = refusal = False
     stop: str | None = None
+    calibrate(response, ctx)
     output = response.get("output") or []
     searches = 0
     for i, item in enumerate(output):
@@ -160,6 +165,24 @@ def from_response(response: dict[str, Any], ctx: RequestContext) -> dict[str, An
     }
 
 
+def calibrate(response: dict[str, Any], ctx: RequestContext) -> None:
+    """Feed the conversation's calibration with the input tokens the backend counted for this turn."""
+    upstream, body = usage_of(response)["input"], ctx.options.get("request_body")
+    if upstream and isinstance(body, dict):
+        tokens.CALIBRATION.observe(ctx.options.get("cache_key"), tokens.count_tokens(body), upstream)
+
+
+def count_tokens(body: dict[str, Any], headers: dict[str, str]) -> int:
+    """Input tokens of a Messages body as the backend would count them: the local count, calibrated by
+    earlier turns of the same conversation (the key its /v1/messages requests get)."""
+    local = tokens.count_tokens(body)
+    try:
+        key = to_upstream({"model": "-", **body}, RequestContext(headers=headers))["prompt_cache_key"]
+    except ProxyError:
+        return local  # a body only count_tokens accepts (tool_result without its call...): no conversation
+    return tokens.CALIBRATION.apply(key, local)
+
+
 def is_probe(body: Any) -> bool:
     """Claude Code's count_tokens fallback: non-streaming, max_tokens exactly 1."""
     if not isinstance(body, dict) or body.get("stream"):
@@ -179,7 +202,7 @@ def probe_response(body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
         "stop_reason": "max_tokens",
         "stop_sequence": None,
         "usage": {
-            "input_tokens": tokens.count_tokens(body),
+            "input_tokens": count_tokens(body, ctx.headers),
             "cache_creation_input_tokens": 0,
             "cache_read_input_tokens": 0,
             "output_tokens": 0,

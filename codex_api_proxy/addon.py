@@ -26,7 +26,7 @@ from mitmproxy import ctx, exceptions, http
 from mitmproxy.net.http import http1
 from mitmproxy.proxy.layers.http import _http1
 
-from . import __version__, models
+from . import __version__, cache_health, models
 from .credentials import Credentials
 from .errors import ProxyError, bad_request, from_upstream
 from .metrics import Metrics
@@ -388,6 +388,11 @@ class ApiGateway:
             )
             if "session_id" not in headers and upstream_body.get("prompt_cache_key"):
                 headers["session_id"] = upstream_body["prompt_cache_key"]
+        if not passthrough:
+            changed = cache_health.HEALTH.note_request(
+                upstream_body.get("prompt_cache_key"), upstream_body, headers
+            )
+            ctx.options["prefix_changed"] = bool(changed)
         flow.request.url = rt.relay.target(route, upstream_path)
         flow.request.headers.clear()
         flow.request.headers.update(

@@ -3,6 +3,8 @@ and the newest one (each test runs on both)."""
 
 from __future__ import annotations
 
+import itertools
+import json
 import secrets
 from pathlib import Path
 
@@ -230,3 +232,33 @@ def test_web_search_turn_shows_the_search_and_its_sources(
     final = fake.responses_requests[2].body
     (output,) = outputs(final).values()
     assert PY[0] in output and PEP[1] in output  # the main model sees the sources
+
+
+def test_four_turn_conversation_keeps_an_identical_prefix_upstream(
+    proxy: Proxy, fake: FakeBackend, tmp_path: Path, claude: Path
+) -> None:
+    """Prompt-cache health: every turn repeats the previous turn's request byte for byte (instructions,
+    tools in order, key, session header, every earlier item) and only appends to it."""
+    log_start = len(proxy.log())
+    fake.enqueue(
+        Turn(
+            output=[reasoning("First a."), function_call("Bash", {"command": "echo a", "description": "a"})]
+        ),
+        Turn(output=[text("Now b."), function_call("Bash", {"command": "echo b", "description": "b"})]),
+        Turn(output=[function_call("Bash", {"command": "echo c", "description": "c"})]),
+        Turn(output=[text("Done: a, b, c.")]),
+    )
+    run = run_claude(proxy.url, "echo a, b and c one by one", tmp_path, claude=claude)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.result["result"] == "Done: a, b, c."
+    turns = fake.responses_requests[:4]
+    assert len(turns) == 4
+    for before, after in itertools.pairwise(turns):
+        b, a = before.body, after.body
+        assert a["instructions"] == b["instructions"]
+        assert json.dumps(a["tools"]) == json.dumps(b["tools"])
+        assert a["prompt_cache_key"] == b["prompt_cache_key"]
+        assert after.headers["session_id"] == before.headers["session_id"] == b["prompt_cache_key"]
+        assert [json.dumps(i) for i in a["input"][: len(b["input"])]] == [json.dumps(i) for i in b["input"]]
+        assert len(a["input"]) > len(b["input"])
+    assert "cache_miss" not in proxy.log()[log_start:]

@@ -22,7 +22,7 @@ import logging
 import uuid
 from typing import Any
 
-from .. import tokens
+from .. import cache_health, tokens
 from ..errors import ProxyError
 from .accumulate import usage_of
 from .anthropic_request import to_upstream
@@ -104,7 +104,7 @@ def from_response(response: dict[str, Any], ctx: RequestContext) -> dict[str, An
     content: list[dict[str, Any]] = []
     tool_used = refusal = False
     stop: str | None = None
-    calibrate(response, ctx)
+    turn_done(response, ctx)
     output = response.get("output") or []
     searches = 0
     for i, item in enumerate(output):
@@ -165,11 +165,15 @@ def from_response(response: dict[str, Any], ctx: RequestContext) -> dict[str, An
     }
 
 
-def calibrate(response: dict[str, Any], ctx: RequestContext) -> None:
-    """Feed the conversation's calibration with the input tokens the backend counted for this turn."""
-    upstream, body = usage_of(response)["input"], ctx.options.get("request_body")
-    if upstream and isinstance(body, dict):
-        tokens.CALIBRATION.observe(ctx.options.get("cache_key"), tokens.count_tokens(body), upstream)
+def turn_done(response: dict[str, Any], ctx: RequestContext) -> None:
+    """A finished turn's usage feeds the conversation's token calibration and its cache health."""
+    usage, body, key = usage_of(response), ctx.options.get("request_body"), ctx.options.get("cache_key")
+    if usage["input"] and isinstance(body, dict):
+        tokens.CALIBRATION.observe(key, tokens.count_tokens(body), usage["input"])
+    model = str(ctx.options.get("upstream_model") or "")
+    cache_health.HEALTH.note_usage(
+        key, model, usage["input"], usage["cached"], ctx.options.get("prefix_changed", False)
+    )
 
 
 def count_tokens(body: dict[str, Any], headers: dict[str, str]) -> int:

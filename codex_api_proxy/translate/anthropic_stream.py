@@ -15,7 +15,7 @@ from typing import Any
 from .. import tokens
 from ..errors import ProxyError
 from ..sse import frame
-from .anthropic_response import anthropic_usage, calibrate, first_stop, message_id, stop_reason, summary_text
+from .anthropic_response import anthropic_usage, first_stop, message_id, stop_reason, summary_text, turn_done
 from .anthropic_signature import encode_signature
 from .anthropic_web_search import (
     action_urls,
@@ -373,7 +373,7 @@ class Stream(StreamTranslator):
         return out
 
     def _finish(self, response: dict[str, Any]) -> list[bytes]:
-        calibrate(response, self.ctx)
+        turn_done(response, self.ctx)
         out = self._close()
         delta = {"stop_reason": stop_reason(response, self.tool_used, self.refusal), "stop_sequence": None}
         usage = with_searches(anthropic_usage(response), self.searches)

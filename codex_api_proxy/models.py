@@ -148,10 +148,11 @@ def claude_code_settings(model_map: Mapping[str, str], catalog: list[dict[str, A
     """Claude Code environment settings that match the real context windows of the mapped models.
 
     `catalog` is the model listing's data (entries with `id` and `context_window`). Claude Code
-    assumes 200K for an unknown name; a `[1m]` suffix lifts that to 1M and
-    CLAUDE_CODE_AUTO_COMPACT_WINDOW can only lower it. So a family whose GPT model has more than 200K
-    gets the `[1m]` name, and the compaction window is set to the smallest real window among the
-    mapped models, so compaction starts before any of them would refuse the prompt."""
+    assumes 200K for a Claude name (2.1.197 also for an unknown one, 2.1.332 1M for an unknown one
+    such as `gpt-5.5`); a `[1m]` suffix lifts a Claude name to 1M and CLAUDE_CODE_AUTO_COMPACT_WINDOW
+    can only lower the window. So a family whose GPT model has more than 200K gets the `[1m]` name, and
+    the compaction window is the smallest real window among the mapped models (unless that is 1M or
+    more), so compaction starts before any of them would refuse the prompt, whatever name is used."""
     windows = {m["id"]: m["context_window"] for m in catalog if isinstance(m.get("context_window"), int)}
     settings: dict[str, str] = {}
     used: list[int] = []
@@ -164,6 +165,6 @@ def claude_code_settings(model_map: Mapping[str, str], catalog: list[dict[str, A
         settings[f"ANTHROPIC_DEFAULT_{family}_MODEL"] = name + (
             "[1m]" if window > CLAUDE_CODE_DEFAULT_WINDOW else ""
         )
-    if used and min(used) not in (CLAUDE_CODE_DEFAULT_WINDOW, CLAUDE_CODE_1M_WINDOW):
+    if used and min(used) < CLAUDE_CODE_1M_WINDOW:
         settings["CLAUDE_CODE_AUTO_COMPACT_WINDOW"] = str(min(used))
     return settings

@@ -262,3 +262,16 @@ def test_four_turn_conversation_keeps_an_identical_prefix_upstream(
         assert [json.dumps(i) for i in a["input"][: len(b["input"])]] == [json.dumps(i) for i in b["input"]]
         assert len(a["input"]) > len(b["input"])
     assert "cache_miss" not in proxy.log()[log_start:]
+
+
+def test_a_1m_model_name_routes_like_its_base_name(
+    proxy: Proxy, fake: FakeBackend, tmp_path: Path, claude: Path
+) -> None:
+    """The `[1m]` suffix is how a Claude Code user lifts its context window over 200K (for gpt-5.5's
+    272K, with CLAUDE_CODE_AUTO_COMPACT_WINDOW); the proxy routes the name as its base name."""
+    fake.enqueue(Turn(output=[text("Routed.")]))
+    run = run_claude(proxy.url, "say hi", tmp_path, "--model", "claude-opus-4-5[1m]", claude=claude)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.result["result"] == "Routed."
+    assert run.result["modelUsage"]["claude-opus-4-5[1m]"]["contextWindow"] == 1_000_000
+    assert fake.responses_requests[0].body["model"] == "gpt-5.5"

@@ -62,8 +62,11 @@ def test_claude_code_settings_follow_the_real_windows() -> None:
     assert "ANTHROPIC_DEFAULT_HAIKU_MODEL" not in models.claude_code_settings({"haiku": "gpt-x"}, catalog)
     exact = [{"id": "gpt-5.5", "context_window": 200000}]
     assert models.claude_code_settings({"haiku": "gpt-5.5"}, exact) == {
-        f"ANTHROPIC_DEFAULT_{f}_MODEL": f"claude-{f.lower()}-4-5" for f in ("OPUS", "SONNET", "HAIKU")
+        **{f"ANTHROPIC_DEFAULT_{f}_MODEL": f"claude-{f.lower()}-4-5" for f in ("OPUS", "SONNET", "HAIKU")},
+        "CLAUDE_CODE_AUTO_COMPACT_WINDOW": "200000",  # Claude Code 2.1.332 takes `gpt-5.5` for 1M
     }
+    huge = [{"id": "gpt-5.5", "context_window": 1_000_000}]
+    assert "CLAUDE_CODE_AUTO_COMPACT_WINDOW" not in models.claude_code_settings({"haiku": "gpt-5.5"}, huge)
 
 
 # ---- through the proxy -------------------------------------------------------------------------------

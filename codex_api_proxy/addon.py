@@ -19,18 +19,20 @@ import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.net.http import http1
 from mitmproxy.proxy.layers.http import _http1
+from mitmproxy.proxy.mode_specs import ProxyMode
 
 from . import __version__, cache_health, models
+from .backend import Backend
 from .credentials import Credentials
-from .errors import ProxyError, bad_request, from_upstream
+from .errors import ProxyError, bad_request
+from .exchange import Family, FlowState
 from .metrics import Metrics
-from .relay import SECRET_HEADER, STREAM_HEADER, RelayServer, Upstream
+from .relay import FLOW_HEADER, SECRET_HEADER, RelayServer
 from .settings import (
     API_KEY_ENV,
     DEFAULT_OPENAI_URL,
@@ -39,12 +41,12 @@ from .settings import (
     UPSTREAM_URL_ENV,
     Settings,
     default_auth_path,
+    is_loopback,
     parse_model_map,
     read_api_key,
 )
-from .translate import accumulate, anthropic, chat, responses
+from .translate import anthropic, chat, responses
 from .translate.base import RequestContext
-from .translate.passthrough import PassthroughStream
 
 log = logging.getLogger("codex_api_proxy")
 
@@ -81,21 +83,22 @@ class Runtime:
     settings: Settings = field(default_factory=Settings)
     credentials: Credentials = field(default_factory=Credentials)
     metrics: Metrics = field(default_factory=Metrics)
-    upstream: Upstream | None = None
+    backend: Backend | None = None
     relay: RelayServer | None = None
     models: models.ModelCache = field(default_factory=lambda: models.ModelCache(300))
     restarting: asyncio.Task[None] | None = None
+    configured: bool = False  # settings were built from the options at least once
 
     async def start_transport(self) -> None:
-        self.upstream = Upstream(self.settings, self.credentials)
-        self.relay = RelayServer(self.upstream)
+        self.backend = Backend(self.settings, self.credentials)
+        self.relay = RelayServer(self.backend, self.settings.heartbeat)
         await self.relay.start()
 
     async def stop_transport(self) -> None:
         if self.relay:
             await self.relay.stop()
-        if self.upstream:
-            await self.upstream.aclose()
+        if self.backend:
+            await self.backend.aclose()
 
     async def restart_transport(self) -> None:
         await self.stop_transport()
@@ -121,8 +124,26 @@ def fail_closed(hook: Callable[..., Awaitable[None] | None]) -> Callable[..., Aw
     return wrapper
 
 
+def check_bind(options: Any, settings: Settings) -> None:
+    """Refuse to serve a subscription beyond this machine without a key, under mitmdump/mitmweb too."""
+    if settings.api_key:
+        return
+    for spec in getattr(options, "mode", None) or []:
+        try:
+            host = ProxyMode.parse(spec).listen_host(options.listen_host)
+        except ValueError:
+            continue  # mitmproxy reports a bad mode itself
+        if not is_loopback(host):
+            raise exceptions.OptionsError(
+                f"refusing to listen on {host or 'every interface'} without a local API key: set "
+                f"{API_KEY_ENV} (or --api-key-file), or listen on 127.0.0.1"
+            )
+
+
 class ProxyOptions:
     """Declares the proxy's options and turns them into one validated `Settings`."""
+
+    WATCHED = frozenset({"mode", "listen_host"})  # the bind decides whether a key is required
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -170,7 +191,13 @@ class ProxyOptions:
         add("codex_expose_reasoning", bool, False, "Give Chat Completions clients reasoning summaries.")
 
     def configure(self, updated: set[str]) -> None:
-        if not any(name.startswith("codex_") for name in updated):
+        # mitmproxy calls configure only for options that changed: a start with every codex_* option at
+        # its default must still build (and enforce) the settings, the key from the environment included
+        if (
+            self.runtime.configured
+            and not updated & self.WATCHED
+            and not any(name.startswith("codex_") for name in updated)
+        ):
             return
         o = ctx.options
         try:
@@ -200,11 +227,13 @@ class ProxyOptions:
             model_map=model_map,
             expose_reasoning=o.codex_expose_reasoning,
         )
+        check_bind(o, settings)
         rt = self.runtime
+        rt.configured = True
         rt.settings = settings
         rt.credentials = Credentials(settings.auth_path)
         rt.models = models.ModelCache(settings.models_cache_ttl)
-        if rt.upstream:  # options changed while running (mitmweb): rebuild the transport
+        if rt.backend:  # options changed while running (mitmweb): rebuild the transport
             rt.restarting = asyncio.get_running_loop().create_task(rt.restart_transport())
 
 
@@ -280,16 +309,6 @@ class LocalEndpoints:
         return json_response(200, {"ok": True, **info, "upstream": upstream})
 
 
-@dataclass
-class Family:
-    """One client API dialect: its translator module and its error envelope."""
-
-    name: str
-    module: ModuleType
-    anthropic: bool = False
-    passthrough_path: str | None = None  # in API-key mode, forwarded unchanged to {openai_url}/<this>
-
-
 FAMILIES = {
     "/responses": Family("responses", responses, passthrough_path="responses"),
     "/chat/completions": Family("chat", chat, passthrough_path="chat/completions"),
@@ -297,17 +316,13 @@ FAMILIES = {
 }
 
 
-@dataclass
-class FlowState:
-    family: Family
-    ctx: RequestContext
-    passthrough: bool
-    started: float = field(default_factory=time.monotonic)
-    stream: Any = None  # the translator set as mitmproxy's stream callable
-
-
 class ApiGateway:
-    """Routes the API families: translate, retarget to the relay, translate the answer back."""
+    """Routes the API families: translate the request and hand the flow to the relay.
+
+    The relay's exchange does the rest (upstream call, the answer translated back); this addon only
+    marks streamed answers as streams so mitmproxy forwards them as they come, and tells the relay
+    when a flow is over, so a client that left stops its upstream request.
+    """
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -393,7 +408,11 @@ class ApiGateway:
                 upstream_body.get("prompt_cache_key"), upstream_body, headers
             )
             ctx.options["prefix_changed"] = bool(changed)
-        flow.request.url = rt.relay.target(route, upstream_path)
+        state = FlowState(
+            family, ctx, passthrough, route, upstream_path, str(upstream_body.get("model") or "")
+        )
+        # the flow keeps the client's path, so mitmweb lists it as what the client called
+        flow.request.url = f"http://127.0.0.1:{rt.relay.port}{flow.request.path}"
         flow.request.headers.clear()
         flow.request.headers.update(
             {
@@ -402,12 +421,17 @@ class ApiGateway:
                 "content-type": "application/json",
                 "accept": "text/event-stream" if route == "codex" or ctx.stream else "application/json",
                 SECRET_HEADER: rt.relay.secret,
-                STREAM_HEADER: flow.id,
+                FLOW_HEADER: flow.id,
             }
         )
         # passthrough forwards the client's bytes as they came, not a re-serialisation of them
-        flow.request.content = sent if passthrough else json.dumps(upstream_body, ensure_ascii=False).encode()
-        flow.metadata["codex_api_proxy"] = FlowState(family, ctx, passthrough)
+        flow.request.content = (
+            sent
+            if passthrough
+            else json.dumps(upstream_body, ensure_ascii=False, separators=(",", ":")).encode()
+        )
+        flow.metadata["codex_api_proxy"] = state
+        rt.relay.expect(flow.id, state)
         log.debug(
             "%s -> %s %s (model %s, stream %s)", family.name, route, upstream_path, ctx.model, ctx.stream
         )
@@ -422,12 +446,12 @@ class ApiGateway:
             rt.metrics.models_cache["hit" if cached else "miss"] += 1
             if cached:
                 return cached
-            assert rt.upstream is not None, "upstream not running"
+            assert rt.backend is not None, "upstream not running"
             if auth.mode == "chatgpt":
-                payload = await rt.upstream.json("codex", f"models?client_version={models.CLIENT_VERSION}")
+                payload = await rt.backend.json("codex", f"models?client_version={models.CLIENT_VERSION}")
                 result = models.listing(models.from_codex_catalog(payload))
             else:
-                payload = await rt.upstream.json("openai", "models")
+                payload = await rt.backend.json("openai", "models")
                 data = payload.get("data") if isinstance(payload, dict) else None
                 result = models.listing(
                     [models.model_entry(m["id"]) for m in data or [] if isinstance(m, dict) and "id" in m]
@@ -454,75 +478,30 @@ class ApiGateway:
             return error_response(error, shape)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
-        state: FlowState | None = flow.metadata.get("codex_api_proxy")
+        """The relay has translated the answer already: streams go to the client as they come."""
         response = flow.response
-        if state is None or response is None or not state.ctx.stream or response.status_code >= 400:
-            return
-        if not response.headers.get("content-type", "").startswith("text/event-stream"):
-            return
-        try:
-            if state.passthrough:
-                state.stream = PassthroughStream(responses_dialect=state.family.name == "responses")
-            else:
-                state.stream = state.family.module.Stream(state.ctx)
-        except Exception:
-            log.exception("could not start the %s stream translator", state.family.name)
-            return  # left buffered: the response hook answers with an error
-        response.headers.pop("content-length", None)
-        response.headers["content-type"] = "text/event-stream; charset=utf-8"
-        response.headers["cache-control"] = "no-cache"
-        response.stream = state.stream
-        if not state.passthrough:
-            response.stream = self.ending_upstream_when_done(state.stream, flow.id)
+        if (
+            "codex_api_proxy" in flow.metadata
+            and response is not None
+            and response.headers.get("content-type", "").startswith("text/event-stream")
+        ):
+            response.stream = True
 
-    def ending_upstream_when_done(self, translator: Any, stream_id: str) -> Callable[[bytes], list[bytes]]:
-        """Once the client's answer is complete before the upstream's (a stop sequence cut it), the
-        rest of the upstream stream is not read: the client's response ends now. A stream that ended
-        normally is left to finish, so its pooled upstream connection stays reusable."""
-        relay = self.runtime.relay
-
-        def stream(chunk: bytes) -> list[bytes]:
-            out = translator(chunk)
-            if chunk and translator.finished and not translator.upstream_ended and relay is not None:
-                relay.finish(stream_id)
-            return out
-
-        return stream
-
-    @fail_closed
     def response(self, flow: http.HTTPFlow) -> None:
         state: FlowState | None = flow.metadata.get("codex_api_proxy")
-        response = flow.response
-        if state is None or response is None:
-            self.record(flow, None)
-            return
-        try:
-            if state.stream is not None:
-                failure = getattr(state.stream, "failure", None)
-                if failure is not None:
-                    self.runtime.metrics.stream_failures[
-                        state.family.name, failure.code or str(failure.status)
-                    ] += 1
-                return
-            if response.status_code >= 400:
-                raise from_upstream(response.status_code, response.content or b"", response.headers)
-            if state.passthrough:
-                return
-            if state.ctx.stream:  # a 2xx that is not a stream: nothing we can translate
-                raise ProxyError(
-                    502, "upstream answered a stream request without a stream", code="bad_upstream_response"
-                )
-            final = accumulate.aggregate(response.content or b"")
-            body = state.family.module.from_response(final, state.ctx)
-            flow.response = json_response(200, body)
-        except ProxyError as error:
-            flow.response = error_response(error, state.family.anthropic)
-        finally:
-            self.record(flow, state)
+        if state is not None and self.runtime.relay is not None:
+            self.runtime.relay.forget(flow.id)
+        if state is not None and state.failure is not None:
+            failure = state.failure
+            self.runtime.metrics.stream_failures[state.family.name, failure.code or str(failure.status)] += 1
+        self.record(flow, state)
 
     def error(self, flow: http.HTTPFlow) -> None:
+        """The flow ended without an answer, most often because its client went away."""
         state: FlowState | None = flow.metadata.get("codex_api_proxy")
         if state is not None:
+            if self.runtime.relay is not None:
+                self.runtime.relay.forget(flow.id)
             log.info(
                 "%s flow ended early: %s", state.family.name, flow.error.msg if flow.error else "unknown"
             )

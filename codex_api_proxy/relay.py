@@ -1,364 +1,238 @@
-"""The upstream relay: mitmproxy's upstream for every generation call, a loopback server in its own loop.
+"""The relay: mitmproxy's upstream for every generation call, a loopback server in the same event loop.
 
-mitmproxy forwards each translated flow here and streams the answer back through the family's chunk
-translator. The relay does what mitmproxy cannot (reference/mitmproxy.md §5, pitfalls 5-8):
-- credentials: injects the bearer and account headers (so flows shown in mitmweb carry no token),
-  refreshes after an upstream 401 and retries exactly once;
-- transport failures: a refused connection or a silent upstream becomes a JSON 502/504 before the
-  headers, or an in-band `proxy.error` event inside a stream, never mitmproxy's HTML page or a
-  silently truncated body;
-- heartbeats: a `proxy.heartbeat` event while the upstream is silent, so translators can keep clients
-  alive (Anthropic `ping`);
-- one pooled upstream connection set for all clients (mitmproxy pools per client connection only).
+mitmproxy owns the client's socket but cannot do what a generation call needs (reference/mitmproxy.md
+§5: no upstream timeout, HTML error pages, no write while the upstream is silent, no pool across
+client connections). So the addon retargets each translated flow here, and an `Exchange` serves it:
+credentials, the upstream call, translation of the answer, heartbeats, in-band errors.
 
-Only requests carrying this process's random secret are served, so other local processes cannot
-borrow the login through it.
+This side is an `asyncio.Protocol`, not a stream reader: the transport is always reading, so when
+mitmproxy closes the connection because its client went away, `connection_lost` fires at once and
+the exchange drops its upstream request, whatever phase it is in (waiting for the head, in silence,
+mid-stream, or folding a non-streaming answer).
+
+Only requests carrying this process's random secret are served, checked on the head before any body
+is read; heads and bodies are bounded and idle connections closed, so another local process can
+neither borrow the login through it nor make it buffer without limit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import http
 import json
 import logging
-import platform
 import secrets
-from dataclasses import dataclass
-from typing import Any
 
-import httpx
-
-from . import __version__
-from .credentials import Auth, Credentials
-from .errors import ERROR_EVENT, HEARTBEAT_EVENT, ProxyError, from_upstream
-from .settings import Settings
-from .sse import frame
+from .backend import Backend
+from .errors import ProxyError
+from .exchange import Exchange, FlowState, RelayRequest
 
 log = logging.getLogger(__name__)
 
 SECRET_HEADER = "x-cxp-relay"
-STREAM_HEADER = "x-cxp-stream"  # the flow's id, so the addon can end its upstream read early
-INTERNAL_PREFIX = "x-cxp-"  # headers between the addon and the relay, never sent upstream
-ROUTES = ("codex", "openai")
-_HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "host",
-        "content-length",
-        "accept-encoding",
-        "authorization",
-        "x-api-key",
-    }
-)
-_PASSED_BACK = ("content-type", "retry-after", "x-request-id", "request-id", "openai-processing-ms")
-_PASSED_BACK_PREFIXES = ("x-codex-", "x-ratelimit-")
-_HEARTBEAT = frame({"type": HEARTBEAT_EVENT}, HEARTBEAT_EVENT)
-_MAX_ERROR_BODY = 1 << 20
-
-
-def _reason(status: int) -> str:
-    try:
-        return http.HTTPStatus(status).phrase
-    except ValueError:
-        return "Unknown"
-
-
-def default_user_agent() -> str:
-    return f"codex-api-proxy/{__version__} ({platform.system()} {platform.release()}; {platform.machine()})"
-
-
-@dataclass
-class _Request:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-def _error_response(error: ProxyError) -> tuple[int, dict[str, str], bytes]:
-    body = json.dumps(error.openai_body()).encode()
-    return error.status, {"content-type": "application/json", **error.headers()}, body
-
-
-class Upstream:
-    """Authenticated upstream calls with one pooled client: used by the relay server and by the addon
-    for small JSON calls (/v1/models)."""
-
-    def __init__(self, settings: Settings, credentials: Credentials) -> None:
-        self.settings = settings
-        self.credentials = credentials
-        self.client = httpx.AsyncClient(
-            proxy=settings.outbound_proxy,
-            trust_env=settings.outbound_proxy is None,  # HTTPS_PROXY/NO_PROXY/SSL_CERT_FILE as usual
-            timeout=httpx.Timeout(settings.idle_timeout, connect=settings.connect_timeout),
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=32, keepalive_expiry=60),
-            follow_redirects=False,
-        )
-        credentials.set_client(self.client)
-        self.user_agent = default_user_agent()
-
-    def url(self, route: str, path: str) -> str:
-        base = self.settings.upstream_url if route == "codex" else self.settings.openai_url
-        return base.rstrip("/") + "/" + path.lstrip("/")
-
-    async def send(
-        self, route: str, method: str, path: str, body: bytes | None, headers: dict[str, str]
-    ) -> httpx.Response:
-        """Open a streamed upstream response; after a 401 with ChatGPT tokens, refresh and retry once.
-        Raises ProxyError for credential and transport failures (502 unreachable, 504 timeout)."""
-        auth = await self.credentials.get()
-        response = await self._open(route, method, path, body, headers, auth)
-        if response.status_code == 401 and auth.mode == "chatgpt" and route == "codex":
-            await response.aclose()
-            log.info("upstream answered 401; refreshing the access token and retrying once")
-            auth = await self.credentials.after_unauthorized(auth)
-            response = await self._open(route, method, path, body, headers, auth)
-        return response
-
-    async def _open(
-        self, route: str, method: str, path: str, body: bytes | None, headers: dict[str, str], auth: Auth
-    ) -> httpx.Response:
-        url = self.url(route, path)
-        out = {
-            k: v
-            for k, v in headers.items()
-            if k.lower() not in _HOP_BY_HOP and not k.lower().startswith(INTERNAL_PREFIX)
-        }
-        out.setdefault("user-agent", self.user_agent)
-        out["accept-encoding"] = "identity"  # translators read raw bytes
-        out.update(auth.headers())
-        request = self.client.build_request(method, url, content=body, headers=out)
-        try:
-            return await asyncio.wait_for(
-                self.client.send(request, stream=True), self.settings.first_byte_timeout
-            )
-        except (TimeoutError, httpx.TimeoutException) as exc:
-            kind = "connect" if isinstance(exc, httpx.ConnectTimeout) else "response"
-            raise ProxyError(
-                504, f"upstream {kind} timed out ({request.url.host})", code="upstream_timeout"
-            ) from None
-        except httpx.HTTPError as exc:
-            raise ProxyError(
-                502,
-                f"upstream unreachable ({request.url.host}): {type(exc).__name__}",
-                code="upstream_unreachable",
-            ) from None
-
-    async def json(self, route: str, path: str) -> Any:
-        """GET a small JSON document; HTTP errors become ProxyError at the upstream status."""
-        response = await self.send(route, "GET", path, None, {"accept": "application/json"})
-        try:
-            body = await response.aread()
-        except httpx.HTTPError:
-            raise ProxyError(
-                502, "upstream connection failed while reading", code="upstream_unreachable"
-            ) from None
-        finally:
-            await response.aclose()
-        if response.status_code >= 400:
-            raise from_upstream(response.status_code, body, response.headers)
-        try:
-            return json.loads(body)
-        except ValueError:
-            raise ProxyError(
-                502, "upstream answered with invalid JSON", code="bad_upstream_response"
-            ) from None
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
+FLOW_HEADER = "x-cxp-flow"  # the flow's id: the state the addon registered for it
+MAX_HEAD = 64 << 10
+MAX_BODY = 80 << 20  # above the gateway's own limit, which is checked first
+IDLE_TIMEOUT = 900.0  # an idle keep-alive connection from mitmproxy (its own client timeout is 600 s)
+HEAD_TIMEOUT = 10.0  # a head (or body) that stops arriving part way
 
 
 class RelayServer:
     """The loopback HTTP/1.1 endpoint mitmproxy forwards translated flows to."""
 
-    def __init__(self, upstream: Upstream) -> None:
-        self.upstream = upstream
+    def __init__(self, backend: Backend, heartbeat: float) -> None:
+        self.backend = backend
+        self.heartbeat = heartbeat
         self.secret = secrets.token_urlsafe(24)
         self.port = 0
         self._server: asyncio.Server | None = None
-        self._streams: dict[str, tuple[asyncio.Task[None], asyncio.Queue[bytes | ProxyError | None]]] = {}
+        self._pending: dict[str, FlowState] = {}
+        self._exchanges: dict[str, Exchange] = {}
+        self._connections: set[_RelayConnection] = set()
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, limit=1 << 20)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _RelayConnection(self), "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
+        for exchange in list(self._exchanges.values()):
+            exchange.abort()
+        for conn in list(self._connections):
+            conn.close()
         if self._server:
             self._server.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 1)
 
-    def finish(self, stream_id: str) -> None:
-        """The client's answer is already complete (a stop sequence, a failure it was told about):
-        stop reading the upstream and end the relayed body now instead of when the model stops."""
-        entry = self._streams.pop(stream_id, None)
-        if entry is None:
-            return
-        pump, queue = entry
-        pump.cancel()
-        while not queue.empty():
-            queue.get_nowait()
-        queue.put_nowait(None)
+    def expect(self, flow_id: str, state: FlowState) -> None:
+        """The addon has translated a flow and is about to send it here."""
+        self._pending[flow_id] = state
 
-    def target(self, route: str, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{route}/{path.lstrip('/')}"
+    def forget(self, flow_id: str) -> None:
+        """The flow is over (answered, failed, or its client left): nothing of it may keep running."""
+        self._pending.pop(flow_id, None)
+        exchange = self._exchanges.pop(flow_id, None)
+        if exchange is not None:
+            exchange.abort()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                request = await self._read_request(reader)
-                if request is None:
-                    break
-                await self._handle(request, writer)
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            pass  # mitmproxy closed the connection (its client went away)
-        except Exception:
-            log.exception("relay connection failed")
-        finally:
-            writer.close()
+    @property
+    def in_flight(self) -> int:
+        return len(self._exchanges)
 
-    @staticmethod
-    async def _read_request(reader: asyncio.StreamReader) -> _Request | None:
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.IncompleteReadError:
+    def _begin(self, conn: _RelayConnection, request: RelayRequest) -> Exchange | None:
+        flow_id = request.headers.get(FLOW_HEADER, "")
+        state = self._pending.pop(flow_id, None)
+        if state is None:
             return None
-        lines = head.decode("latin-1").split("\r\n")
-        method, path, _ = lines[0].split(" ", 2)
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            if line:
-                name, _, value = line.partition(":")
-                headers[name.strip().lower()] = value.strip()
-        length = int(headers.get("content-length") or 0)
-        body = await reader.readexactly(length) if length else b""
-        return _Request(method, path, headers, body)
+        exchange = Exchange(flow_id, conn, self.backend, state, request, self.heartbeat)
+        self._exchanges[flow_id] = exchange
+        exchange.start()
+        return exchange
 
-    async def _handle(self, request: _Request, writer: asyncio.StreamWriter) -> None:
-        route, _, path = request.path.lstrip("/").partition("/")
-        if (
-            not secrets.compare_digest(request.headers.get(SECRET_HEADER, ""), self.secret)
-            or route not in ROUTES
-        ):
-            await self._respond(
-                writer, *_error_response(ProxyError(403, "not a codex-api-proxy relay request"))
-            )
-            return
-        try:
-            response = await self.upstream.send(
-                route, request.method, path, request.body or None, request.headers
-            )
-        except ProxyError as error:
-            await self._respond(writer, *_error_response(error))
-            return
-        try:
-            headers = {
-                k: v
-                for k, v in response.headers.items()
-                if k in _PASSED_BACK or k.startswith(_PASSED_BACK_PREFIXES)
-            }
-            if response.status_code >= 400 or not headers.get("content-type", "").startswith(
-                "text/event-stream"
-            ):
-                await self._respond_buffered(writer, response, headers)
-            else:
-                await self._respond_stream(writer, response, headers, request.headers.get(STREAM_HEADER, ""))
-        finally:
-            await response.aclose()
+    def _ended(self, exchange: Exchange) -> None:
+        if self._exchanges.get(exchange.flow_id) is exchange:
+            del self._exchanges[exchange.flow_id]
 
-    async def _respond_buffered(
-        self, writer: asyncio.StreamWriter, response: httpx.Response, headers: dict[str, str]
-    ) -> None:
-        """JSON answers and errors are small: read them whole, so a failure can still be a clean 502."""
-        try:
-            body = b""
-            async for chunk in response.aiter_raw():
-                body += chunk
-                if len(body) > _MAX_ERROR_BODY and response.status_code >= 400:
-                    break
-        except httpx.HTTPError:
-            error = ProxyError(
-                502, "upstream connection failed while reading the answer", code="upstream_unreachable"
-            )
-            await self._respond(writer, *_error_response(error))
-            return
-        await self._respond(writer, response.status_code, headers, body)
 
-    async def _respond_stream(
-        self, writer: asyncio.StreamWriter, response: httpx.Response, headers: dict[str, str], stream_id: str
-    ) -> None:
-        """Relay an SSE body chunk by chunk; heartbeats at event boundaries while the upstream is
-        silent; a transport failure becomes a final `proxy.error` event."""
-        head = f"HTTP/1.1 {response.status_code} {_reason(response.status_code)}\r\n"
-        head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        writer.write((head + "transfer-encoding: chunked\r\n\r\n").encode("latin-1"))
-        queue: asyncio.Queue[bytes | ProxyError | None] = asyncio.Queue(maxsize=256)
+def _plain(status: int, message: str) -> bytes:
+    body = json.dumps(ProxyError(status, message, code="relay_refused").openai_body()).encode()
+    return (
+        f"HTTP/1.1 {status} Refused\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    ).encode() + body
 
-        async def pump() -> None:
+
+class _RelayConnection(asyncio.Protocol):
+    """One connection from mitmproxy: requests one after another, each served by an Exchange."""
+
+    def __init__(self, server: RelayServer) -> None:
+        self.server = server
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.head: tuple[str, str, dict[str, str], int] | None = None
+        self.exchange: Exchange | None = None
+        self.last_activity = self.loop.time()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.server._connections.add(self)
+        self._arm(HEAD_TIMEOUT)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_activity = self.loop.time()
+        self.buf += data
+        if self.exchange is None:
+            self._parse()
+        elif len(self.buf) > MAX_HEAD:  # mitmproxy never pipelines: this is not mitmproxy
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server._connections.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()
+        exchange, self.exchange = self.exchange, None
+        if exchange is not None:
+            exchange.abort()
+            self.server._ended(exchange)
+
+    def pause_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.pause()
+
+    def resume_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.resume()
+
+    # Downstream, for the exchange
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def exchange_done(self, exchange: Exchange) -> None:
+        if self.exchange is exchange:
+            self.exchange = None
+            self.server._ended(exchange)
+            self.last_activity = self.loop.time()
+            if self.buf:
+                self._parse()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    # parsing
+
+    def _refuse(self, status: int, message: str) -> None:
+        log.info("relay refused a request: %s", message)
+        self.write(_plain(status, message))
+        self.buf.clear()
+        self.close()
+
+    def _parse(self) -> None:
+        buf = self.buf
+        if self.head is None:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buf) > MAX_HEAD:
+                    self._refuse(431, "request head too large")
+                return
             try:
-                async for chunk in response.aiter_raw():
-                    await queue.put(chunk)
-                await queue.put(None)
-            except httpx.TimeoutException:
-                await queue.put(ProxyError(504, "upstream went silent mid-stream", code="upstream_timeout"))
-            except httpx.HTTPError as exc:
-                await queue.put(
-                    ProxyError(
-                        502,
-                        f"upstream connection lost mid-stream ({type(exc).__name__})",
-                        code="upstream_cut",
-                    )
-                )
+                lines = bytes(buf[:end]).decode("latin-1").split("\r\n")
+                method, path, version = lines[0].split(" ")
+                if not version.startswith("HTTP/1."):
+                    raise ValueError(version)
+                headers: dict[str, str] = {}
+                for line in lines[1:]:
+                    name, sep, value = line.partition(":")
+                    if not sep:
+                        raise ValueError(line)
+                    headers[name.strip().lower()] = value.strip()
+                length = int(headers.get("content-length") or 0)
+            except ValueError:
+                return self._refuse(400, "malformed request")
+            if not secrets.compare_digest(headers.get(SECRET_HEADER, ""), self.server.secret):
+                return self._refuse(403, "not a codex-api-proxy relay request")
+            if "transfer-encoding" in headers or length < 0:
+                return self._refuse(400, "the relay takes content-length bodies only")
+            if length > MAX_BODY:
+                return self._refuse(413, "request body too large")
+            del buf[: end + 4]
+            self.head = (method, path, headers, length)
+        method, path, headers, length = self.head
+        if len(buf) < length:
+            return
+        body = bytes(buf[:length])
+        del buf[:length]
+        self.head = None
+        request = RelayRequest(method, path, headers, body)
+        exchange = self.server._begin(self, request)
+        if exchange is None:
+            # mitmweb's replay, or a flow already forgotten: the translation state is gone
+            self.write(_plain(409, "this flow is no longer live (replaying relayed flows is not supported)"))
+            self.close()
+            return
+        self.exchange = exchange
 
-        task = asyncio.create_task(pump())
-        if stream_id:
-            self._streams[stream_id] = (task, queue)
-        at_boundary = True
-        try:
-            while True:
-                try:
-                    item = await asyncio.wait_for(queue.get(), self.upstream.settings.heartbeat)
-                except TimeoutError:
-                    if at_boundary:
-                        self._chunk(writer, _HEARTBEAT)
-                        await writer.drain()
-                    continue
-                if item is None:
-                    break
-                if isinstance(item, ProxyError):
-                    log.warning("relay: %s", item.message)
-                    self._chunk(writer, (b"" if at_boundary else b"\n\n") + frame(item.event(), ERROR_EVENT))
-                    break
-                self._chunk(writer, item)
-                at_boundary = item.endswith((b"\n\n", b"\r\n\r\n"))
-                await writer.drain()
-            writer.write(b"0\r\n\r\n")
-            await writer.drain()
-        finally:
-            self._streams.pop(stream_id, None)
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    # idle connections
 
-    @staticmethod
-    def _chunk(writer: asyncio.StreamWriter, data: bytes) -> None:
-        if data:
-            writer.write(b"%x\r\n%b\r\n" % (len(data), data))
+    def _arm(self, delay: float) -> None:
+        self._timer = self.loop.call_later(delay, self._check_idle)
 
-    @staticmethod
-    async def _respond(
-        writer: asyncio.StreamWriter, status: int, headers: dict[str, str], body: bytes
-    ) -> None:
-        head = f"HTTP/1.1 {status} {_reason(status)}\r\n" + "".join(
-            f"{k}: {v}\r\n" for k, v in headers.items()
-        )
-        writer.write((head + f"content-length: {len(body)}\r\n\r\n").encode("latin-1") + body)
-        await writer.drain()
+    def _check_idle(self) -> None:
+        self._timer = None
+        if self.transport is None or self.transport.is_closing():
+            return
+        if self.exchange is not None:
+            self._arm(HEAD_TIMEOUT)
+            return
+        limit = HEAD_TIMEOUT if self.buf or self.head else IDLE_TIMEOUT
+        idle = self.loop.time() - self.last_activity
+        if idle >= limit:
+            self.close()
+        else:
+            self._arm(min(limit - idle, HEAD_TIMEOUT) + 0.01)

@@ -20,6 +20,11 @@ class PassthroughStream:
         self._parser = SSEParser()
         self._responses = responses_dialect
         self.failure: ProxyError | None = None
+        self.upstream_ended = False  # never cut short: the upstream's own end ends the client's stream
+
+    @property
+    def finished(self) -> bool:
+        return self.failure is not None
 
     def __call__(self, chunk: bytes) -> list[bytes]:
         events = self._parser.feed(chunk) if chunk else self._parser.flush()

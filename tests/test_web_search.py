@@ -152,3 +152,37 @@ def test_fake_backend_streams_web_search_like_the_responses_api(fake: FakeBacken
         assert [s["url"] for s in action.get("sources", [])] == (sources or [])
         added = [e["annotation"] for e in evs if e["type"] == "response.output_text.annotation.added"]
         assert [(a["url"], a["title"], ANSWER[a["start_index"] : a["end_index"]]) for a in added] == [PY, PEP]
+
+
+def search_events(oi: int, action: dict[str, Any]) -> list[dict[str, Any]]:
+    item = {"type": "web_search_call", "id": f"ws_{oi}", "status": "in_progress"}
+    return [
+        {"type": "response.output_item.added", "output_index": oi, "item": item},
+        {"type": "response.web_search_call.searching", "output_index": oi, "item_id": f"ws_{oi}"},
+        {"type": "response.output_item.done", "output_index": oi,
+         "item": {**item, "status": "completed", "action": action}},
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("size", [0, 1, 7])
+def test_stream_search_then_a_tool_call_and_a_page_visit(size: int) -> None:
+    """No answer text follows the search: its result is released when the call's events, held behind
+    it, are replayed; a page visit adds its page; every split of the bytes gives the same answer."""
+    from .test_anthropic_translate import call_events, completed, created, sdk_final, stream
+
+    events = (
+        created()
+        + search_events(
+            0, {"type": "search", "query": "q", "sources": [{"type": "url", "url": "https://a.test/"}]}
+        )
+        + search_events(1, {"type": "open_page", "url": "https://b.test/"})
+        + call_events(2, "Bash", '{"command":"ls"}')
+        + completed()
+    )
+    raw = stream(events, RequestContext(model="claude-haiku-4-5"), size)
+    check_structure(raw)
+    message = sdk_final(raw)
+    assert [b.type for b in message.content] == ["server_tool_use", "web_search_tool_result", "tool_use"]
+    assert [r.url for r in message.content[1].content] == ["https://a.test/", "https://b.test/"]
+    assert message.content[2].input == {"command": "ls"}
+    assert message.stop_reason == "tool_use" and message.usage.server_tool_use.web_search_requests == 1

@@ -3,6 +3,11 @@
 Stop sequences are applied as the text streams: only a suffix that could start a stop sequence is
 held back, and a match ends the message with stop_reason "stop_sequence" at once (output_tokens is
 then the count of the text sent).
+
+A web search (anthropic_web_search) streams as its server_tool_use block at once; its result block
+needs the titles that only the answer's citations carry, so the events after a search are held until
+that answer's item is done (or the next search, or the end), then the result block and the held
+events go out in order: the search's answer arrives whole rather than token by token.
 """
 
 from __future__ import annotations

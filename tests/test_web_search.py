@@ -186,3 +186,19 @@ def test_stream_search_then_a_tool_call_and_a_page_visit(size: int) -> None:
     assert [r.url for r in message.content[1].content] == ["https://a.test/", "https://b.test/"]
     assert message.content[2].input == {"command": "ls"}
     assert message.stop_reason == "tool_use" and message.usage.server_tool_use.web_search_requests == 1
+
+
+def test_search_tool_options_the_backend_knows_are_kept() -> None:
+    from codex_api_proxy.translate.anthropic import to_upstream
+
+    where = {"type": "approximate", "city": "Oslo", "country": "NO", "timezone": "Europe/Oslo"}
+    tool = {
+        **SEARCH_TOOL,
+        "allowed_domains": ["python.org"],
+        "blocked_domains": ["x.test"],
+        "user_location": where,
+    }
+    up = to_upstream({**ask(), "tools": [tool, SEARCH_TOOL]}, RequestContext(model="claude-haiku-4-5"))
+    assert up["tools"] == [
+        {"type": "web_search", "filters": {"allowed_domains": ["python.org"]}, "user_location": where}
+    ]

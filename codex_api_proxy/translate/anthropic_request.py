@@ -262,8 +262,8 @@ def _tools(
         if kind not in (None, "custom"):
             if isinstance(kind, str) and kind.startswith("web_search"):
                 server.add(str(tool.get("name") or "web_search"))
-                if {"type": "web_search"} not in tools:
-                    tools.append({"type": "web_search"})
+                if not any(t.get("type") == "web_search" for t in tools):
+                    tools.append(web_search_tool(tool))
             else:
                 log.warning("dropping Anthropic server tool %r: the Codex backend has no equivalent", kind)
             continue
@@ -284,6 +284,22 @@ def _tools(
         if tool.get("defer_loading") is not True or name in referenced or server_search:
             tools.append(out)
     return tools, names, server, defs
+
+
+def web_search_tool(tool: dict[str, Any]) -> dict[str, Any]:
+    """Anthropic's web search server tool as the backend's hosted `web_search` (the fields Codex CLI
+    itself sends it): allowed_domains become `filters`, user_location is the same object in both APIs;
+    blocked_domains and max_uses have no equivalent and are dropped, logged."""
+    out: dict[str, Any] = {"type": "web_search"}
+    allowed = tool.get("allowed_domains")
+    if isinstance(allowed, list) and allowed:
+        out["filters"] = {"allowed_domains": [d for d in allowed if isinstance(d, str)]}
+    if isinstance(tool.get("user_location"), dict):
+        out["user_location"] = tool["user_location"]
+    for key in ("blocked_domains", "max_uses"):
+        if tool.get(key):
+            log.info("web search: %s is not supported by the backend's hosted search; dropped", key)
+    return out
 
 
 def clean_schema(schema: dict[str, Any]) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """Anthropic Messages API <-> Codex Responses API: the names the gateway and the tests use.
 
 One module per direction: anthropic_request (request, tools and schemas), anthropic_stream (the SSE
-translator), anthropic_response (whole responses and the count_tokens probe), anthropic_signature
-(thinking signatures).
+translator), anthropic_response (whole responses, token counts and the probe), anthropic_signature
+(thinking signatures), anthropic_web_search (the hosted search as server tool blocks).
 """
 
 from .anthropic_request import (

@@ -215,6 +215,10 @@ class Recorded:
     body: Any  # parsed JSON (or form fields), None when empty or unparsable
     raw: bytes
     status: int | None = None  # what the fake answered
+    received_at: float = field(default_factory=time.monotonic)
+    # when the client closed the connection while this request was still being answered (the proxy
+    # must stop an upstream request whose own client went away)
+    closed_at: float | None = None
 
 
 # ---- helpers -----------------------------------------------------------------------------------------
@@ -310,6 +314,13 @@ DEFAULT_MODELS = [
 
 
 # ---- HTTP plumbing -----------------------------------------------------------------------------------
+
+
+async def _watch_close(reader: asyncio.StreamReader, rec: Recorded) -> None:
+    """Notice the client going away while its request is being answered (stalls included)."""
+    while not reader.at_eof() and reader.exception() is None:
+        await asyncio.sleep(0.02)
+    rec.closed_at = time.monotonic()
 
 
 class _Reply:
@@ -547,6 +558,14 @@ class FakeBackend:
             self._requests.append(rec)
         keep = version == "HTTP/1.1" and "close" not in headers.get("connection", "").lower()
         reply = _Reply(writer, rec, keep)
+        watcher = asyncio.create_task(_watch_close(reader, rec))
+        try:
+            return await self._dispatch(method, url.path, rec, reply)
+        finally:
+            watcher.cancel()
+
+    async def _dispatch(self, method: str, path: str, rec: Recorded, reply: _Reply) -> bool:
+        url = urlsplit(path)
         if method == "POST" and url.path == CODEX_PATH + "/responses":
             await self._responses(rec, reply)
         elif method == "GET" and url.path == CODEX_PATH + "/models":

@@ -404,10 +404,8 @@ class ApiGateway:
             if "session_id" not in headers and upstream_body.get("prompt_cache_key"):
                 headers["session_id"] = upstream_body["prompt_cache_key"]
         if not passthrough:
-            changed = cache_health.HEALTH.note_request(
-                upstream_body.get("prompt_cache_key"), upstream_body, headers
-            )
-            ctx.options["prefix_changed"] = bool(changed)
+            key = upstream_body.get("prompt_cache_key")
+            ctx.options["cache_thread"] = cache_health.HEALTH.note_request(key, upstream_body, headers)
         state = FlowState(
             family, ctx, passthrough, route, upstream_path, str(upstream_body.get("model") or "")
         )

@@ -38,16 +38,17 @@ def request(
         (request(items=[ITEMS[0], ITEMS[3], ITEMS[2]]), {"session_id": "s"}, ["item 1"]),
         (request(items=ITEMS[:1]), {"session_id": "s"}, ["item 1 (history shortened)"]),
         (request(items=ITEMS[:3]), {"session_id": "t"}, ["session header"]),
-        (request("x", TOOLS[:1], ITEMS[1:]), {}, ["instructions", "tools", "item 0", "session header"]),
+        (request("x", TOOLS[:1], ITEMS[:3]), {}, ["instructions", "tools", "session header"]),
+        (request("x", TOOLS[:1], ITEMS[1:]), {"session_id": "s"}, []),  # shares nothing: a new thread
     ],
 )  # fmt: skip
 def test_prefix_changes_are_named(
     second: dict[str, Any], headers: dict[str, str], changed: list[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     health = CacheHealth()
-    assert health.note_request("key", request(), {"session_id": "s"}) == []
+    assert health.note_request("key", request(), {"session_id": "s"}).changed == []
     with caplog.at_level(logging.INFO, "codex_api_proxy"):
-        assert health.note_request("key", second, headers) == changed
+        assert health.note_request("key", second, headers).changed == changed
     lines = [r.getMessage() for r in caplog.records if "cache_miss" in r.getMessage()]
     assert len(lines) == (1 if changed else 0)
     if changed:
@@ -58,15 +59,33 @@ def test_a_fallen_cached_share_is_reported_only_with_an_unchanged_prefix(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     health = CacheHealth()
-    health.note_request("k", request(), {})
+    turns = [request(items=ITEMS[:n]) for n in (1, 2, 3, 4, 4)]
+    turns[2:] = [{**t, "instructions": "moved"} for t in turns[2:]]
+    usage = [(1000, 900), (1100, 1000), (1200, 100), (1300, 1200), (1400, 140)]
     with caplog.at_level(logging.INFO, "codex_api_proxy"):
-        health.note_usage("k", "gpt-5.5", 1000, 900, prefix_changed=False)  # first turn: nothing to compare
-        health.note_usage("k", "gpt-5.5", 1100, 1000, prefix_changed=False)  # 90% -> 91%: fine
-        health.note_usage("k", "gpt-5.5", 1200, 100, prefix_changed=True)  # explained by the prefix line
-        health.note_usage("k", "gpt-5.5", 1300, 1200, prefix_changed=False)
-        health.note_usage("k", "gpt-5.5", 1400, 140, prefix_changed=False)  # 92% -> 10%: reported
+        for body, (total, cached) in zip(turns, usage, strict=True):
+            health.note_usage(health.note_request("k", body, {}), "k", "gpt-5.5", total, cached)
     lines = [r.getMessage() for r in caplog.records if "cache_miss" in r.getMessage()]
-    assert len(lines) == 1 and "fell from 92% to 10%" in lines[0]
+    # 90% -> 91% is fine; the fall to 8% is explained by the instructions line; 92% -> 10% is reported
+    assert len(lines) == 2 and "instructions changed" in lines[0] and "fell from 92% to 10%" in lines[1]
+
+
+def test_sub_agents_sharing_the_key_are_followed_as_their_own_threads(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    health = CacheHealth()
+    sub_items = [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": f"s{i}"}]}
+                 for i in range(3)]  # fmt: skip
+    main = [request(items=ITEMS[:n]) for n in (1, 2, 3)]
+    sub = [request("You are a sub-agent.", TOOLS[:1], sub_items[:n]) for n in (1, 2)]
+    headers = {"session_id": "session"}
+    with caplog.at_level(logging.INFO, "codex_api_proxy"):
+        for body in (main[0], sub[0], main[1], sub[1], main[2]):
+            assert health.note_request("session", body, headers).changed == []
+        moved = health.note_request("session", {**main[2], "instructions": "Be brief. 12:01"}, headers)
+    assert moved.changed == ["instructions"]
+    assert len(health.conversations["session"]) == 2
+    assert len([r for r in caplog.records if "cache_miss" in r.getMessage()]) == 1
 
 
 def test_the_conversation_store_is_bounded() -> None:
@@ -74,6 +93,10 @@ def test_the_conversation_store_is_bounded() -> None:
     for key in ("a", "b", "c"):
         health.note_request(key, request(), {})
     assert list(health.conversations) == ["b", "c"]
+    for n in range(12):  # and so are the threads of one key
+        tools = [{"type": "function", "name": f"T{n}"}]
+        health.note_request("c", request(f"agent {n}", tools, [{"n": n}]), {})
+    assert len(health.conversations["c"]) == 8
 
 
 def wait_for(proxy: Proxy, needle: str, start: int) -> str:

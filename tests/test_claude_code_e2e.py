@@ -275,3 +275,19 @@ def test_a_1m_model_name_routes_like_its_base_name(
     assert run.result["result"] == "Routed."
     assert run.result["modelUsage"]["claude-opus-4-5[1m]"]["contextWindow"] == 1_000_000
     assert fake.responses_requests[0].body["model"] == "gpt-5.5"
+
+
+def test_a_sub_agent_sharing_the_session_key_is_no_cache_miss(
+    proxy: Proxy, fake: FakeBackend, tmp_path: Path, claude: Path
+) -> None:
+    """A sub-agent's requests carry the session's key with their own instructions and tools: a thread
+    of their own, not a changed prefix of the main conversation."""
+    log_start = len(proxy.log())
+    agent = {"description": "look", "prompt": "Say sub done.", "subagent_type": "general-purpose"}
+    fake.enqueue(Turn(output=[function_call("Agent", agent)]), *[Turn(output=[text("done")])] * 4)
+    run = run_claude(proxy.url, "use a subagent", tmp_path, claude=claude)
+    assert run.returncode == 0, run.stderr[-3000:]
+    sent = [r.body for r in fake.responses_requests]
+    assert len({b["prompt_cache_key"] for b in sent}) == 1
+    assert len({b["instructions"] for b in sent}) == 2  # the main conversation and the sub-agent
+    assert "cache_miss" not in proxy.log()[log_start:]

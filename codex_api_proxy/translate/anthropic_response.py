@@ -171,9 +171,8 @@ def turn_done(response: dict[str, Any], ctx: RequestContext) -> None:
     if usage["input"] and isinstance(body, dict):
         tokens.CALIBRATION.observe(key, tokens.count_tokens(body), usage["input"])
     model = str(ctx.options.get("upstream_model") or "")
-    cache_health.HEALTH.note_usage(
-        key, model, usage["input"], usage["cached"], ctx.options.get("prefix_changed", False)
-    )
+    health = cache_health.HEALTH
+    health.note_usage(ctx.options.get("cache_thread"), str(key), model, usage["input"], usage["cached"])
 
 
 def count_tokens(body: dict[str, Any], headers: dict[str, str]) -> int:

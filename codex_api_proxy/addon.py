@@ -13,6 +13,7 @@ import functools
 import json
 import logging
 import os
+import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from mitmproxy.net.http import http1
 from mitmproxy.proxy.layers.http import _http1
 from mitmproxy.proxy.mode_specs import ProxyMode
 
-from . import __version__, boundary, models, observe, tokens
+from . import __version__, boundary, cache_health, models, observe
 from .backend import Backend
 from .conversations import ConversationStore, conversation_headers
 from .credentials import Credentials, wait_for_refreshes
@@ -438,10 +439,11 @@ class ApiGateway:
             await self.translate_request(flow, family)
         elif path == "/messages/count_tokens" and method == "POST":
             body, _ = self.json_body(flow)
-            count = await asyncio.to_thread(tokens.count_tokens, body)
+            headers = {k.lower(): v for k, v in flow.request.headers.items()}
+            count = await asyncio.to_thread(anthropic.count_tokens, body, headers)
             flow.response = json_response(200, {"input_tokens": count})
-        elif path == "/models" and method == "GET":
-            flow.response = json_response(200, await self.list_models(flow))
+        elif (path == "/models" or path.startswith("/models/")) and method == "GET":
+            flow.response = await self.models_answer(flow, path[len("/models/") :] or None)
         elif family or path in ("/messages/count_tokens", "/models"):
             raise ProxyError(405, f"{method} is not allowed on {path}", code="method_not_allowed")
         else:
@@ -512,6 +514,9 @@ class ApiGateway:
                 "originator", os.environ.get("CODEX_INTERNAL_ORIGINATOR_OVERRIDE", "codex_cli_rs")
             )
             headers = conversation_headers(headers, upstream_body.get("prompt_cache_key"))
+        if not passthrough:
+            key = upstream_body.get("prompt_cache_key")
+            ctx.options["cache_thread"] = cache_health.HEALTH.note_request(key, upstream_body, headers)
         state = FlowState(
             family, ctx, passthrough, route, upstream_path, str(upstream_body.get("model") or "")
         )
@@ -565,6 +570,24 @@ class ApiGateway:
                 )
             rt.models.put(key, result)
             return result
+
+    async def models_answer(self, flow: http.HTTPFlow, model_id: str | None) -> http.Response:
+        """GET /v1/models[/{id}] in the shape the client speaks (see models.wants_anthropic)."""
+        shape = models.wants_anthropic(flow.request.headers, flow.request.query)
+        model_map = self.runtime.settings.model_map
+        try:
+            listed = await self.list_models(flow)
+            if model_id is None:
+                return json_response(
+                    200, models.anthropic_listing(listed["data"], model_map) if shape else listed
+                )
+            wanted = urllib.parse.unquote(model_id)
+            found = models.find_model(wanted, listed["data"], model_map, shape)
+            if found is None:
+                raise ProxyError(404, f"model {wanted!r} not found", code="not_found")
+            return json_response(200, found)
+        except ProxyError as error:
+            return error_response(error, shape)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         """The relay has translated the answer already: streams go to the client as they come."""

@@ -92,6 +92,7 @@ TOKEN_EXPIRED = {
 class Text:
     text: str
     chunks: int = 3
+    annotations: tuple[dict[str, Any], ...] = ()  # url_citation annotations (see cited_text)
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,15 @@ class CustomToolCall:
     chunks: int = 2
 
 
-OutputSpec = Text | Reasoning | FunctionCall | CustomToolCall
+@dataclass(frozen=True)
+class WebSearch:
+    """A hosted web search the backend ran (a `web_search_call` item) and the pages it found."""
+
+    query: str
+    sources: tuple[str, ...] = ()  # urls; sent only when the request includes web_search_call.action.sources
+
+
+OutputSpec = Text | Reasoning | FunctionCall | CustomToolCall | WebSearch
 
 
 def text(value: str, chunks: int = 3) -> Text:
@@ -136,6 +145,29 @@ def reasoning(
 def function_call(name: str, arguments: str | dict[str, Any], call_id: str | None = None) -> FunctionCall:
     args = arguments if isinstance(arguments, str) else json.dumps(arguments, separators=(",", ":"))
     return FunctionCall(name, args, call_id)
+
+
+def web_search(query: str, *sources: str) -> WebSearch:
+    """A `web_search_call` item for `query` that found `sources` (urls)."""
+    return WebSearch(query, sources)
+
+
+def cited_text(value: str, *citations: tuple[str, str, str], chunks: int = 3) -> Text:
+    """An assistant message whose text cites web pages: each citation is (url, title, quoted span of
+    `value`), sent as a url_citation annotation over that span, as the Responses API does."""
+    annotations = []
+    for url, title, span in citations:
+        start = value.index(span)
+        annotations.append(
+            {
+                "type": "url_citation",
+                "start_index": start,
+                "end_index": start + len(span),
+                "url": url,
+                "title": title,
+            }
+        )
+    return Text(value, chunks, tuple(annotations))
 
 
 def custom_tool_call(name: str, input: str, call_id: str | None = None) -> CustomToolCall:
@@ -987,6 +1019,11 @@ class FakeBackend:
             {"type": "response.in_progress", "response": response("in_progress")},
         ]
         for index, spec in enumerate(turn.output):
+            if isinstance(spec, WebSearch):
+                events += _web_search_events(
+                    spec, index, "web_search_call.action.sources" in body.get("include", [])
+                )
+                continue
             events += self._item_events(spec, index, send_enc)
         done = [e["item"] for e in events if e["type"] == "response.output_item.done"] if full_output else []
         usage = turn.usage if turn.usage is not None else _default_usage(rec, turn.output)
@@ -1058,7 +1095,7 @@ def _check_message(item: dict[str, Any], i: int) -> tuple[int, dict[str, Any]] |
 def _message_events(spec: Text, index: int) -> list[dict[str, Any]]:
     item_id = _hex_id("msg")
     at = {"item_id": item_id, "output_index": index, "content_index": 0}
-    part = {"type": "output_text", "text": spec.text, "annotations": []}
+    part = {"type": "output_text", "text": spec.text, "annotations": list(spec.annotations)}
     item = {"type": "message", "id": item_id, "status": "in_progress", "role": "assistant", "content": []}
     return [
         {"type": "response.output_item.added", "output_index": index, "item": item},
@@ -1066,6 +1103,10 @@ def _message_events(spec: Text, index: int) -> list[dict[str, Any]]:
         *(
             {"type": "response.output_text.delta", **at, "delta": d, "logprobs": []}
             for d in _split(spec.text, spec.chunks)
+        ),
+        *(
+            {"type": "response.output_text.annotation.added", **at, "annotation_index": n, "annotation": a}
+            for n, a in enumerate(spec.annotations)
         ),
         {"type": "response.output_text.done", **at, "text": spec.text, "logprobs": []},
         {"type": "response.content_part.done", **at, "part": part},
@@ -1075,6 +1116,23 @@ def _message_events(spec: Text, index: int) -> list[dict[str, Any]]:
             "item": {**item, "status": "completed", "content": [part]},
         },
     ]
+
+
+def _web_search_events(spec: WebSearch, index: int, with_sources: bool) -> list[dict[str, Any]]:
+    """A hosted web search as the Responses API streams it: the item added, in_progress, searching,
+    completed, the item done with its `action` (sources only when the request included them)."""
+    item_id = _hex_id("ws")
+    action: dict[str, Any] = {"type": "search", "query": spec.query}
+    if with_sources:
+        action["sources"] = [{"type": "url", "url": url} for url in spec.sources]
+    at = {"output_index": index, "item_id": item_id}
+    return [
+        {"type": "response.output_item.added", "output_index": index,
+         "item": {"type": "web_search_call", "id": item_id, "status": "in_progress"}},
+        *({"type": f"response.web_search_call.{step}", **at} for step in ("in_progress", "searching", "completed")),
+        {"type": "response.output_item.done", "output_index": index,
+         "item": {"type": "web_search_call", "id": item_id, "status": "completed", "action": action}},
+    ]  # fmt: skip
 
 
 def _reasoning_events(spec: Reasoning, index: int, enc: str | None) -> list[dict[str, Any]]:
@@ -1140,6 +1198,8 @@ def _default_usage(rec: Recorded, output: list[OutputSpec]) -> dict[str, Any]:
     for spec in output:
         if isinstance(spec, Reasoning):
             reasoning_tokens += len("".join(spec.summary)) // 4 + 16
+        elif isinstance(spec, WebSearch):
+            chars += len(spec.query)
         else:
             chars += len(
                 spec.text

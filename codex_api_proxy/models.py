@@ -4,10 +4,13 @@ and the reasoning efforts each model accepts, from the same catalog."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from .translate.anthropic import base_name, map_model
 
 CLIENT_VERSION = "0.169.0"  # the catalog filters models by minimal_client_version
 
@@ -131,3 +134,99 @@ class ModelCache:
     def put(self, key: str, value: dict[str, Any]) -> None:
         if self.ttl > 0:
             self._entries[key] = (time.monotonic(), value)
+
+
+# --- the Anthropic-shaped listing: Claude names the model map routes, for Claude Code's picker ------------
+
+# The Claude names Claude Code offers or sends today (2.1.197 and 2.1.332), newest first per family.
+CLAUDE_CODE_MODELS = ("claude-opus-5-5", "claude-sonnet-5-5", "claude-haiku-5-5", "claude-opus-4-8",
+                      "claude-opus-4-5", "claude-sonnet-4-5", "claude-haiku-4-5")  # fmt: skip
+CLAUDE_CODE_DEFAULT_WINDOW = 200_000  # what Claude Code assumes for a model it does not know
+CLAUDE_CODE_1M_WINDOW = 1_000_000  # what a `[1m]` suffix gives it
+
+
+def wants_anthropic(headers: Mapping[str, str], query: Mapping[str, str]) -> bool:
+    """An Anthropic client asks: the SDKs and Claude Code always send `anthropic-version`."""
+    return "anthropic-version" in headers or query.get("format", "").lower() == "anthropic"
+
+
+def _window_text(window: int) -> str:
+    return f"{window // 1000_000}M" if window % 1000_000 == 0 else f"{round(window / 1000)}K"
+
+
+def anthropic_entry(model_id: str, target: dict[str, Any] | None, upstream: str) -> dict[str, Any]:
+    """A model object in the Anthropic shape (id, type, display_name, created_at) with the GPT model
+    behind it named in `display_name` and `description` (what Claude Code's picker shows) and its
+    context window as `max_input_tokens`."""
+    gpt = (target or {}).get("display_name") or upstream
+    window = (target or {}).get("context_window")
+    entry: dict[str, Any] = {
+        "type": "model",
+        "id": model_id,
+        "display_name": gpt if model_id == upstream else f"{model_id} → {gpt}",
+        "created_at": "1970-01-01T00:00:00Z",
+    }
+    about = f"{gpt} ({upstream}) through codex-api-proxy"
+    if isinstance(window, int):
+        entry["display_name"] += f" ({_window_text(window)})"
+        entry["max_input_tokens"] = window
+        about += f", {_window_text(window)} context window"
+    entry["description"] = about
+    return entry
+
+
+def claude_names(model_map: Mapping[str, str]) -> list[str]:
+    """The Claude names to list: Claude Code's own, then exact claude/anthropic names in the map."""
+    extra = [n for n in model_map if re.search(r"claude|anthropic", n, re.I) and n not in CLAUDE_CODE_MODELS]
+    return [*CLAUDE_CODE_MODELS, *sorted(extra)]
+
+
+def anthropic_listing(gpt_models: list[dict[str, Any]], model_map: Mapping[str, str]) -> dict[str, Any]:
+    """The Claude names with the GPT model each routes to, then the GPT models themselves."""
+    by_id = {m["id"]: m for m in gpt_models}
+    data = []
+    for name in claude_names(model_map):
+        upstream = map_model(name, dict(model_map))
+        data.append(anthropic_entry(name, by_id.get(upstream), upstream))
+    data += [anthropic_entry(m["id"], m, m["id"]) for m in gpt_models]
+    return listing(data)
+
+
+def find_model(
+    model_id: str, gpt_models: list[dict[str, Any]], model_map: Mapping[str, str], anthropic_shape: bool
+) -> dict[str, Any] | None:
+    """`GET /v1/models/{id}`: a GPT model by its id, or (Anthropic shape) any name the map routes,
+    `[1m]`-style suffixes included; None when the id names nothing the proxy serves."""
+    by_id = {m["id"]: m for m in gpt_models}
+    if not anthropic_shape:
+        return by_id.get(model_id)
+    upstream = map_model(model_id, dict(model_map))
+    if upstream not in by_id and base_name(model_id) == upstream:
+        return None  # not a Claude name and not a GPT model of the account
+    return anthropic_entry(model_id, by_id.get(upstream), upstream)
+
+
+def claude_code_settings(model_map: Mapping[str, str], catalog: list[dict[str, Any]]) -> dict[str, str]:
+    """Claude Code environment settings that match the real context windows of the mapped models.
+
+    `catalog` is the model listing's data (entries with `id` and `context_window`). Claude Code
+    assumes 200K for a Claude name (2.1.197 also for an unknown one, 2.1.332 1M for an unknown one
+    such as `gpt-5.5`); a `[1m]` suffix lifts a Claude name to 1M and CLAUDE_CODE_AUTO_COMPACT_WINDOW
+    can only lower the window. So a family whose GPT model has more than 200K gets the `[1m]` name, and
+    the compaction window is the smallest real window among the mapped models (unless that is 1M or
+    more), so compaction starts before any of them would refuse the prompt, whatever name is used."""
+    windows = {m["id"]: m["context_window"] for m in catalog if isinstance(m.get("context_window"), int)}
+    settings: dict[str, str] = {}
+    used: list[int] = []
+    for family, name in (("OPUS", "claude-opus-4-5"), ("SONNET", "claude-sonnet-4-5"),
+                         ("HAIKU", "claude-haiku-4-5")):  # fmt: skip
+        window = windows.get(map_model(name, dict(model_map)))
+        if window is None:
+            continue
+        used.append(window)
+        settings[f"ANTHROPIC_DEFAULT_{family}_MODEL"] = name + (
+            "[1m]" if window > CLAUDE_CODE_DEFAULT_WINDOW else ""
+        )
+    if used and min(used) < CLAUDE_CODE_1M_WINDOW:
+        settings["CLAUDE_CODE_AUTO_COMPACT_WINDOW"] = str(min(used))
+    return settings

@@ -11,6 +11,12 @@ most of a Claude Code request. Non-text inputs are estimated:
   IMAGE_TOKENS (a 768x2048 image rounded up);
 - PDF documents: PDF_PAGE_TOKENS per page (page text plus page image), pages counted in the file.
 
+Calibration: the backend reports the input tokens it really counted at the end of every turn; per
+conversation (its prompt_cache_key) the ratio of that number to the local count of the same request is
+kept (CALIBRATION, CALIBRATION_SIZE conversations, the latest turn's ratio, clamped to RATIO_BOUNDS), and
+later counts for that conversation are scaled by it, so Claude Code compacts where the model's window
+really ends rather than where o200k and our overhead guesses say.
+
 Each piece of text (a tool definition, a system block, a message block) is counted on its own, and
 pieces of CACHE_MIN_CHARS or more are remembered by digest (CACHE_SIZE entries, oldest dropped first):
 Claude Code re-sends the same tools and system prompt every turn, and its /context view fires many
@@ -29,6 +35,8 @@ import math
 import re
 import threading
 import warnings
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import bad_request
@@ -40,6 +48,8 @@ MESSAGE_TOKENS = 4  # role and separators around each message (system prompt inc
 TOOL_TOKENS = 8  # function wrapper around each tool definition
 CACHE_MIN_CHARS = 512
 CACHE_SIZE = 4096
+CALIBRATION_SIZE = 1024
+RATIO_BOUNDS = (0.5, 2.0)  # beyond these the "same request" was not the same: do not trust the ratio
 _PDF_PAGE = re.compile(rb"/Type\s*/Page(?!s)")
 _cache: dict[bytes, int] = {}
 _cache_lock = threading.Lock()
@@ -94,7 +104,10 @@ def count_tokens(body: dict[str, Any]) -> int:
         if isinstance(message, dict):
             counter.content(message.get("content"))
     for tool in body.get("tools") or []:
-        if isinstance(tool, dict):
+        # a deferred tool (tool search) reaches the model only once a tool_reference has loaded it
+        if isinstance(tool, dict) and (
+            tool.get("defer_loading") is not True or tool.get("name") in counter.loaded
+        ):
             counter.fixed += TOOL_TOKENS
             schema = json.dumps(tool["input_schema"], ensure_ascii=False) if tool.get("input_schema") else ""
             counter.texts.append(
@@ -109,6 +122,7 @@ class _Counter:
     def __init__(self) -> None:
         self.texts: list[str] = []
         self.fixed = 0
+        self.loaded: set[str] = set()  # tool names a tool_reference loaded
 
     def content(self, content: Any) -> None:
         if isinstance(content, str):
@@ -128,6 +142,9 @@ class _Counter:
             self.texts.append(
                 f"{block.get('name') or ''}\n{json.dumps(block.get('input'), ensure_ascii=False)}"
             )
+        elif kind == "tool_reference":
+            self.loaded.add(str(block.get("tool_name") or ""))
+            self.texts.append(str(block.get("tool_name") or ""))
         elif kind in ("tool_result", "search_result"):
             self.content(block.get("content"))
         elif kind == "image":
@@ -195,3 +212,35 @@ def _jpeg_size(head: bytes) -> tuple[int, int] | None:
             return (width, height) if width and height else None
         pos += 2 + int.from_bytes(head[pos + 2 : pos + 4], "big")
     return None
+
+
+@dataclass
+class Calibration:
+    """Upstream/local input-token ratios by conversation, the most recently used kept (see the module
+    docstring). Thread-safe: counts run in worker threads, observations on the event loop."""
+
+    size: int = CALIBRATION_SIZE
+    ratios: OrderedDict[str, float] = field(default_factory=OrderedDict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def observe(self, key: str | None, local: int, upstream: int) -> None:
+        """A finished turn: the backend counted `upstream` input tokens for a request counted `local`."""
+        if not key or local <= 0 or upstream <= 0:
+            return
+        ratio = upstream / local
+        if not RATIO_BOUNDS[0] <= ratio <= RATIO_BOUNDS[1]:
+            return
+        with self.lock:
+            self.ratios[key] = ratio
+            self.ratios.move_to_end(key)
+            while len(self.ratios) > self.size:
+                self.ratios.popitem(last=False)
+
+    def apply(self, key: str | None, local: int) -> int:
+        """`local` scaled by the conversation's ratio; unchanged for a conversation not seen yet."""
+        with self.lock:
+            ratio = self.ratios.get(key) if key else None
+        return round(local * ratio) if ratio else local
+
+
+CALIBRATION = Calibration()

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CLAUDE = ROOT / ".cache/cc/node_modules/.bin/claude"
 CODEX = ROOT / ".cache/codex/node_modules/.bin/codex"  # the pinned Codex CLI (0.169.0)
 CODEX_NEW = ROOT / ".cache/codex-new/node_modules/.bin/codex"  # the newest one scripts/install knows
+CLAUDE_NEW = ROOT / ".cache/cc-new/node_modules/.bin/claude"  # the newest release, installed next to the pin
 
 
 def require(binary: Path) -> str:
@@ -51,9 +52,9 @@ class ClaudeRun:
 
 
 def run_claude(base_url: str, prompt: str, tmp: Path, *args: str, env: dict[str, str] | None = None,
-               timeout: float = 180) -> ClaudeRun:  # fmt: skip
+               timeout: float = 180, claude: Path = CLAUDE) -> ClaudeRun:  # fmt: skip
     """`claude -p` with a fresh HOME and cwd, no traffic but to base_url (clients.md §1)."""
-    binary = require(CLAUDE)
+    binary = require(claude)
     home, work = tmp / "cc-home", tmp / "cc-work"
     home.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,7 @@ from codex_api_proxy.sse import frame, parse_all
 from codex_api_proxy.translate.accumulate import aggregate
 from codex_api_proxy.translate.anthropic import (
     DEFAULT_MODEL_MAP,
+    GPT_EFFORTS,
     Stream,
     clean_schema,
     decode_signature,
@@ -227,9 +228,11 @@ def thinking_ctx() -> RequestContext:
 # ---- checks on the Anthropic stream ---------------------------------------------------------------------
 
 DELTA_FOR = {
-    "text": {"text_delta"},
+    "text": {"text_delta", "citations_delta"},
     "thinking": {"thinking_delta", "signature_delta"},
     "tool_use": {"input_json_delta"},
+    "server_tool_use": {"input_json_delta"},
+    "web_search_tool_result": set(),
 }
 
 
@@ -258,7 +261,7 @@ def check_structure(raw: bytes) -> list[dict[str, Any]]:
             assert open_block is None, "a block opened before the previous one closed"
             assert d["index"] == next_index, "indices are 0, 1, 2... in order"
             open_block, next_index = d, next_index + 1
-            if d["content_block"]["type"] == "tool_use":
+            if d["content_block"]["type"] in ("tool_use", "server_tool_use"):
                 assert d["content_block"]["input"] == {}
         elif d["type"] == "content_block_delta":
             assert open_block is not None and d["index"] == open_block["index"]
@@ -697,6 +700,10 @@ def test_model_names(name: str, model_map: dict | None, expected: str) -> None:
         ),
         (
             {"thinking": {"type": "adaptive"}, "output_config": {"effort": "max"}},
+            {"effort": "max", "summary": "auto"},
+        ),
+        (
+            {"thinking": {"type": "adaptive"}, "output_config": {"effort": "xhigh"}},
             {"effort": "xhigh", "summary": "auto"},
         ),
         (
@@ -712,6 +719,15 @@ def test_reasoning_effort_table(extra: dict[str, Any], reasoning: dict[str, str]
     up, ctx = translate(body_with(user({"type": "text", "text": "x"}), **extra))
     assert up["reasoning"] == reasoning
     assert ("include" in up) is ("summary" in reasoning) is ctx.options["thinking"]
+
+
+def test_every_claude_effort_level_keeps_its_place_on_the_gpt_scale() -> None:
+    claude = ["low", "medium", "high", "xhigh", "max"]
+    mapped = [translate(body_with(user({"type": "text", "text": "x"}), output_config={"effort": e}))[0]
+              for e in claude]  # fmt: skip
+    ranks = [GPT_EFFORTS.index(up["reasoning"]["effort"]) for up in mapped]
+    assert ranks == sorted(set(ranks)) and len(ranks) == len(claude)  # strictly increasing: nothing collapsed
+    assert [up["reasoning"]["effort"] for up in mapped] == claude
 
 
 def test_fields_the_backend_rejects_never_leave() -> None:
@@ -873,7 +889,6 @@ def test_tools_server_tools_and_descriptions() -> None:
             "input_schema": {"type": "object", "properties": {}},
             "cache_control": {"type": "ephemeral"},
             "strict": True,
-            "defer_loading": True,
         },
         {"name": "NoSchema"},
         {"type": "web_search_20250305", "name": "web_search", "max_uses": 8},

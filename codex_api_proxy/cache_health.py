@@ -1,0 +1,141 @@
+"""Prompt-cache health: why a conversation's turn may not have hit the backend's prompt cache.
+
+The backend caches a conversation's prompt by its exact prefix (instructions, then tools, then the
+input items in order) under its prompt_cache_key and session header. Anything that changes that prefix
+between turns, a moving system line, reordered tools, a rewritten earlier item, another session
+header, silently re-bills the whole prompt. So per conversation (prompt_cache_key) each turn's prefix
+is compared with the previous turn's (of the same thread: sub-agents share the key), by hashes of the instructions, each tool and each input item
+(the new input must start with every earlier item), and one `cache_miss` line is logged at info
+saying what changed; and when a turn's usage comes back with the cached share of its input fallen
+although its prefix did not change, one `cache_miss` line says that. Only hashes and counts are kept
+(CONVERSATIONS of them, the least recently seen dropped first) and logged: never text; the key itself
+is logged as a short digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+CONVERSATIONS = 1024
+THREADS = 8  # turn lines followed per key (the main conversation and its sub-agents)
+SHARE_DROP = 0.25  # a fall of the cached share by this much (absolute) with an unchanged prefix is reported
+SESSION_HEADERS = ("session_id", "session-id")  # what the gateway sends upstream
+
+
+def _digest(value: Any) -> bytes:
+    raw = value if isinstance(value, str) else json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return hashlib.blake2b(raw.encode("utf-8", "surrogatepass"), digest_size=12).digest()
+
+
+@dataclass
+class Prefix:
+    """One turn's request, as hashes."""
+
+    instructions: bytes
+    tools: list[bytes]
+    items: list[bytes]
+    session: str | None
+
+    @classmethod
+    def of(cls, body: dict[str, Any], headers: dict[str, str]) -> Prefix:
+        return cls(
+            _digest(body.get("instructions") or ""),
+            [_digest(t) for t in body.get("tools") or []],
+            [_digest(i) for i in body.get("input") or []],
+            next((headers[h] for h in SESSION_HEADERS if headers.get(h)), None),
+        )
+
+    def changes_since(self, before: Prefix) -> list[str]:
+        """What differs from the previous turn's prefix, in prompt order (empty: the prefix held)."""
+        changed = []
+        if self.instructions != before.instructions:
+            changed.append("instructions")
+        if self.tools != before.tools:
+            changed.append("tools")
+        first = next(
+            (n for n, (a, b) in enumerate(zip(before.items, self.items, strict=False)) if a != b), None
+        )
+        if first is not None:
+            changed.append(f"item {first}")
+        elif len(self.items) < len(before.items):
+            changed.append(f"item {len(self.items)} (history shortened)")
+        if self.session != before.session:
+            changed.append("session header")
+        return changed
+
+
+@dataclass
+class Thread:
+    """One line of turns under a key: Claude Code's sub-agents share the session's key with the main
+    conversation but have their own instructions, tools and history, so each is followed on its own."""
+
+    prefix: Prefix
+    changed: list[str] = field(default_factory=list)  # what its latest turn changed
+    share: float | None = None  # cached share of the input tokens of its latest finished turn
+
+    def likeness(self, prefix: Prefix) -> tuple[int, bool, bool]:
+        """How much of `prefix` this thread's last turn shares: leading items, instructions, tools."""
+        same = next(
+            (n for n, (a, b) in enumerate(zip(self.prefix.items, prefix.items, strict=False)) if a != b),
+            min(len(self.prefix.items), len(prefix.items)),
+        )
+        return same, self.prefix.instructions == prefix.instructions, self.prefix.tools == prefix.tools
+
+
+@dataclass
+class CacheHealth:
+    """The per-conversation record; one per proxy process (HEALTH)."""
+
+    size: int = CONVERSATIONS
+    threads: int = THREADS
+    conversations: OrderedDict[str, list[Thread]] = field(default_factory=OrderedDict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def note_request(self, key: str | None, body: dict[str, Any], headers: dict[str, str]) -> Thread | None:
+        """A turn about to go upstream: log what changed in its prefix since the most similar earlier
+        turn under its key; a turn that shares nothing with any of them starts a new thread."""
+        if not key:
+            return None
+        prefix = Prefix.of(body, headers)
+        with self.lock:
+            threads = self.conversations.setdefault(key, [])
+            self.conversations.move_to_end(key)
+            while len(self.conversations) > self.size:
+                self.conversations.popitem(last=False)
+            best = max(threads, key=lambda t: t.likeness(prefix), default=None)
+            if best is None or best.likeness(prefix) == (0, False, False):
+                best = Thread(prefix)
+                threads.append(best)
+                del threads[: -self.threads]
+            else:
+                best.changed, best.prefix = prefix.changes_since(best.prefix), prefix
+        if best.changed:
+            log.info("cache_miss conversation %s model %s: %s changed since the previous turn",
+                     _short(key), body.get("model"), ", ".join(best.changed))  # fmt: skip
+        return best
+
+    def note_usage(self, thread: Thread | None, key: str, model: str, input_tokens: int, cached: int) -> None:
+        """A turn's usage: log when its cached share fell although its prefix held."""
+        if thread is None or input_tokens <= 0:
+            return
+        share = cached / input_tokens
+        with self.lock:
+            before, thread.share = thread.share, share
+        if before is not None and not thread.changed and before - share >= SHARE_DROP:
+            log.info("cache_miss conversation %s model %s: cached share of input fell from %.0f%% to %.0f%% "
+                     "with an unchanged prefix", _short(key), model, before * 100, share * 100)  # fmt: skip
+
+
+def _short(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:10]
+
+
+HEALTH = CacheHealth()

@@ -205,7 +205,7 @@ class Metrics:
                 "requests", lambda labels: labels["status_class"] not in ("1xx", "2xx", "3xx")
             ),
             "errors_by_status": {s["labels"]["status"]: int(s["value"]) for s in errors},
-            "token_refresh_total": total("token_refresh", lambda labels: labels.get("outcome") == "success"),
+            "token_refresh_total": total("token_refresh", lambda labels: labels.get("outcome") == "ok"),
             "models_cache_hits": total("models_cache_hits"),
             "models_cache_misses": total("models_cache_misses"),
             "streams_in_flight": int(found["streams_in_flight"]["samples"][0]["value"]),

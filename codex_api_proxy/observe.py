@@ -130,10 +130,7 @@ class RequestMetrics:
 
     def token_refreshes(self) -> list[CounterMetricFamily]:
         """Read from the current Credentials at scrape time (options may replace the object)."""
-        creds = self.runtime.credentials
-        outcomes = getattr(creds, "refresh_outcomes", None)
-        if not isinstance(outcomes, dict):
-            outcomes = {"success": creds.refresh_count, "failure": creds.refresh_failures}
+        outcomes = self.runtime.credentials.refresh_outcomes
         family = CounterMetricFamily(
             PREFIX + "token_refresh",
             "Access-token refreshes by this process, by outcome.",

@@ -3,7 +3,6 @@ a tool round trip, retries, refusals and a usage limit."""
 
 from __future__ import annotations
 
-import re
 import secrets
 from pathlib import Path
 
@@ -81,11 +80,10 @@ def test_codex_exec_shows_a_usage_limit_and_does_not_retry(
 
 
 def upgrade_answers(proxy: Proxy) -> dict[str, int]:
-    """How many /responses requests the proxy answered itself (no upstream call), by status (/metrics):
-    while Codex runs alone, those are its WebSocket upgrades."""
-    text = httpx.get(proxy.url + "/metrics", trust_env=False, timeout=10).text
-    found = re.findall(r'codex_api_proxy_requests_total\{route="/responses",status="(\d+)"\} (\d+)', text)
-    return {status: int(float(n)) for status, n in found}
+    """How many requests the proxy answered with an error, by status (/metrics): while Codex runs alone
+    against a fake that succeeds, those are its WebSocket upgrades."""
+    errors = httpx.get(proxy.url + "/metrics", trust_env=False, timeout=10).json()["errors_by_status"]
+    return {status: int(n) for status, n in errors.items()}
 
 
 def test_codex_exec_with_websockets_falls_back_to_http_after_one_426(

@@ -206,9 +206,11 @@ def test_conversation_headers_upstream_are_derived_for_clients_that_send_none(
     for sent in (one, two, claude, codex):
         assert "session_id" not in sent.headers  # only the spelling current Codex uses
     key = one.body["prompt_cache_key"]
-    assert [one.headers[h] for h in CONVERSATION_HEADERS] == [key, key, key]
-    assert [two.headers[h] for h in CONVERSATION_HEADERS] == [key, key, key]  # same conversation, same ids
-    assert [claude.headers[h] for h in CONVERSATION_HEADERS] == ["cc-sess-1"] * 3
+    assert [one.headers[h] for h in CONVERSATION_HEADERS[:2]] == [key, key]
+    assert [two.headers[h] for h in CONVERSATION_HEADERS[:2]] == [key, key]  # same conversation, same ids
+    assert [claude.headers[h] for h in CONVERSATION_HEADERS[:2]] == ["cc-sess-1"] * 2
+    # x-client-request-id is the request's own id (issue 13: the id the client gets as x-request-id)
+    assert len({one.headers["x-client-request-id"], two.headers["x-client-request-id"], key}) == 3
     assert [codex.headers[h] for h in CONVERSATION_HEADERS] == ["s-1", "t-1", "t-1"]  # a client's own kept
     assert codex.headers["originator"] == "codex_exec"
 

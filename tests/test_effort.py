@@ -41,8 +41,9 @@ def test_catalog_levels_and_built_in_table() -> None:
 
 
 @pytest.fixture
-def catalog(fake: FakeBackend) -> Iterator[FakeBackend]:
-    """A catalog with a model that supports `max` and one that starts at `medium`."""
+def catalog(fake: FakeBackend, http: httpx.Client) -> Iterator[FakeBackend]:
+    """A catalog with a model that supports `max` and one that starts at `medium` (the session proxy's
+    cached listing is refreshed after, so later tests see the default catalog again)."""
     extra = [
         {**DEFAULT_MODELS[0], "slug": "gpt-max-demo", "display_name": "max demo",
          "supported_reasoning_levels": [{"effort": e} for e in (*LOW_TO_XHIGH, "max")]},
@@ -52,6 +53,7 @@ def catalog(fake: FakeBackend) -> Iterator[FakeBackend]:
     fake.models = [*fake.models, *extra]
     yield fake
     fake.models = [dict(m) for m in DEFAULT_MODELS]
+    http.get("/v1/models", params={"refresh": "1"})
 
 
 def sent_effort(

@@ -99,7 +99,7 @@ def test_no_secret_in_logs_or_metrics(tmp_path: Path, fb: FakeBackend) -> None:
         metrics = httpx.get(p.url + "/metrics", headers=headers, trust_env=False).text
         metrics += httpx.get(p.url + "/metrics/prometheus", headers=headers, trust_env=False).text
         ready = httpx.get(p.url + "/ready", headers=headers, trust_env=False).text
-        assert 'codex_api_proxy_token_refresh_total{outcome="success"} 1.0' in metrics
+        assert 'codex_api_proxy_token_refresh_total{outcome="ok"} 1.0' in metrics
     finally:
         p.stop()
     log = p.log()
@@ -136,9 +136,7 @@ asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3])))
 
 
 def refreshes(proxy: Proxy) -> int:
-    metrics = httpx.get(proxy.url + "/metrics", trust_env=False, timeout=30).text
-    (line,) = [x for x in metrics.splitlines() if x.startswith("codex_api_proxy_token_refresh_total ")]
-    return int(line.split()[1])
+    return int(httpx.get(proxy.url + "/metrics", trust_env=False, timeout=30).json()["token_refresh_total"])
 
 
 def test_two_proxies_and_a_writer_share_one_login(tmp_path: Path, fb: FakeBackend) -> None:

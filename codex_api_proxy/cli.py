@@ -92,7 +92,7 @@ def resolve_api_key(
 
 def check_bind(host: str, api_key: str | None) -> None:
     if not is_loopback(host) and not api_key:
-        raise click.ClickException(
+        raise click.UsageError(
             f"refusing to listen on {host} without an API key: anyone who can reach it could use your login. "
             f"Set {API_KEY_ENV} (or --api-key-file), or bind 127.0.0.1."
         )

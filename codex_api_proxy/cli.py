@@ -346,7 +346,9 @@ def doctor(ctx: click.Context, **kw: Any) -> None:
     default=8765,
     show_default=True,
     type=click.IntRange(0, 65535),
-    help="Proxy port (0: a free one).",
+    envvar="CODEX_API_PROXY_DEMO_PORT",
+    show_envvar=True,
+    help="Port to listen on (0: a free one).",
 )
 @click.option("--once", is_flag=True, help="Show one round trip per API and exit.")
 def demo(port: int, once: bool) -> None:

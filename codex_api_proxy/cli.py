@@ -69,9 +69,10 @@ def daemon_of(values: dict[str, Any]) -> Daemon:
 
 
 def resolve_api_key(
-    kw: dict[str, Any], values: dict[str, Any], saved: dict[str, Any]
+    kw: dict[str, Any], values: dict[str, Any], saved: dict[str, Any], restarting: bool = False
 ) -> tuple[str | None, dict[str, Any]]:
-    """The local key and how to find it again (saved instead of the key itself)."""
+    """The local key and how to find it again (saved instead of the key itself). A restart never
+    quietly drops the key the daemon had; a new start without one only says so."""
     if values.get("api_key_file"):
         try:
             return read_api_key(values["api_key_file"]), {}
@@ -83,10 +84,10 @@ def resolve_api_key(
         return kw["api_key"], {"api_key_env": API_KEY_ENV} if from_env else {"api_key_from": "command line"}
     if saved.get("api_key_env") or saved.get("api_key_from"):
         where = f"${saved['api_key_env']}" if saved.get("api_key_env") else "--api-key"
-        raise click.ClickException(
-            f"the last start had a local API key from {where}, which is not saved; give it again "
-            f"(${API_KEY_ENV}) or use --api-key-file"
-        )
+        message = f"the last start had a local API key from {where}, which is not saved"
+        if restarting:
+            raise click.ClickException(f"{message}; give it again (${API_KEY_ENV}) or use --api-key-file")
+        report(f"warning: {message}; this one needs no key")
     return None, {}
 
 
@@ -152,14 +153,14 @@ def run_foreground(values: dict[str, Any], api_key: str | None) -> None:
     if no_login:
         click.echo(f"codex-api-proxy: warning: {no_login}", err=True)
     confdir = Path(values["config"]).expanduser().parent / "mitmproxy"
+    from mitmproxy import exceptions
+
     try:
         if values["web"]:
             from .web import run_web
 
             run_web(values, confdir)
             return
-        from mitmproxy import exceptions
-
         from .master import serve  # mitmproxy is imported only when a proxy really starts
 
         def ready(bound_port: int, runtime: Any) -> None:
@@ -268,7 +269,7 @@ def stop(ctx: click.Context, **kw: Any) -> None:
 def restart(ctx: click.Context, **kw: Any) -> None:
     """Stop the background proxy, then start it with the saved settings (and any given here)."""
     values, saved = settings_from(ctx, kw)
-    api_key, key_source = resolve_api_key(kw, values, saved)
+    api_key, key_source = resolve_api_key(kw, values, saved, restarting=True)
     check_bind(values["host"], api_key)
     old = daemon_of({**values, **{k: saved[k] for k in ("host", "port", "pid_file") if k in saved}})
     pid = old.running(report)

@@ -7,6 +7,7 @@ daemon's own mitmproxy confdir (never on a command line). Streamed answers are s
 
 from __future__ import annotations
 
+import json
 import secrets
 from pathlib import Path
 from typing import Any
@@ -16,12 +17,13 @@ from . import config as cfg
 DEAD_TARGET = "http://127.0.0.1:9"  # as master.py: nothing is forwarded untranslated
 
 
-def prepare_token(confdir: Path) -> str:
-    """mitmweb's UI token, made once per confdir."""
-    token = read_token(confdir)
-    if token is None:
-        token = secrets.token_hex(16)
-        cfg.write_private(confdir / "config.yaml", f"web_password: {token}\n")
+def prepare_token(confdir: Path, values: dict[str, Any] | None = None) -> str:
+    """mitmweb's UI token, made once per confdir, in its config.yaml with the codex_* options: mitmweb
+    reads that file itself, and a float option cannot be given as `--set` (mitmproxy parses no floats)."""
+    token = read_token(confdir) or secrets.token_hex(16)
+    lines = [f"web_password: {token}"]
+    lines += [f"{name}: {json.dumps(value)}" for name, value in cfg.addon_options(values or {}).items()]
+    cfg.write_private(confdir / "config.yaml", "\n".join(lines) + "\n")
     return token
 
 
@@ -56,8 +58,6 @@ def mitmweb_args(values: dict[str, Any], confdir: Path) -> list[str]:
         "--set", "web_host=127.0.0.1",
         "--set", f"web_port={values['web_port']}",
     ]  # fmt: skip
-    for name, value in cfg.addon_options(values).items():
-        args += ["--set", f"{name}={str(value).lower() if isinstance(value, bool) else value}"]
     return args
 
 
@@ -65,5 +65,5 @@ def run_web(values: dict[str, Any], confdir: Path) -> None:
     from mitmproxy.tools.main import mitmweb
 
     cfg.private_dir(confdir)
-    prepare_token(confdir)
+    prepare_token(confdir, values)
     mitmweb(mitmweb_args(values, confdir))

@@ -63,6 +63,15 @@ def settings_from(ctx: click.Context, kw: dict[str, Any]) -> tuple[dict[str, Any
     return values, saved
 
 
+def report(msg: str) -> None:
+    click.echo(f"codex-api-proxy: {msg}", err=True)
+
+
+def confdir_of(values: dict[str, Any]) -> Path:
+    """mitmproxy's confdir beside the config: it writes a CA even in reverse mode; mitmweb's token."""
+    return Path(values["config"]).expanduser().parent / "mitmproxy"
+
+
 def daemon_of(values: dict[str, Any]) -> Daemon:
     return Daemon(Path(values["pid_file"]).expanduser(), Path(values["log_file"]).expanduser(),
                   values["host"], int(values["port"]))  # fmt: skip
@@ -152,7 +161,7 @@ def run_foreground(values: dict[str, Any], api_key: str | None) -> None:
     no_login = login_problem(values)
     if no_login:
         click.echo(f"codex-api-proxy: warning: {no_login}", err=True)
-    confdir = Path(values["config"]).expanduser().parent / "mitmproxy"
+    confdir = confdir_of(values)
     from mitmproxy import exceptions
 
     try:
@@ -201,7 +210,7 @@ def start(ctx: click.Context, foreground: bool, **kw: Any) -> None:
 
 def start_daemon(values: dict[str, Any], api_key: str | None, key_source: dict[str, Any]) -> None:
     daemon = daemon_of(values)
-    pid = daemon.running(lambda msg: click.echo(f"codex-api-proxy: {msg}", err=True))
+    pid = daemon.running(report)
     if pid:
         raise click.ClickException(
             f"codex-api-proxy already runs (pid {pid}) on http://{daemon.host}:{daemon.port}; "
@@ -210,6 +219,8 @@ def start_daemon(values: dict[str, Any], api_key: str | None, key_source: dict[s
     problem = port_problem(daemon.host, daemon.port)
     if problem:
         raise click.ClickException(problem)
+    if values["web"] and port_problem("127.0.0.1", values["web_port"]):
+        raise click.ClickException(f"--web-port {values['web_port']} is in use; choose another --web-port")
     no_login = login_problem(values)
     if no_login and not values["allow_no_login"]:
         raise click.ClickException(f"{no_login} To start anyway: --allow-no-login.")
@@ -219,10 +230,9 @@ def start_daemon(values: dict[str, Any], api_key: str | None, key_source: dict[s
     if api_key:
         env[API_KEY_ENV] = api_key
     if values["web"]:
-        cfg.private_dir(Path(values["config"]).expanduser().parent)
         from .web import prepare_token
 
-        prepare_token(Path(values["config"]).expanduser().parent / "mitmproxy")
+        token = prepare_token(confdir_of(values), values)
     offset = daemon.log_file.stat().st_size if daemon.log_file.exists() else 0
     args = ["start", "--foreground", "--config", values["config"], *cfg.command_line(values)]
     child = daemon.spawn(args, env)
@@ -236,16 +246,8 @@ def start_daemon(values: dict[str, Any], api_key: str | None, key_source: dict[s
         f"codex-api-proxy {__version__} running on http://{daemon.host}:{daemon.port} (pid {child.pid})"
     )
     if values["web"]:
-        from .web import ui_url
-
-        click.echo(
-            f"traffic inspector (mitmweb): {ui_url(Path(values['config']).expanduser().parent / 'mitmproxy', values['web_port'])}"
-        )
+        click.echo(f"traffic inspector (mitmweb): http://127.0.0.1:{values['web_port']}/?token={token}")
     click.echo(f"log: {daemon.log_file}  config: {values['config']}")
-
-
-def report(msg: str) -> None:
-    click.echo(f"codex-api-proxy: {msg}", err=True)
 
 
 @main.command()

@@ -95,6 +95,11 @@ def describe(
         f"upstream: {ready.get('upstream', values.get('upstream_url'))}",
         f"requests: {requests}",
     ]
+    if values.get("web"):
+        from .web import read_token
+
+        confdir = Path(values["config"]).expanduser().parent / "mitmproxy"
+        lines.append(f"inspector: http://127.0.0.1:{values['web_port']}/?token={read_token(confdir)}")
     quota = info.get("quota")
     if quota:
         shown = ", ".join(f"{k} {v}" for k, v in quota.items()) if isinstance(quota, dict) else str(quota)

@@ -17,12 +17,12 @@ from . import config as cfg
 DEAD_TARGET = "http://127.0.0.1:9"  # as master.py: nothing is forwarded untranslated
 
 
-def prepare_token(confdir: Path, values: dict[str, Any] | None = None) -> str:
+def prepare_token(confdir: Path, values: dict[str, Any]) -> str:
     """mitmweb's UI token, made once per confdir, in its config.yaml with the codex_* options: mitmweb
     reads that file itself, and a float option cannot be given as `--set` (mitmproxy parses no floats)."""
     token = read_token(confdir) or secrets.token_hex(16)
     lines = [f"web_password: {token}"]
-    lines += [f"{name}: {json.dumps(value)}" for name, value in cfg.addon_options(values or {}).items()]
+    lines += [f"{name}: {json.dumps(value)}" for name, value in cfg.addon_options(values).items()]
     cfg.write_private(confdir / "config.yaml", "\n".join(lines) + "\n")
     return token
 
@@ -37,10 +37,6 @@ def read_token(confdir: Path) -> str | None:
         if key.strip() == "web_password" and value.strip():
             return value.strip()
     return None
-
-
-def ui_url(confdir: Path, web_port: int) -> str:
-    return f"http://127.0.0.1:{web_port}/?token={read_token(confdir) or ''}"
 
 
 def mitmweb_args(values: dict[str, Any], confdir: Path) -> list[str]:

@@ -66,7 +66,7 @@ def test_web_mode_serves_the_api_and_a_token_protected_ui(web: tuple[dict[str, s
     assert "access-token-1" not in httpx.get(f"{base}/flows/{flow['id']}/request/content.data",
                                              params={"token": token}, trust_env=False).text  # fmt: skip
     status = cli("status", env=env)
-    assert "(mitmweb)" in status.stdout
+    assert "(mitmweb)" in status.stdout and f"inspector: {ui}" in status.stdout
 
     if CHROMIUM is None:
         if os.environ.get("CI"):

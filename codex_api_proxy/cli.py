@@ -240,8 +240,7 @@ def start_daemon(values: dict[str, Any], api_key: str | None, key_source: dict[s
     if reason:
         raise click.ClickException(reason)
     daemon.write_pid(child.pid)
-    saved = {k: v for k, v in values.items() if k in cfg.BY_NAME and cfg.BY_NAME[k].saved}
-    cfg.save(Path(values["config"]), {**saved, **key_source})
+    cfg.save(Path(values["config"]), {**{k: values[k] for k in cfg.BY_NAME}, **key_source})
     click.echo(
         f"codex-api-proxy {__version__} running on http://{daemon.host}:{daemon.port} (pid {child.pid})"
     )

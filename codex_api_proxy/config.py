@@ -85,7 +85,6 @@ class Option:
     addon: str | None = None  # the codex_* mitmproxy option
     flag: str | None = None  # default --name, or --name/--no-name for a bool
     aliases: tuple[str, ...] = ()
-    saved: bool = True
 
     @property
     def flags(self) -> list[str]:
@@ -157,19 +156,14 @@ BY_NAME = {o.name: o for o in OPTIONS}
 
 CONFIG_OPTION = Option("config", click.Path(dir_okay=False), _state("config.toml"),
                        "The TOML config start saves and restart/status/doctor read.", ENV + "CONFIG",
-                       aliases=("--state-file",), saved=False)  # fmt: skip
+                       aliases=("--state-file",))  # fmt: skip
 API_KEY_OPTION = Option("api_key", str, None, f"Local key clients must send; prefer ${API_KEY_ENV} or "
                         "--api-key-file (never saved, never passed on to the daemon's command line).",
-                        API_KEY_ENV, saved=False)  # fmt: skip
-
-
-def default(name: str) -> Any:
-    value = (BY_NAME.get(name) or {"config": CONFIG_OPTION}[name]).default
-    return value() if callable(value) else value
+                        API_KEY_ENV)  # fmt: skip
 
 
 def config_path(given: str | None) -> Path:
-    return Path(given).expanduser() if given else Path(default("config"))
+    return Path(given).expanduser() if given else default_state_dir() / "config.toml"
 
 
 def private_dir(path: Path) -> None:

@@ -202,30 +202,34 @@ def save(path: Path, values: dict[str, Any]) -> None:
 
 
 def resolve(ctx: click.Context, given: dict[str, Any], saved: dict[str, Any]) -> dict[str, Any]:
-    """flag > env (both arrive through click) > config file > default, for every option in OPTIONS."""
+    """flag > env > config file > default, for every option in OPTIONS. A command that declares the
+    option gets flag and env through click; the others (status, stop, doctor) read the env here."""
     values: dict[str, Any] = {}
     for opt in OPTIONS:
+        from_env = os.environ.get(opt.env or "", "").strip() if opt.name not in given else ""
         if given.get(opt.name) is not None:
             value = given[opt.name]
+        elif from_env:
+            value = _check(opt, from_env, ctx, f"${opt.env}")
         elif opt.name in saved:
-            value = _check(opt, saved[opt.name], ctx)
+            value = _check(opt, saved[opt.name], ctx, f"config setting {opt.name}")
         else:
             value = opt.default() if callable(opt.default) else opt.default
         values[opt.name] = value
     return values
 
 
-def _check(opt: Option, value: Any, ctx: click.Context) -> Any:
-    """A value from the file goes through the same validation as one from the command line."""
+def _check(opt: Option, value: Any, ctx: click.Context, where: str) -> Any:
+    """A value from the file or the env goes through the same validation as one from the command line."""
     if opt.type is bool:
-        if not isinstance(value, bool):
-            raise click.ClickException(f"config setting {opt.name} must be true or false")
-        return value
-    param = click.Option([opt.flags[0].split("/")[0]], type=opt.type)
+        param = click.Option([opt.flags[0]])
+        value = value if isinstance(value, bool) else str(value)
+    else:
+        param = click.Option([opt.flags[0]], type=opt.type)
     try:
         return param.type.convert(value, param, ctx)
     except click.BadParameter as exc:
-        raise click.ClickException(f"config setting {opt.name}: {exc.format_message()}") from None
+        raise click.ClickException(f"{where}: {exc.format_message()}") from None
 
 
 def addon_options(values: dict[str, Any]) -> dict[str, Any]:

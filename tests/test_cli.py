@@ -36,7 +36,10 @@ def env(tmp_path: Path, backend: FakeBackend) -> Iterator[dict[str, str]]:
     env = {**keep, "HOME": str(tmp_path / "home"), "CODEX_API_PROXY_UPSTREAM_URL": backend.url,
            "CODEX_REFRESH_TOKEN_URL_OVERRIDE": backend.token_url}  # fmt: skip
     yield env
-    cli("stop", env=env)
+    if cli("stop", env=env).returncode != 0:  # never leave a daemon behind, even when stop is broken
+        pid_file = tmp_path / "home/.codex-api-proxy/codex-api-proxy.pid"
+        if pid_file.exists() and is_ours(pid := int(pid_file.read_text())):
+            os.kill(pid, signal.SIGKILL)
 
 
 def state(tmp_path: Path) -> Path:
@@ -270,3 +273,21 @@ def test_mitmdump_runs_the_shipped_script(env: dict[str, str], fake: FakeBackend
         finally:
             proc.terminate()
             proc.wait(10)
+
+
+def test_precedence_flag_env_file_default(env: dict[str, str], tmp_path: Path) -> None:
+    def base_url(*args: str, **extra: str) -> str:
+        out = cli("doctor", *args, env={**env, **extra}).stdout
+        return out.split('"ANTHROPIC_BASE_URL": "')[1].split('"')[0]
+
+    assert base_url() == "http://127.0.0.1:8765"  # default
+    state(tmp_path).mkdir(parents=True)
+    (state(tmp_path) / "config.toml").write_text("port = 8799\nhost = '127.0.0.2'\n")
+    assert base_url() == "http://127.0.0.2:8799"  # file over default
+    assert base_url(CODEX_API_PROXY_PORT="8800") == "http://127.0.0.2:8800"  # env over file
+    (tmp_path / "old.toml").write_text("port = 8801\n")
+    assert base_url("--state-file", str(tmp_path / "old.toml")) == "http://127.0.0.1:8801"  # 0.1.6's name
+    port = free_port()
+    r = cli("start", "--port", str(port), env={**env, "CODEX_API_PROXY_PORT": "8800"})  # flag over env
+    assert r.returncode == 0, r.stderr
+    assert f"running on http://127.0.0.2:{port}" in r.stdout

@@ -180,6 +180,11 @@ def run_foreground(values: dict[str, Any], api_key: str | None) -> None:
         asyncio.run(serve(values["host"], values["port"], confdir, cfg.addon_options(values), ready))
     except exceptions.OptionsError as exc:
         fail(f"bad option: {exc}", 2)
+    except SystemExit as exc:  # mitmproxy's startup check: say it in our words when the port was taken
+        problem = port_problem(values["host"], values["port"]) if exc.code else None
+        if problem:
+            fail(problem, PORT_IN_USE)
+        raise
     except KeyboardInterrupt:
         pass
     except Exception as exc:  # the traceback goes to the log, the reason to `start`

@@ -2,7 +2,8 @@
 that waits for the truth, and a stop that never signals a stranger.
 
 A pid file is trusted only when that pid is a codex-api-proxy process of this user (its /proc command
-line) AND something answers /health on the saved port. Anything else is stale: reported and removed.
+line) that answers /health on the saved port (and holds that port's listening socket). Anything else is
+stale: reported and removed.
 """
 
 from __future__ import annotations
@@ -96,6 +97,32 @@ def is_ours(pid: int) -> bool:
     return b"codex_api_proxy" in args or b"codex-api-proxy" in args
 
 
+def listens_on(pid: int, port: int) -> bool:
+    """Whether `pid` holds a listening TCP socket on `port` (Linux /proc): a /health answer on the port
+    could come from another proxy; this says the answer is this process's own."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{fields[9]}]")
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(fd) in inodes:
+                return True
+        except OSError:
+            continue
+    return False
+
+
 @dataclass(frozen=True)
 class Daemon:
     """One daemon as the config describes it: where it listens and where its files are."""
@@ -126,7 +153,7 @@ class Daemon:
             report(f"stale pid file {self.pid_file}: pid {pid} {why}; removed it (pid {pid} left alone)")
             self.pid_file.unlink(missing_ok=True)
             return None
-        if health(self.host, self.port) is None:
+        if health(self.host, self.port) is None or not listens_on(pid, self.port):
             report(
                 f"stale pid file {self.pid_file}: pid {pid} does not answer on {self.host}:{self.port}; "
                 f"removed it (pid {pid} left alone)"
@@ -157,7 +184,7 @@ class Daemon:
         while time.monotonic() < deadline:
             if child.poll() is not None:
                 return self.reason(log_offset, child.returncode)
-            if health(self.host, self.port, 0.5) is not None:
+            if health(self.host, self.port, 0.5) is not None and listens_on(child.pid, self.port):
                 return None
             time.sleep(0.1)
         child.terminate()

@@ -291,3 +291,23 @@ def test_precedence_flag_env_file_default(env: dict[str, str], tmp_path: Path) -
     r = cli("start", "--port", str(port), env={**env, "CODEX_API_PROXY_PORT": "8800"})  # flag over env
     assert r.returncode == 0, r.stderr
     assert f"running on http://127.0.0.2:{port}" in r.stdout
+
+
+def test_two_starts_racing_for_one_port(env: dict[str, str], tmp_path: Path) -> None:
+    """Both may pass the CLI's own port check: the loser still says the port is taken, never 'running'."""
+    port = str(free_port())
+    envs = [{**env, "CODEX_API_PROXY_CONFIG": str(tmp_path / f"d{i}/config.toml"),
+             "CODEX_API_PROXY_PID_FILE": str(tmp_path / f"d{i}/pid"),
+             "CODEX_API_PROXY_LOG_FILE": str(tmp_path / f"d{i}/log")} for i in (0, 1)]  # fmt: skip
+    procs = [subprocess.Popen([sys.executable, "-m", "codex_api_proxy", "start", "--port", port], env=e, cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for e in envs]  # fmt: skip
+    try:
+        results = [p.communicate(timeout=120) for p in procs]
+        codes = sorted(p.returncode for p in procs)
+        assert codes[0] == 0 and codes[1] != 0, results
+        loser = next(err for p, (_, err) in zip(procs, results, strict=True) if p.returncode)
+        (line,) = loser.strip().splitlines()
+        assert f"port {port} is in use: a codex-api-proxy" in line, line
+    finally:
+        for e in envs:
+            cli("stop", env=e)

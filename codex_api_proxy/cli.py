@@ -141,7 +141,9 @@ def setup_logging(level: str, fmt: str) -> None:
         else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
-    for noisy in ("mitmproxy", "httpx", "httpcore"):
+    # mitmweb sets the root logger to DEBUG when it starts: the level is held here too
+    logging.getLogger("codex_api_proxy").setLevel(level.upper())
+    for noisy in ("mitmproxy", "httpx", "httpcore", "tornado"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -53,6 +53,7 @@ def mitmweb_args(values: dict[str, Any], confdir: Path) -> list[str]:
         "--set", "web_open_browser=false",
         "--set", "web_host=127.0.0.1",
         "--set", f"web_port={values['web_port']}",
+        "--set", "termlog_verbosity=warn",  # the daemon's own log lines are already in its log
     ]  # fmt: skip
     return args
 

@@ -65,6 +65,8 @@ def test_web_mode_serves_the_api_and_a_token_protected_ui(web: tuple[dict[str, s
     assert "streamed through" in content.text  # the streamed answer was kept (store_streamed_bodies)
     assert "access-token-1" not in httpx.get(f"{base}/flows/{flow['id']}/request/content.data",
                                              params={"token": token}, trust_env=False).text  # fmt: skip
+    log = (tmp_path / "home/.codex-api-proxy/codex-api-proxy.log").read_text()
+    assert " DEBUG " not in log  # --log-level info holds under mitmweb too
     status = cli("status", env=env)
     assert "(mitmweb)" in status.stdout and f"inspector: {ui}" in status.stdout
 

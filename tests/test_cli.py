@@ -4,6 +4,7 @@ the saved config read back by restart/status/doctor, one-line errors, and mitmdu
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import stat
@@ -17,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from codex_api_proxy.config import API_KEY_OPTION, CONFIG_OPTION, OPTIONS
 from codex_api_proxy.daemon import is_ours
 from codex_api_proxy.fake_backend import FakeBackend, Turn, make_jwt, text
 
@@ -311,3 +313,17 @@ def test_two_starts_racing_for_one_port(env: dict[str, str], tmp_path: Path) -> 
     finally:
         for e in envs:
             cli("stop", env=e)
+
+
+@pytest.mark.parametrize("command", ["start", "restart"])
+def test_every_option_has_help_default_and_variable(command: str, env: dict[str, str]) -> None:
+    text = " ".join(cli(command, "--help", env=env).stdout.split())
+    for opt in (*OPTIONS, API_KEY_OPTION, CONFIG_OPTION):
+        flag = opt.flags[0].split("/")[0]
+        entry = (
+            re.split(re.escape(flag) + "[ ,]", text, maxsplit=1)[1].split("[env var: ", 1)[1].split("]", 1)[0]
+        )
+        assert entry.startswith(opt.env), (flag, entry)
+        assert opt.default is None or opt.default == "" or "default: " in entry, (flag, entry)
+    for old_name in ("--log-format", "--models-cache-ttl", "--pid-file", "--log-file", "--state-file"):
+        assert old_name in text  # the names 0.1.6 had

@@ -1,5 +1,6 @@
 """The README's commands as written, in a copy of the checkout with a fresh HOME: install, demo, start,
-status, stop; the test command is the one .ci/run runs; the wheel carries the addon script and LICENSE."""
+status, stop; the test command is the one .ci/run runs; the wheel carries the addon script and LICENSE,
+the sdist the tests."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import re
 import shlex
 import subprocess
+import tarfile
 import time
 import zipfile
 from collections.abc import Iterator
@@ -124,3 +126,17 @@ def test_the_wheel_carries_the_addon_script_and_license(installed: Installed) ->
     assert any(n.endswith("licenses/LICENSE") for n in names)
     path = installed.run("codex-api-proxy addon-path").stdout.strip()
     assert Path(path).is_file() and path.endswith("codex_api_proxy/mitm_addon.py")
+
+
+def test_the_sdist_carries_the_tests(installed: Installed) -> None:
+    dist = installed.tree.parent / "sdist"
+    python = shlex.quote(str(installed.tree / ".venv/bin/python"))
+    r = installed.run(f"{python} -m pip install -q 'setuptools>=77' && {python} -c \"from setuptools import "
+                      f"build_meta; print(build_meta.build_sdist('{dist}'))\"", timeout=600)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    (sdist,) = dist.glob("codex_api_proxy-*.tar.gz")
+    with tarfile.open(sdist) as tar:
+        names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
+    assert {"LICENSE", "tests/conftest.py", "tests/clients.py", "scripts/install", ".ci/run",
+            "codex_api_proxy/mitm_addon.py"} <= names  # fmt: skip
+    assert any(n.startswith("tests/fixtures/") for n in names)

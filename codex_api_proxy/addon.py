@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import urllib.parse
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,6 +131,10 @@ def fail_closed(hook: Callable[..., Awaitable[None] | None]) -> Callable[..., Aw
     return wrapper
 
 
+def _items(value: str) -> list[str]:
+    return [x.strip() for x in value.split(",") if x.strip()]
+
+
 def bind_hosts(options: Any) -> list[str]:
     """The addresses the proxy listens on ('' = every interface), from mitmproxy's own options."""
     hosts = []
@@ -205,15 +209,16 @@ class ProxyOptions:
         add("codex_expose_reasoning", bool, False, "Give Chat Completions clients reasoning summaries.")
         add(
             "codex_allow_origin",
-            Sequence[str],
-            [],
-            "Web origins (scheme://host[:port]) allowed to call the proxy from a browser; none by default.",
+            str,
+            "",
+            "Web origins (scheme://host[:port], comma-separated) allowed to call the proxy from a browser; "
+            "none by default.",
         )
         add(
             "codex_allow_host",
-            Sequence[str],
-            [],
-            "Host names clients may use beyond loopback and the bound address (DNS-rebinding guard).",
+            str,
+            "",
+            "Host names (comma-separated) clients may use beyond loopback and the bound address.",
         )
 
     def configure(self, updated: set[str]) -> None:
@@ -258,8 +263,8 @@ class ProxyOptions:
         rt.configured = True
         rt.policy = boundary.Policy(
             api_key=settings.api_key,
-            allowed_origins=frozenset(x.rstrip("/").lower() for x in o.codex_allow_origin),
-            allowed_hosts=frozenset(boundary.host_of(x) for x in o.codex_allow_host),
+            allowed_origins=frozenset(x.rstrip("/").lower() for x in _items(o.codex_allow_origin)),
+            allowed_hosts=frozenset(boundary.host_of(x) for x in _items(o.codex_allow_host)),
             bind_hosts=frozenset(bind_hosts(o)),
         )
         rt.settings = settings

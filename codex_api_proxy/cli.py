@@ -1,361 +1,384 @@
-"""`codex-api-proxy`: start, stop, restart, status, doctor and demo.
+"""`codex-api-proxy`: start, stop, restart, status, logs, doctor, demo and addon-path.
 
-Every option also reads a CODEX_API_PROXY_* variable. The local API key is never put in any argv:
-the daemon child gets it through its environment, and `--api-key-file` reads it from a file.
+Every daemon option reads a CODEX_API_PROXY_* variable and the config file `start` saves
+(flag > variable > file > default; see config.py). The local API key is never put in any argv: the
+daemon gets it through its environment, and `--api-key-file` reads it from a file. Every error is one
+line on stderr, never a traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
-import signal
-import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
-import httpx
-import tomli_w
 
 from . import __version__
-from .settings import API_KEY_ENV, DEFAULT_HOST, DEFAULT_PORT, is_loopback, read_api_key
-
-ENV = "CODEX_API_PROXY_"
-
-
-@dataclass(frozen=True)
-class Paths:
-    """Where a daemon keeps its pid, log, state and mitmproxy's confdir."""
-
-    root: Path
-
-    @property
-    def pid(self) -> Path:
-        return self.root / "codex-api-proxy.pid"
-
-    @property
-    def log(self) -> Path:
-        return self.root / "codex-api-proxy.log"
-
-    @property
-    def state(self) -> Path:
-        return self.root / "state.toml"
-
-    @property
-    def confdir(self) -> Path:
-        return self.root / "mitmproxy"
+from . import config as cfg
+from .daemon import ERROR_PREFIX, PORT_IN_USE, Daemon, port_problem
+from .settings import API_KEY_ENV, is_loopback, read_api_key
 
 
-def server_options(f: Any) -> Any:
-    """Options shared by start and restart (all with CODEX_API_PROXY_* variables)."""
-    opts = [
-        click.option(
-            "--host", default=DEFAULT_HOST, show_default=True, envvar=ENV + "HOST", help="Address to bind."
-        ),
-        click.option("--port", default=DEFAULT_PORT, show_default=True, type=int, envvar=ENV + "PORT"),
-        click.option(
-            "--api-key", envvar=API_KEY_ENV, help=f"Local key clients must send (prefer ${API_KEY_ENV})."
-        ),
-        click.option("--api-key-file", type=click.Path(dir_okay=False), envvar=ENV + "API_KEY_FILE"),
-        click.option("--upstream-url", envvar=ENV + "UPSTREAM_URL", help="Codex backend base URL."),
-        click.option("--openai-url", envvar=ENV + "OPENAI_URL", help="OpenAI API base URL (API-key mode)."),
-        click.option(
-            "--auth-file",
-            type=click.Path(dir_okay=False),
-            envvar=ENV + "AUTH_FILE",
-            help="auth.json (default $CODEX_HOME/auth.json).",
-        ),
-        click.option("--proxy", envvar=ENV + "HTTPS_PROXY", help="Outbound proxy (default HTTPS_PROXY)."),
-        click.option(
-            "--heartbeat", type=float, envvar=ENV + "HEARTBEAT", help="Keep-alive interval, seconds."
-        ),
-        click.option("--idle-timeout", type=float, envvar=ENV + "IDLE_TIMEOUT"),
-        click.option("--first-byte-timeout", type=float, envvar=ENV + "FIRST_BYTE_TIMEOUT"),
-        click.option("--connect-timeout", type=float, envvar=ENV + "CONNECT_TIMEOUT"),
-        click.option("--model-map", envvar=ENV + "MODEL_MAP", help="e.g. opus=gpt-5.5,haiku=gpt-5.4-mini"),
-        click.option(
-            "--expose-reasoning/--no-expose-reasoning", default=None, envvar=ENV + "EXPOSE_REASONING"
-        ),
-        click.option(
-            "--log-level",
-            default="info",
-            show_default=True,
-            envvar=ENV + "LOG_LEVEL",
-            type=click.Choice(["debug", "info", "warning", "error"]),
-        ),
-        click.option(
-            "--state-dir",
-            type=click.Path(file_okay=False),
-            envvar=ENV + "STATE_DIR",
-            default=str(Path.home() / ".codex-api-proxy"),
-            show_default=True,
-        ),
-    ]
-    for opt in reversed(opts):
-        f = opt(f)
+class OneLineErrors(click.Group):
+    """Usage and option errors as one `codex-api-proxy: error: ...` line, not click's three."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            rv = super().main(*args, **{**kwargs, "standalone_mode": False})
+        except click.ClickException as exc:
+            click.echo(ERROR_PREFIX + exc.format_message(), err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            sys.exit(130)
+        except Exception as exc:  # a bug: one line here; CODEX_API_PROXY_DEBUG=1 shows the traceback
+            if os.environ.get("CODEX_API_PROXY_DEBUG"):
+                raise
+            click.echo(f"{ERROR_PREFIX}internal error: {type(exc).__name__}: {exc}", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def daemon_options(f: Any) -> Any:
+    for opt in reversed((*cfg.OPTIONS, cfg.API_KEY_OPTION, cfg.CONFIG_OPTION)):
+        f = opt.click_option()(f)
     return f
 
 
-_ADDON_OPTIONS = {
-    "upstream_url": "codex_upstream_url",
-    "openai_url": "codex_openai_url",
-    "auth_file": "codex_auth_file",
-    "proxy": "codex_outbound_proxy",
-    "heartbeat": "codex_heartbeat",
-    "idle_timeout": "codex_idle_timeout",
-    "first_byte_timeout": "codex_first_byte_timeout",
-    "connect_timeout": "codex_connect_timeout",
-    "model_map": "codex_model_map",
-    "expose_reasoning": "codex_expose_reasoning",
-}
+def config_option(f: Any) -> Any:
+    return cfg.CONFIG_OPTION.click_option()(f)
 
 
-def resolve_api_key(api_key: str | None, api_key_file: str | None) -> str | None:
-    if api_key_file:
+def settings_from(ctx: click.Context, kw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(resolved values, what the config file held) for a command's options."""
+    path = cfg.config_path(kw.get("config"))
+    saved = cfg.load(path)
+    values = cfg.resolve(ctx, kw, saved)
+    values["config"] = str(path)
+    return values, saved
+
+
+def report(msg: str) -> None:
+    click.echo(f"codex-api-proxy: {msg}", err=True)
+
+
+def confdir_of(values: dict[str, Any]) -> Path:
+    """mitmproxy's confdir beside the config: it writes a CA even in reverse mode; mitmweb's token."""
+    return Path(values["config"]).expanduser().parent / "mitmproxy"
+
+
+def daemon_of(values: dict[str, Any]) -> Daemon:
+    return Daemon(Path(values["pid_file"]).expanduser(), Path(values["log_file"]).expanduser(),
+                  values["host"], int(values["port"]))  # fmt: skip
+
+
+def resolve_api_key(
+    kw: dict[str, Any], values: dict[str, Any], saved: dict[str, Any], restarting: bool = False
+) -> tuple[str | None, dict[str, Any]]:
+    """The local key and how to find it again (saved instead of the key itself). A restart never
+    quietly drops the key the daemon had; a new start without one only says so."""
+    if values.get("api_key_file"):
         try:
-            return read_api_key(api_key_file)
+            return read_api_key(values["api_key_file"]), {}
         except (OSError, ValueError) as exc:
-            raise click.ClickException(f"cannot read the API key file: {exc}") from None
-    return api_key or None
+            raise click.ClickException(f"cannot read --api-key-file: {exc}") from None
+    source = click.get_current_context().get_parameter_source("api_key")
+    if kw.get("api_key"):
+        from_env = source == click.core.ParameterSource.ENVIRONMENT
+        return kw["api_key"], {"api_key_env": API_KEY_ENV} if from_env else {"api_key_from": "command line"}
+    if saved.get("api_key_env") or saved.get("api_key_from"):
+        where = f"${saved['api_key_env']}" if saved.get("api_key_env") else "--api-key"
+        message = f"the last start had a local API key from {where}, which is not saved"
+        if restarting:
+            raise click.ClickException(f"{message}; give it again (${API_KEY_ENV}) or use --api-key-file")
+        report(f"warning: {message}; this one needs no key")
+    return None, {}
 
 
 def check_bind(host: str, api_key: str | None) -> None:
     if not is_loopback(host) and not api_key:
-        click.echo(
-            f"error: refusing to listen on {host} without an API key: anyone who can reach it could use your "
-            f"login. Set {API_KEY_ENV} (or --api-key-file), or bind 127.0.0.1.",
-            err=True,
+        raise click.UsageError(
+            f"refusing to listen on {host} without an API key: anyone who can reach it could use your login. "
+            f"Set {API_KEY_ENV} (or --api-key-file), or bind 127.0.0.1."
         )
-        sys.exit(2)
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+def login_problem(values: dict[str, Any]) -> str | None:
+    from .credentials import Credentials
+    from .errors import ProxyError
+
+    try:
+        Credentials(Path(values["auth_file"]).expanduser() if values.get("auth_file") else None).describe()
+    except ProxyError as error:
+        return error.message
+    return None
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; `extra=` fields of a record become keys of their own."""
+
+    _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {"ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"), "level": record.levelname.lower(),
+                "logger": record.name, "msg": record.getMessage()}  # fmt: skip
+        line.update({k: v for k, v in record.__dict__.items() if k not in self._STANDARD})
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+def setup_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter()
+        if fmt == "json"
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    # mitmweb sets the root logger to DEBUG when it starts: the level is held here too
+    logging.getLogger("codex_api_proxy").setLevel(level.upper())
+    for noisy in ("httpx", "httpcore", "tornado"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     # mitmproxy's own event log (connections, flows) only at debug
     logging.getLogger("mitmproxy").setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("httpcore").setLevel(logging.WARNING)
 
 
-def run_foreground(
-    host: str, port: int, api_key: str | None, state_dir: str, log_level: str, **kw: Any
-) -> None:
-    from .master import serve  # mitmproxy is imported only when a proxy really starts
+def fail(message: str, status: int = 1) -> None:
+    """The daemon's one-line reason: `start` finds this line in the log and shows it."""
+    click.echo(ERROR_PREFIX + message, err=True)
+    sys.exit(status)
 
-    setup_logging(log_level)
+
+def run_foreground(values: dict[str, Any], api_key: str | None) -> None:
+    problem = port_problem(values["host"], values["port"])
+    if problem:
+        fail(problem, PORT_IN_USE)
+    setup_logging(values["log_level"], values["log_format"])
     if api_key:
         os.environ[API_KEY_ENV] = api_key  # read by the addon; keeps it out of mitmproxy's options
-    addon_options = {_ADDON_OPTIONS[k]: v for k, v in kw.items() if k in _ADDON_OPTIONS and v is not None}
+    no_login = login_problem(values)
+    if no_login:
+        click.echo(f"codex-api-proxy: warning: {no_login}", err=True)
+    confdir = confdir_of(values)
+    from mitmproxy import exceptions
 
-    def ready(bound_port: int, runtime: Any) -> None:
-        click.echo(f"codex-api-proxy {__version__} listening on http://{host}:{bound_port}", err=True)
-
-    asyncio.run(serve(host, port, Paths(Path(state_dir)).confdir, addon_options, ready))
-
-
-def health(host: str, port: int, timeout: float = 1.0) -> dict[str, Any] | None:
-    target = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     try:
-        r = httpx.get(f"http://{target}:{port}/health", timeout=timeout, trust_env=False)
-        return r.json() if r.status_code == 200 else None
-    except (httpx.HTTPError, ValueError):
-        return None
+        if values["web"]:
+            from .web import run_web
+
+            run_web(values, confdir)
+            return
+        from .master import serve  # mitmproxy is imported only when a proxy really starts
+
+        def ready(bound_port: int, runtime: Any) -> None:
+            click.echo(
+                f"codex-api-proxy {__version__} listening on http://{values['host']}:{bound_port}", err=True
+            )
+
+        asyncio.run(serve(values["host"], values["port"], confdir, cfg.addon_options(values), ready))
+    except exceptions.OptionsError as exc:
+        fail(f"bad option: {exc}", 2)
+    except SystemExit as exc:  # mitmproxy's startup check: say it in our words when the port was taken
+        problem = port_problem(values["host"], values["port"]) if exc.code else None
+        if problem:
+            fail(problem, PORT_IN_USE)
+        raise
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:  # the traceback goes to the log, the reason to `start`
+        logging.getLogger("codex_api_proxy").exception("the proxy failed")
+        fail(f"the proxy failed: {type(exc).__name__}: {exc}")
 
 
-def read_pid(paths: Paths) -> int | None:
-    try:
-        pid = int(paths.pid.read_text().strip())
-        os.kill(pid, 0)
-        return pid
-    except (OSError, ValueError):
-        return None
-
-
-@click.group()
+@click.group(cls=OneLineErrors)
 @click.version_option(__version__)
 def main() -> None:
     """A local bridge from OpenAI and Anthropic API clients to your Codex CLI login."""
 
 
 @main.command()
-@server_options
+@daemon_options
 @click.option("--foreground", is_flag=True, help="Run in this process until SIGINT/SIGTERM.")
-def start(foreground: bool, **kw: Any) -> None:
-    """Start the proxy (a background daemon unless --foreground)."""
-    kw["api_key"] = resolve_api_key(kw.pop("api_key"), kw.pop("api_key_file"))
-    check_bind(kw["host"], kw["api_key"])
+@click.pass_context
+def start(ctx: click.Context, foreground: bool, **kw: Any) -> None:
+    """Start the proxy: a background daemon (unless --foreground) that is answering when this returns."""
+    values, saved = settings_from(ctx, kw)
+    api_key, key_source = resolve_api_key(kw, values, saved)
+    check_bind(values["host"], api_key)
     if foreground:
-        run_foreground(**kw)
-        return
-    start_daemon(kw)
-
-
-def start_daemon(kw: dict[str, Any]) -> None:
-    paths = Paths(Path(kw["state_dir"]))
-    pid = read_pid(paths)
-    if pid:
-        click.echo(f"codex-api-proxy is already running (pid {pid}); use restart to change settings")
-        return
-    paths.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    args = [sys.executable, "-m", "codex_api_proxy.cli", "start", "--foreground"]
-    for name, value in kw.items():
-        if name == "api_key" or value is None:
-            continue
-        flag = "--" + name.replace("_", "-")
-        if isinstance(value, bool):
-            args.append(flag if value else "--no-" + name.replace("_", "-"))
-        else:
-            args += [flag, str(value)]
-    env = {**os.environ}
-    env.pop(API_KEY_ENV, None)
-    if kw["api_key"]:
-        env[API_KEY_ENV] = kw["api_key"]
-    with open(paths.log, "ab") as logfile:
-        child = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=logfile, stderr=logfile, env=env, start_new_session=True
-        )
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if child.poll() is not None:
-            raise click.ClickException(f"the proxy exited with status {child.returncode}; see {paths.log}")
-        if health(kw["host"], kw["port"], 0.5):
-            break
-        time.sleep(0.1)
+        run_foreground(values, api_key)
     else:
-        child.terminate()
-        raise click.ClickException(f"the proxy did not answer /health within 15 s; see {paths.log}")
-    paths.pid.write_text(f"{child.pid}\n")
-    state = {k: v for k, v in kw.items() if v is not None and k != "api_key"}
-    state["api_key"] = "set" if kw["api_key"] else "none"
-    paths.state.write_text(tomli_w.dumps(state))
+        start_daemon(values, api_key, key_source)
+
+
+def start_daemon(values: dict[str, Any], api_key: str | None, key_source: dict[str, Any]) -> None:
+    daemon = daemon_of(values)
+    pid = daemon.running(report)
+    if pid:
+        raise click.ClickException(
+            f"codex-api-proxy already runs (pid {pid}) on http://{daemon.host}:{daemon.port}; "
+            "use `codex-api-proxy restart` to change its settings"
+        )
+    problem = port_problem(daemon.host, daemon.port)
+    if problem:
+        raise click.ClickException(problem)
+    if values["web"] and port_problem("127.0.0.1", values["web_port"]):
+        raise click.ClickException(f"--web-port {values['web_port']} is in use; choose another --web-port")
+    no_login = login_problem(values)
+    if no_login and not values["allow_no_login"]:
+        raise click.ClickException(f"{no_login} To start anyway: --allow-no-login.")
+    if no_login:
+        click.echo(f"codex-api-proxy: warning: {no_login} Until then clients get 503.", err=True)
+    env = {k: v for k, v in os.environ.items() if k != API_KEY_ENV}
+    if api_key:
+        env[API_KEY_ENV] = api_key
+    if values["web"]:
+        from .web import prepare_token
+
+        token = prepare_token(confdir_of(values), values)
+    offset = daemon.log_file.stat().st_size if daemon.log_file.exists() else 0
+    args = ["start", "--foreground", "--config", values["config"], *cfg.command_line(values)]
+    child = daemon.spawn(args, env)
+    reason = daemon.wait_ready(child, offset)
+    if reason:
+        raise click.ClickException(reason)
+    daemon.write_pid(child.pid)
+    cfg.save(Path(values["config"]), {**{k: values[k] for k in cfg.BY_NAME}, **key_source})
     click.echo(
-        f"codex-api-proxy started (pid {child.pid}) on http://{kw['host']}:{kw['port']}; log: {paths.log}"
+        f"codex-api-proxy {__version__} running on http://{daemon.host}:{daemon.port} (pid {child.pid})"
     )
-
-
-def stop_daemon(paths: Paths) -> bool:
-    pid = read_pid(paths)
-    if pid is None:
-        paths.pid.unlink(missing_ok=True)
-        return False
-    os.kill(pid, signal.SIGTERM)
-    for sig_after in (10.0, 5.0):
-        deadline = time.monotonic() + sig_after
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except OSError:
-                paths.pid.unlink(missing_ok=True)
-                return True
-            time.sleep(0.1)
-        os.kill(pid, signal.SIGKILL)
-    paths.pid.unlink(missing_ok=True)
-    return True
-
-
-_state_dir = click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False),
-    envvar=ENV + "STATE_DIR",
-    default=str(Path.home() / ".codex-api-proxy"),
-    show_default=True,
-)
+    if values["web"]:
+        click.echo(f"traffic inspector (mitmweb): http://127.0.0.1:{values['web_port']}/?token={token}")
+    click.echo(f"log: {daemon.log_file}  config: {values['config']}")
 
 
 @main.command()
-@_state_dir
-def stop(state_dir: str) -> None:
-    """Stop the background proxy."""
-    stopped = stop_daemon(Paths(Path(state_dir)))
-    click.echo("codex-api-proxy stopped" if stopped else "codex-api-proxy is not running")
-
-
-@main.command()
-@server_options
-def restart(**kw: Any) -> None:
-    """Stop the background proxy, then start it with these settings."""
-    kw["api_key"] = resolve_api_key(kw.pop("api_key"), kw.pop("api_key_file"))
-    check_bind(kw["host"], kw["api_key"])
-    stop_daemon(Paths(Path(kw["state_dir"])))
-    start_daemon(kw)
-
-
-@main.command()
-@_state_dir
-def status(state_dir: str) -> None:
-    """Is the background proxy running and answering? Exit 1 when not."""
-    import tomllib
-
-    paths = Paths(Path(state_dir))
-    pid = read_pid(paths)
+@config_option
+@click.pass_context
+def stop(ctx: click.Context, **kw: Any) -> None:
+    """Stop the background proxy (only ever a codex-api-proxy process of yours)."""
+    values, _ = settings_from(ctx, kw)
+    daemon = daemon_of(values)
+    pid = daemon.running(report)
     if pid is None:
         click.echo("codex-api-proxy is not running")
-        sys.exit(1)
-    state = tomllib.loads(paths.state.read_text()) if paths.state.exists() else {}
-    host, port = state.get("host", DEFAULT_HOST), int(state.get("port", DEFAULT_PORT))
-    info = health(host, port)
-    if info is None:
-        click.echo(f"codex-api-proxy (pid {pid}) is not answering on http://{host}:{port}/health")
-        sys.exit(1)
-    click.echo(
-        f"codex-api-proxy {info.get('version')} running (pid {pid}) on http://{host}:{port}, "
-        f"up {info.get('uptime_seconds', 0):.0f} s"
-    )
-    if info.get("quota"):
-        click.echo(quota_summary(info["quota"]))
-
-
-def quota_summary(quota: dict[str, Any]) -> str:
-    """/health's quota as one line: `quota (plus): primary 12% of 300 min, resets in 60 min; ...`."""
-    parts = []
-    for name in ("primary", "secondary"):
-        w = quota.get(name) or {}
-        if w.get("used_percent") is None:
-            continue
-        part = f"{name} {w['used_percent']:g}%"
-        if w.get("window_minutes") is not None:
-            part += f" of {w['window_minutes']:g} min"
-        if w.get("reset_after_seconds") is not None:
-            part += f", resets in {w['reset_after_seconds'] / 60:.0f} min"
-        parts.append(part)
-    if quota.get("limit_reached"):
-        after = quota.get("limit_reset_after_seconds")
-        parts.append(
-            "usage limit reached" + (f", resets in {after / 60:.0f} min" if after is not None else "")
-        )
-    plan = f" ({quota['plan_type']})" if quota.get("plan_type") else ""
-    return f"quota{plan}: " + ("; ".join(parts) or "no figures yet")
+        return
+    daemon.stop(pid)
+    click.echo(f"codex-api-proxy stopped (pid {pid})")
 
 
 @main.command()
-@click.option("--host", default=DEFAULT_HOST, envvar=ENV + "HOST")
-@click.option("--port", default=DEFAULT_PORT, type=int, envvar=ENV + "PORT")
-@click.option("--auth-file", type=click.Path(dir_okay=False), envvar=ENV + "AUTH_FILE")
-def doctor(host: str, port: int, auth_file: str | None) -> None:
-    """Check the login, the port and a running proxy; exit 1 when something is wrong."""
-    from .doctor import run_checks
+@daemon_options
+@click.pass_context
+def restart(ctx: click.Context, **kw: Any) -> None:
+    """Stop the background proxy, then start it with the saved settings (and any given here)."""
+    values, saved = settings_from(ctx, kw)
+    api_key, key_source = resolve_api_key(kw, values, saved, restarting=True)
+    check_bind(values["host"], api_key)
+    old = daemon_of({**values, **{k: saved[k] for k in ("host", "port", "pid_file") if k in saved}})
+    pid = old.running(report)
+    if pid:
+        old.stop(pid)
+        click.echo(f"codex-api-proxy stopped (pid {pid})")
+    start_daemon(values, api_key, key_source)
 
+
+@main.command()
+@config_option
+@click.option("--verbose", "-v", is_flag=True, help="Also settings, files, login and counters per route.")
+@click.pass_context
+def status(ctx: click.Context, verbose: bool, **kw: Any) -> None:
+    """Is the background proxy running and answering? Exit 1 when not."""
+    from .status import describe
+
+    values, saved = settings_from(ctx, kw)
+    daemon = daemon_of(values)
+    pid = daemon.running(report)
+    if pid is None:
+        click.echo(f"codex-api-proxy is not running (expected on http://{daemon.host}:{daemon.port})")
+        sys.exit(1)
+    key = os.environ.get(API_KEY_ENV) or None
+    if values.get("api_key_file"):
+        key = resolve_api_key({}, values, {})[0]
+    for line in describe(daemon, pid, values, saved, key, verbose):
+        click.echo(line)
+
+
+@main.command()
+@config_option
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until Ctrl-C.")
+@click.option(
+    "--lines", "-n", default=50, show_default=True, type=click.IntRange(min=0), help="Lines to show."
+)
+@click.pass_context
+def logs(ctx: click.Context, follow: bool, lines: int, **kw: Any) -> None:
+    """Show the daemon's log."""
+    values, _ = settings_from(ctx, kw)
+    path = Path(values["log_file"]).expanduser()
+    if not path.exists():
+        raise click.ClickException(f"no log yet at {path}")
+    with open(path, errors="replace") as f:
+        for line in f.readlines()[-lines:] if lines else []:
+            click.echo(line, nl=False)
+        while follow:
+            line = f.readline()
+            if line:
+                click.echo(line, nl=False)
+            else:
+                time.sleep(0.2)
+
+
+@main.command()
+@config_option
+@click.pass_context
+def doctor(ctx: click.Context, **kw: Any) -> None:
+    """Check the daemon, the login, the port, the bind and proxies; print client settings. Exit 1 on a problem."""
+    from .doctor import client_snippets, run_checks
+
+    values, saved = settings_from(ctx, kw)
     ok = True
-    for good, label, detail in run_checks(host, port, Path(auth_file) if auth_file else None):
+    for good, label, detail in run_checks(values, saved):
         click.echo(f"{'ok  ' if good else 'FAIL'} {label}: {detail}")
         ok = ok and good
+    click.echo("")
+    click.echo(client_snippets(values, saved))
     sys.exit(0 if ok else 1)
 
 
 @main.command()
-@click.option("--port", default=0, type=int, help="Proxy port (default: a free one).")
+@click.option(
+    "--port",
+    default=8765,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    envvar="CODEX_API_PROXY_DEMO_PORT",
+    show_envvar=True,
+    help="Port to listen on (0: a free one).",
+)
 @click.option("--once", is_flag=True, help="Show one round trip per API and exit.")
 def demo(port: int, once: bool) -> None:
-    """Run the proxy against a built-in fake Codex backend: no login needed."""
+    """Run the proxy against a built-in scripted model: no login needed, answers with text and tool calls."""
     from .demo import run_demo
 
+    if port:
+        problem = port_problem("127.0.0.1", port)
+        if problem:
+            raise click.ClickException(problem)
     run_demo(port, once)
+
+
+@main.command("addon-path")
+def addon_path() -> None:
+    """Print the path of the mitmproxy script (for `mitmdump -s` / `mitmweb -s`)."""
+    from . import mitm_addon_path
+
+    click.echo(mitm_addon_path())
 
 
 if __name__ == "__main__":

@@ -1,0 +1,117 @@
+"""`codex-api-proxy status`: what a running daemon says about itself, and whose login it uses (masked)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .credentials import Credentials, _jwt_claims
+from .daemon import Daemon, get_json, health
+from .errors import ProxyError
+from .settings import default_auth_path
+
+
+def mask(value: str, keep: int = 4) -> str:
+    """Enough to recognise an account, not enough to use it."""
+    if "@" in value:
+        name, _, domain = value.partition("@")
+        return f"{name[:1]}***@{domain}"
+    return value[:keep] + "…" + value[-2:] if len(value) > keep + 4 else "***"
+
+
+def account(auth_file: str | None) -> str:
+    path = Path(auth_file).expanduser() if auth_file else default_auth_path()
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return f"no readable login at {path}"
+    tokens = data.get("tokens") if isinstance(data, dict) else None
+    if isinstance(tokens, dict) and tokens.get("access_token"):
+        email = _jwt_claims(tokens.get("id_token")).get("email")
+        who = mask(str(tokens.get("account_id") or "unknown"))
+        return f"{who} ({mask(email)})" if isinstance(email, str) else who
+    if isinstance(data, dict) and data.get("OPENAI_API_KEY"):
+        return "OPENAI_API_KEY " + mask(str(data["OPENAI_API_KEY"]), 3)
+    return f"no tokens in {path}"
+
+
+LOCAL_ROUTES = frozenset({"/health", "/ready", "/metrics", "/"})  # probes, not client requests
+
+
+def request_counts(metrics: str | None) -> dict[str, int]:
+    """Client requests (requests_total but the local probes) by `route status`, from /metrics."""
+    counts: dict[str, int] = {}
+    for line in (metrics or "").splitlines():
+        if line.startswith("codex_api_proxy_requests_total{"):
+            labels, _, value = line.partition("} ")
+            parts = dict(p.split("=", 1) for p in labels.split("{", 1)[1].split(","))
+            route = parts.get("route", "?").strip('"')
+            if route in LOCAL_ROUTES:
+                continue
+            key = f"{route} {parts.get('status', '?').strip(chr(34))}"
+            counts[key] = counts.get(key, 0) + int(float(value))
+    return counts
+
+
+def _uptime(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def local_login(auth_file: str | None) -> dict[str, Any]:
+    """What /ready would say, read from the login file itself (when the daemon wants a key we lack)."""
+    try:
+        return Credentials(Path(auth_file).expanduser() if auth_file else None).describe()
+    except ProxyError as error:
+        return {"error": error.message}
+
+
+def describe(
+    daemon: Daemon,
+    pid: int,
+    values: dict[str, Any],
+    saved: dict[str, Any],
+    api_key: str | None,
+    verbose: bool,
+) -> list[str]:
+    """/health (open), and /ready and /metrics when this shell has the daemon's local API key."""
+    info = health(daemon.host, daemon.port) or {}
+    ready = get_json(daemon.host, daemon.port, "/ready", api_key)
+    if not isinstance(ready, dict):
+        ready = {**local_login(values.get("auth_file")), "upstream": values.get("upstream_url")}
+        if ready.get("mode") == "apikey":
+            ready["upstream"] = values.get("openai_url")
+    metrics = get_json(daemon.host, daemon.port, "/metrics", api_key)
+    counts = request_counts(metrics)
+    requests = info.get("requests", sum(counts.values()) if metrics else "? (needs the local API key)")
+    lines = [
+        f"codex-api-proxy {info.get('version', '?')} running on http://{daemon.host}:{daemon.port} "
+        f"(pid {pid}, up {_uptime(float(info.get('uptime_seconds', 0)))})",
+        f"mode: {ready.get('mode') or 'no login: ' + str(ready.get('error', '?'))}"
+        + (" (mitmweb)" if values.get("web") else ""),
+        f"account: {account(values.get('auth_file'))}",
+        f"upstream: {ready.get('upstream', values.get('upstream_url'))}",
+        f"requests: {requests}",
+    ]
+    if values.get("web"):
+        from .web import read_token
+
+        confdir = Path(values["config"]).expanduser().parent / "mitmproxy"
+        lines.append(f"inspector: http://127.0.0.1:{values['web_port']}/?token={read_token(confdir)}")
+    quota = info.get("quota")
+    if quota:
+        shown = ", ".join(f"{k} {v}" for k, v in quota.items()) if isinstance(quota, dict) else str(quota)
+        lines.append(f"quota: {shown}")
+    if verbose:
+        expires = ready.get("expires_in")
+        if expires is not None:
+            lines.append(
+                f"access token: {'expired' if expires < 0 else f'valid {expires // 60} min'} (refreshed on use)"
+            )
+        lines += [f"  {key}: {n}" for key, n in sorted(counts.items())]
+        lines.append(f"config: {values['config']}")
+        lines += [f"  {k} = {v!r}" for k, v in sorted(saved.items())]
+        lines += [f"pid file: {daemon.pid_file}", f"log: {daemon.log_file}"]
+    return lines

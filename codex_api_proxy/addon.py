@@ -13,6 +13,8 @@ import functools
 import json
 import logging
 import os
+import resource
+import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -54,6 +56,7 @@ log = logging.getLogger("codex_api_proxy")
 JSON = {"content-type": "application/json"}
 REFUSED = "codex_api_proxy.refused"  # flow.metadata: the boundary answered this flow
 ORIGIN = "codex_api_proxy.origin"  # flow.metadata: an allowed browser origin, for the CORS answer
+INSPECT_LIMIT = 64 << 10  # of a client's request kept in the flow's comment for mitmweb
 BODY_SIZE_LIMIT = "80m"  # mitmproxy's own cut for bodies of no declared length (chunked uploads)
 # Client headers worth keeping upstream: conversation identity and Codex CLI's own metadata.
 _FORWARDED_HEADERS = ("session_id", "session-id", "thread-id", "x-client-request-id", "originator")
@@ -94,6 +97,7 @@ class Runtime:
     policy: boundary.Policy = field(default_factory=boundary.Policy)
     restarting: asyncio.Task[None] | None = None
     configured: bool = False  # settings were built from the options at least once
+    inspecting: bool = False  # mitmweb keeps bodies: flows also carry the client's original request
 
     async def start_transport(self) -> None:
         self.backend = Backend(self.settings, self.credentials)
@@ -161,7 +165,7 @@ def check_bind(options: Any, settings: Settings) -> None:
 class ProxyOptions:
     """Declares the proxy's options and turns them into one validated `Settings`."""
 
-    WATCHED = frozenset({"mode", "listen_host"})  # the bind decides whether a key is required
+    WATCHED = frozenset({"mode", "listen_host", "store_streamed_bodies"})  # bind: key needed?
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -261,6 +265,7 @@ class ProxyOptions:
         check_bind(o, settings)
         rt = self.runtime
         rt.configured = True
+        rt.inspecting = bool(getattr(o, "store_streamed_bodies", False))
         rt.policy = boundary.Policy(
             api_key=settings.api_key,
             allowed_origins=frozenset(x.rstrip("/").lower() for x in _items(o.codex_allow_origin)),
@@ -275,6 +280,38 @@ class ProxyOptions:
             rt.restarting = asyncio.get_running_loop().create_task(rt.restart_transport())
 
 
+def raise_fd_limit() -> None:
+    """Each client holds two sockets (its own and the relay's) plus one upstream: the default soft
+    limit of 1,024 descriptors locks every client out at a few hundred idle connections."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            log.debug("could not raise the file descriptor limit from %d", soft)
+
+
+class OncePerInterval(logging.Filter):
+    """Lets a repeated message (asyncio's accept failure, once per attempt) through once a minute."""
+
+    def __init__(self, text: str, interval: float = 60.0) -> None:
+        super().__init__()
+        self.text, self.interval, self.last, self.dropped = text, interval, -interval, 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.text not in record.getMessage():
+            return True
+        now = time.monotonic()
+        if now - self.last < self.interval:
+            self.dropped += 1
+            return False
+        if self.dropped:
+            record.msg = f"{record.msg} ({self.dropped} more like it in the last minute)"
+        self.last, self.dropped = now, 0
+        return True
+
+
 class UpstreamRelay:
     """Owns the pooled upstream client and the loopback relay server for the life of the proxy."""
 
@@ -284,6 +321,8 @@ class UpstreamRelay:
     async def running(self) -> None:
         if ctx.options.body_size_limit is None:  # under mitmdump/mitmweb: bound chunked uploads too
             ctx.options.update(body_size_limit=BODY_SIZE_LIMIT)
+        raise_fd_limit()
+        logging.getLogger("asyncio").addFilter(OncePerInterval("socket.accept() out of system resource"))
         await self.runtime.start_transport()
         log.info("codex-api-proxy %s ready; upstream %s", __version__, self.runtime.settings.upstream_url)
 
@@ -547,10 +586,23 @@ class ApiGateway:
             else json.dumps(upstream_body, ensure_ascii=False, separators=(",", ":")).encode()
         )
         flow.metadata["codex_api_proxy"] = state
+        flow.comment = self.label(flow, state, body if rt.inspecting else None)
         rt.relay.expect(flow.id, state)
         log.debug(
             "%s -> %s %s (model %s, stream %s)", family.name, route, upstream_path, ctx.model, ctx.stream
         )
+
+    @staticmethod
+    def label(flow: http.HTTPFlow, state: FlowState, original: dict[str, Any] | None) -> str:
+        """What mitmweb shows for the flow: what the client called and what went upstream; when
+        inspecting, the client's own request too (the flow's request is the translated one)."""
+        label = f"{flow.request.method} {flow.request.path.split('?', 1)[0]} {state.ctx.model} -> {state.model_sent}"
+        if original is None:
+            return label
+        text = json.dumps(original, ensure_ascii=False, indent=1)
+        if len(text) > INSPECT_LIMIT:
+            text = text[:INSPECT_LIMIT] + f"\n... ({len(text) - INSPECT_LIMIT} more characters)"
+        return f"{label}\n\nThe client's request:\n{text}"
 
     async def list_models(self, flow: http.HTTPFlow) -> dict[str, Any]:
         rt = self.runtime

@@ -208,13 +208,27 @@ class RequestMetrics:
             usage = getattr(state, "usage", None)
             if usage:
                 metrics.token_usage(model, usage)
+            fields = {
+                "request_id": request_id(flow),
+                "method": request.method,
+                "route": timing.route,
+                "family": timing.family,
+                "model": model,
+                "model_sent": getattr(state, "model_sent", "") or "",
+                "status": status or "aborted",
+                "stream": bool(getattr(getattr(state, "ctx", None), "stream", False)),
+                "ttfb_ms": round(max(0.0, (timing.first_byte or now) - started) * 1000, 1),
+                "duration_ms": round(max(0.0, now - started) * 1000, 1),
+                "input_tokens": (usage or {}).get("input", 0),
+                "output_tokens": (usage or {}).get("output", 0),
+                "error": error_kind(error) if error is not None else (flow.error.msg if flow.error else ""),
+            }
             log.info(
-                "%s %s -> %s in %.0f ms (request %s)",
-                request.method,
-                timing.route,
-                status or f"aborted: {flow.error.msg if flow.error else 'no answer'}",
-                (now - started) * 1000,
-                request_id(flow),
+                "%(request_id)s %(method)s %(route)s %(family)s model=%(model)s->%(model_sent)s "
+                "status=%(status)s stream=%(stream)s ttfb=%(ttfb_ms)sms duration=%(duration_ms)sms "
+                "tokens=%(input_tokens)s/%(output_tokens)s%(error_text)s",
+                {**fields, "error_text": f" error={fields['error']}" if fields["error"] else ""},
+                extra=fields,
             )
         except Exception:  # metrics must never break an answer
             log.exception("could not record the metrics of a request")

@@ -45,7 +45,7 @@ from typing import Any
 
 from ..errors import bad_request
 from .anthropic_signature import decode_signature
-from .base import RequestContext
+from .base import RequestContext, client_errors
 from .cache_key import prompt_cache_key
 
 log = logging.getLogger(__name__)
@@ -123,6 +123,7 @@ def upstream_tool_name(name: str) -> str:
 # --- request ---------------------------------------------------------------------------------
 
 
+@client_errors
 def to_upstream(body: Any, ctx: RequestContext) -> dict[str, Any]:
     """Anthropic Messages request -> Codex Responses request; raises ProxyError(400) on bad input."""
     if not isinstance(body, dict):

@@ -37,7 +37,7 @@ from .anthropic_web_search import (
     use_block,
     with_searches,
 )
-from .base import RequestContext
+from .base import RequestContext, client_errors
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +175,7 @@ def turn_done(response: dict[str, Any], ctx: RequestContext) -> None:
     health.note_usage(ctx.options.get("cache_thread"), str(key), model, usage["input"], usage["cached"])
 
 
+@client_errors
 def count_tokens(body: dict[str, Any], headers: dict[str, str]) -> int:
     """Input tokens of a Messages body as the backend would count them: the local count, calibrated by
     earlier turns of the same conversation (the key its /v1/messages requests get)."""

@@ -9,13 +9,15 @@ HTTP body), and it never raises (an exception would cut the connection with no e
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ERROR_EVENT, HEARTBEAT_EVENT, ProxyError, from_event
+from ..errors import ERROR_EVENT, HEARTBEAT_EVENT, ProxyError, bad_request, from_event
 from ..sse import SSEEvent, SSEParser, comment
 from .accumulate import usage_of
 
@@ -33,6 +35,31 @@ class RequestContext:
     stream: bool = False
     headers: dict[str, str] = field(default_factory=dict)  # lower-case names
     options: dict[str, Any] = field(default_factory=dict)  # family-specific settings and state
+
+
+def client_errors(translate: Callable[..., Any]) -> Callable[..., Any]:
+    """A body of the wrong shape is the client's mistake: a 400, never a 500 with a traceback.
+
+    Translators check the fields they know and name them; this catches the shapes nobody listed
+    (a number where a list of blocks was expected, an unhashable block type...)."""
+
+    @functools.wraps(translate)
+    def checked(body: Any, *args: Any) -> Any:
+        if not isinstance(body, dict):
+            raise bad_request("request body must be a JSON object", code="invalid_json")
+        try:
+            return translate(body, *args)
+        except ProxyError:
+            raise
+        except (TypeError, AttributeError, KeyError, IndexError, ValueError, RecursionError) as exc:
+            log.info("refused a malformed %s body: %r", translate.__module__.rsplit(".", 1)[-1], exc)
+            raise bad_request(
+                f"the request body has a value of the wrong type or shape ({type(exc).__name__}: "
+                f"{str(exc)[:200]})",
+                code="invalid_request_body",
+            ) from None
+
+    return checked
 
 
 class StreamTranslator(ABC):

@@ -39,7 +39,7 @@ from typing import Any
 from ..errors import ProxyError, bad_request
 from ..sse import DONE, frame
 from .accumulate import usage_of
-from .base import RequestContext, StreamTranslator
+from .base import RequestContext, StreamTranslator, client_errors
 from .cache_key import prompt_cache_key
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,7 @@ _EMPTY_PARAMETERS = {"type": "object", "properties": {}}
 # Request
 
 
+@client_errors
 def to_upstream(body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
     """A Chat Completions request -> the Codex backend's Responses request body."""
     if not isinstance(body, dict):

@@ -13,12 +13,13 @@ import json
 from typing import Any
 
 from ..errors import ProxyError
-from .base import RequestContext
+from .base import RequestContext, client_errors
 from .responses import normalise
 
 UNARY_ONLY = ("stream", "store", "include")
 
 
+@client_errors
 def to_upstream(body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
     out = {k: v for k, v in normalise(body, ctx).items() if k not in UNARY_ONLY}
     ctx.stream = False

@@ -17,7 +17,7 @@ from ..conversations import Conversation
 from ..errors import ProxyError, bad_request
 from ..sse import frame
 from .accumulate import ResponseAccumulator
-from .base import RequestContext, StreamTranslator
+from .base import RequestContext, StreamTranslator, client_errors
 from .cache_key import prompt_cache_key
 
 log = logging.getLogger(__name__)
@@ -156,6 +156,7 @@ def normalise(body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
     return out
 
 
+@client_errors
 def to_upstream(body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
     """A client's Responses request -> one the Codex backend accepts (changes logged at debug).
     `store` (true unless the client says false, like the OpenAI API) is emulated here

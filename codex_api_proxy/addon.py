@@ -135,6 +135,19 @@ def fail_closed(hook: Callable[..., Awaitable[None] | None]) -> Callable[..., Aw
     return wrapper
 
 
+def _seconds(options: Any, name: str) -> float:
+    """A duration option: a positive number of seconds (cache TTL: 0 allowed)."""
+    try:
+        value = float(getattr(options, name))
+    except ValueError:
+        raise exceptions.OptionsError(
+            f"{name} must be a number of seconds, not {getattr(options, name)!r}"
+        ) from None
+    if (value <= 0 and name != "codex_models_cache_ttl") or value != value or value == float("inf"):
+        raise exceptions.OptionsError(f"{name} must be a positive number of seconds")
+    return value
+
+
 def _items(value: str) -> list[str]:
     return [x.strip() for x in value.split(",") if x.strip()]
 
@@ -166,6 +179,13 @@ class ProxyOptions:
     """Declares the proxy's options and turns them into one validated `Settings`."""
 
     WATCHED = frozenset({"mode", "listen_host", "store_streamed_bodies"})  # bind: key needed?
+    SECONDS = (
+        "codex_connect_timeout",
+        "codex_first_byte_timeout",
+        "codex_idle_timeout",
+        "codex_heartbeat",
+        "codex_models_cache_ttl",
+    )
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -202,13 +222,12 @@ class ProxyOptions:
             "",
             "Outbound HTTP(S) proxy (default: HTTPS_PROXY etc. and NO_PROXY).",
         )
-        add("codex_connect_timeout", float, 15.0, "Seconds to connect to the upstream.")
-        add("codex_first_byte_timeout", float, 300.0, "Seconds to wait for the upstream's response headers.")
-        add(
-            "codex_idle_timeout", float, 300.0, "Seconds of upstream silence inside a stream before it fails."
-        )
-        add("codex_heartbeat", float, 10.0, "Seconds of upstream silence between keep-alives to clients.")
-        add("codex_models_cache_ttl", float, 300.0, "Seconds a model listing is cached.")
+        # seconds are strings: mitmproxy's --set cannot parse a float option (mitmdump/mitmweb users)
+        add("codex_connect_timeout", str, "15", "Seconds to connect to the upstream.")
+        add("codex_first_byte_timeout", str, "300", "Seconds to wait for the upstream's response headers.")
+        add("codex_idle_timeout", str, "300", "Seconds of upstream silence inside a stream before it fails.")
+        add("codex_heartbeat", str, "10", "Seconds of upstream silence between keep-alives to clients.")
+        add("codex_models_cache_ttl", str, "300", "Seconds a model listing is cached (0: never).")
         add("codex_model_map", str, "", "Claude family -> GPT model, e.g. 'opus=gpt-5.5,haiku=gpt-5.4-mini'.")
         add("codex_expose_reasoning", bool, False, "Give Chat Completions clients reasoning summaries.")
         add(
@@ -240,25 +259,20 @@ class ProxyOptions:
             model_map = parse_model_map(o.codex_model_map)
         except (OSError, ValueError) as exc:
             raise exceptions.OptionsError(str(exc)) from None
-        for name in (
-            "codex_connect_timeout",
-            "codex_first_byte_timeout",
-            "codex_idle_timeout",
-            "codex_heartbeat",
-        ):
-            if getattr(o, name) <= 0:
-                raise exceptions.OptionsError(f"{name} must be positive")
+        seconds = {name: _seconds(o, name) for name in self.SECONDS}
+        if seconds["codex_models_cache_ttl"] < 0:
+            raise exceptions.OptionsError("codex_models_cache_ttl must not be negative")
         settings = Settings(
             upstream_url=o.codex_upstream_url.rstrip("/"),
             openai_url=o.codex_openai_url.rstrip("/"),
             auth_path=Path(o.codex_auth_file).expanduser() if o.codex_auth_file else default_auth_path(),
             api_key=api_key or os.environ.get(API_KEY_ENV) or None,
             outbound_proxy=o.codex_outbound_proxy or None,  # else httpx reads HTTPS_PROXY/NO_PROXY itself
-            connect_timeout=o.codex_connect_timeout,
-            first_byte_timeout=o.codex_first_byte_timeout,
-            idle_timeout=o.codex_idle_timeout,
-            heartbeat=o.codex_heartbeat,
-            models_cache_ttl=o.codex_models_cache_ttl,
+            connect_timeout=seconds["codex_connect_timeout"],
+            first_byte_timeout=seconds["codex_first_byte_timeout"],
+            idle_timeout=seconds["codex_idle_timeout"],
+            heartbeat=seconds["codex_heartbeat"],
+            models_cache_ttl=seconds["codex_models_cache_ttl"],
             model_map=model_map,
             expose_reasoning=o.codex_expose_reasoning,
         )
@@ -321,6 +335,8 @@ class UpstreamRelay:
     async def running(self) -> None:
         if ctx.options.body_size_limit is None:  # under mitmdump/mitmweb: bound chunked uploads too
             ctx.options.update(body_size_limit=BODY_SIZE_LIMIT)
+        if not ctx.options.keep_host_header:  # else reverse mode replaces the Host the boundary checks
+            ctx.options.update(keep_host_header=True)
         raise_fd_limit()
         logging.getLogger("asyncio").addFilter(OncePerInterval("socket.accept() out of system resource"))
         await self.runtime.start_transport()
@@ -365,6 +381,17 @@ class Boundary:
             error = ProxyError(500, "codex-api-proxy failed to check this request", code="internal_error")
         log.info("refused %s %s: %s", flow.request.method, flow.request.path[:200], error.message)
         self.refuse(flow, error)
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        self.done(flow)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self.done(flow)
+
+    def done(self, flow: http.HTTPFlow) -> None:
+        """A refused flow's canned answer is dropped if mitmproxy never sent the flow to the relay."""
+        if REFUSED in flow.metadata and self.runtime.relay is not None:
+            self.runtime.relay.forget(flow.id)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         """CORS headers, for the origins the person allowed (no others get this far)."""

@@ -238,7 +238,11 @@ def _check(opt: Option, value: Any, ctx: click.Context, where: str) -> Any:
 
 def addon_options(values: dict[str, Any]) -> dict[str, Any]:
     """The codex_* mitmproxy options for these values (unset ones keep the addon's own default)."""
-    return {o.addon: values[o.name] for o in OPTIONS if o.addon and values.get(o.name) not in (None, "")}
+    return {
+        o.addon: str(values[o.name]) if isinstance(values[o.name], float) else values[o.name]
+        for o in OPTIONS
+        if o.addon and values.get(o.name) not in (None, "")
+    }
 
 
 def command_line(values: dict[str, Any]) -> list[str]:

@@ -40,7 +40,7 @@ def health(host: str, port: int, timeout: float = 1.0) -> dict[str, Any] | None:
 
 
 def get_json(host: str, port: int, path: str, api_key: str | None = None, timeout: float = 2.0) -> Any:
-    """A local endpoint's JSON (or /metrics' text) when it answers 200, else None."""
+    """A local endpoint's JSON (or /metrics/prometheus' text) when it answers 200, else None."""
     headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
     try:
         r = httpx.get(
@@ -48,7 +48,7 @@ def get_json(host: str, port: int, path: str, api_key: str | None = None, timeou
         )
         if r.status_code != 200:
             return None
-        return r.json() if path != "/metrics" else r.text
+        return r.text if path.endswith("/prometheus") else r.json()
     except (httpx.HTTPError, ValueError):
         return None
 

@@ -31,6 +31,7 @@ def mitm_options(host: str, port: int, confdir: Path) -> dict[str, Any]:
         "listen_host": host,  # without it mitmproxy binds every interface
         "confdir": str(confdir),  # it writes a CA even in reverse mode; keep it out of ~/.mitmproxy
         "connection_strategy": "lazy",
+        "keep_host_header": True,  # the boundary checks the Host the client sent (DNS rebinding)
         "http2": False,
         "websocket": False,
         "rawtcp": False,

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from .credentials import Credentials, _jwt_claims
 from .daemon import Daemon, get_json, health
 from .errors import ProxyError
@@ -36,22 +38,46 @@ def account(auth_file: str | None) -> str:
     return f"no tokens in {path}"
 
 
-LOCAL_ROUTES = frozenset({"/health", "/ready", "/metrics", "/"})  # probes, not client requests
+LOCAL_ROUTES = frozenset(
+    {"/health", "/ready", "/metrics", "/metrics/prometheus", "/"}
+)  # probes, not client requests
 
 
 def request_counts(metrics: str | None) -> dict[str, int]:
-    """Client requests (requests_total but the local probes) by `route status`, from /metrics."""
+    """Client requests (all but the local probes) by `route status-class`, from /metrics/prometheus."""
     counts: dict[str, int] = {}
-    for line in (metrics or "").splitlines():
-        if line.startswith("codex_api_proxy_requests_total{"):
-            labels, _, value = line.partition("} ")
-            parts = dict(p.split("=", 1) for p in labels.split("{", 1)[1].split(","))
-            route = parts.get("route", "?").strip('"')
-            if route in LOCAL_ROUTES:
+    for family in text_string_to_metric_families(metrics or ""):
+        if family.name != "codex_api_proxy_requests":
+            continue
+        for sample in family.samples:
+            route = sample.labels.get("route", "?")
+            if not sample.name.endswith("_total") or route in LOCAL_ROUTES:
                 continue
-            key = f"{route} {parts.get('status', '?').strip(chr(34))}"
-            counts[key] = counts.get(key, 0) + int(float(value))
+            key = f"{route} {sample.labels.get('status_class', '?')}"
+            counts[key] = counts.get(key, 0) + int(sample.value)
     return counts
+
+
+def quota_summary(quota: dict[str, Any]) -> str:
+    """/health's quota as one line: `quota (plus): primary 12% of 300 min, resets in 60 min; ...`."""
+    parts = []
+    for name in ("primary", "secondary"):
+        w = quota.get(name) or {}
+        if w.get("used_percent") is None:
+            continue
+        part = f"{name} {w['used_percent']:g}%"
+        if w.get("window_minutes") is not None:
+            part += f" of {w['window_minutes']:g} min"
+        if w.get("reset_after_seconds") is not None:
+            part += f", resets in {w['reset_after_seconds'] / 60:.0f} min"
+        parts.append(part)
+    if quota.get("limit_reached"):
+        after = quota.get("limit_reset_after_seconds")
+        parts.append(
+            "usage limit reached" + (f", resets in {after / 60:.0f} min" if after is not None else "")
+        )
+    plan = f" ({quota['plan_type']})" if quota.get("plan_type") else ""
+    return f"quota{plan}: " + ("; ".join(parts) or "no figures yet")
 
 
 def _uptime(seconds: float) -> str:
@@ -83,7 +109,7 @@ def describe(
         ready = {**local_login(values.get("auth_file")), "upstream": values.get("upstream_url")}
         if ready.get("mode") == "apikey":
             ready["upstream"] = values.get("openai_url")
-    metrics = get_json(daemon.host, daemon.port, "/metrics", api_key)
+    metrics = get_json(daemon.host, daemon.port, "/metrics/prometheus", api_key)
     counts = request_counts(metrics)
     requests = info.get("requests", sum(counts.values()) if metrics else "? (needs the local API key)")
     lines = [
@@ -101,9 +127,8 @@ def describe(
         confdir = Path(values["config"]).expanduser().parent / "mitmproxy"
         lines.append(f"inspector: http://127.0.0.1:{values['web_port']}/?token={read_token(confdir)}")
     quota = info.get("quota")
-    if quota:
-        shown = ", ".join(f"{k} {v}" for k, v in quota.items()) if isinstance(quota, dict) else str(quota)
-        lines.append(f"quota: {shown}")
+    if isinstance(quota, dict):
+        lines.append(quota_summary(quota))
     if verbose:
         expires = ready.get("expires_in")
         if expires is not None:

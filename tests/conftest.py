@@ -83,9 +83,31 @@ class Proxy:
         return self.process.returncode
 
 
+# `start --foreground` flags as the mitmdump `--set` options they become (the same addon behind both)
+MITMDUMP_OPTIONS = {"--heartbeat": "codex_heartbeat", "--first-byte-timeout": "codex_first_byte_timeout",
+                    "--idle-timeout": "codex_idle_timeout", "--connect-timeout": "codex_connect_timeout",
+                    "--proxy": "codex_outbound_proxy", "--model-map": "codex_model_map",
+                    "--api-key-file": "codex_api_key_file"}  # fmt: skip
+
+
+def proxy_command(port: int, tmp: Path, runner: str, log_level: str, extra_args: list[str]) -> list[str]:
+    """How a person starts the proxy: `codex-api-proxy start --foreground`, or `mitmdump -s` on the
+    addon script (the README's inspection recipe, without the UI)."""
+    if runner == "start":
+        return [sys.executable, "-m", "codex_api_proxy", "start", "--foreground", "--port", str(port),
+                "--log-level", log_level, *extra_args]  # fmt: skip
+    args = [str(Path(sys.executable).parent / "mitmdump"), "-q", "-s", str(ROOT / "addons/codex_api_proxy.py"),
+            "--mode", f"reverse:http://127.0.0.1:9@127.0.0.1:{port}", "--set", "connection_strategy=lazy",
+            "--set", f"confdir={tmp / 'mitm'}"]  # fmt: skip
+    flags = iter(extra_args)
+    for flag in flags:
+        args += ["--set", f"{MITMDUMP_OPTIONS[flag]}={next(flags)}"]
+    return args
+
+
 def start_proxy(tmp: Path, backend: FakeBackend, *, extra_args: list[str] | None = None,
                 env: dict[str, str] | None = None, codex_home: Path | None = None,
-                log_level: str = "debug") -> Proxy:  # fmt: skip
+                log_level: str = "debug", runner: str = "start") -> Proxy:  # fmt: skip
     tmp.mkdir(parents=True, exist_ok=True)
     codex_home = codex_home or tmp / "codex-home"
     if not (codex_home / "auth.json").exists():
@@ -102,19 +124,9 @@ def start_proxy(tmp: Path, backend: FakeBackend, *, extra_args: list[str] | None
     )
     full_env.update(env or {})
     log_path = tmp / f"proxy-{port}.log"
-    args = [
-        sys.executable,
-        "-m",
-        "codex_api_proxy",
-        "start",
-        "--foreground",
-        "--port",
-        str(port),
-        "--log-level",
-        log_level,
-    ]
+    args = proxy_command(port, tmp, runner, log_level, extra_args or [])
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(args + (extra_args or []), env=full_env, stdout=log, stderr=log, cwd=ROOT)
+        process = subprocess.Popen(args, env=full_env, stdout=log, stderr=log, cwd=ROOT)
     proxy = Proxy(f"http://127.0.0.1:{port}", process, log_path, codex_home, full_env)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:

@@ -354,7 +354,9 @@ def test_mitmproxy_event_log_only_at_debug(obs: Proxy, backend: FakeBackend, tmp
             )
     finally:
         quiet.stop()
-    assert "GET /health -> 200" in quiet.log() and "logged-8" in quiet.log()  # our line, with the request id
+    assert (
+        "logged-8 GET /health local" in quiet.log() and "status=200" in quiet.log()
+    )  # our line, with the id
     assert not re.search(r"(DEBUG|INFO) mitmproxy", quiet.log()) and "client connect" not in quiet.log()
     assert "mitmproxy.proxy.server: client connect" in obs.log()  # the obs proxy runs at debug
 

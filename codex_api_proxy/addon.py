@@ -35,7 +35,7 @@ from .exchange import Family, FlowState
 from .metrics import CONTENT_TYPE as METRICS_TEXT
 from .metrics import Metrics
 from .quota import Quota, QuotaBook
-from .relay import FLOW_HEADER, SECRET_HEADER, Canned, RelayServer
+from .relay import FLOW_HEADER, Canned, RelayServer
 from .settings import (
     API_KEY_ENV,
     DEFAULT_OPENAI_URL,
@@ -421,7 +421,6 @@ class Boundary:
             {
                 "host": f"127.0.0.1:{relay.port}",
                 "content-length": "0",
-                SECRET_HEADER: relay.secret,
                 FLOW_HEADER: flow.id,
             }
         )
@@ -602,7 +601,6 @@ class ApiGateway:
                 "accept": "text/event-stream"
                 if (route == "codex" and not family.unary) or ctx.stream
                 else "application/json",
-                SECRET_HEADER: rt.relay.secret,
                 FLOW_HEADER: flow.id,
             }
         )

@@ -10,9 +10,10 @@ mitmproxy closes the connection because its client went away, `connection_lost` 
 the exchange drops its upstream request, whatever phase it is in (waiting for the head, in silence,
 mid-stream, or folding a non-streaming answer).
 
-Only requests carrying this process's random secret are served, checked on the head before any body
-is read; heads and bodies are bounded and idle connections closed, so another local process can
-neither borrow the login through it nor make it buffer without limit.
+Only a flow the addon registered is served, once: its id (a random uuid4, in a header) is checked on
+the head before any body is read, so another local process can neither borrow the login through the
+relay nor make it buffer; heads and bodies are bounded and idle connections closed. No secret is
+needed on the flow, so mitmweb shows nothing worth stealing (a replay finds its id used up).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import secrets
 from dataclasses import dataclass
 
 from .backend import Backend
@@ -30,8 +30,7 @@ from .exchange import Exchange, FlowState, RelayRequest, reason_phrase
 
 log = logging.getLogger(__name__)
 
-SECRET_HEADER = "x-cxp-relay"
-FLOW_HEADER = "x-cxp-flow"  # the flow's id: the state the addon registered for it
+FLOW_HEADER = "x-cxp-flow"  # the flow's id: the state the addon registered for it, served once
 MAX_HEAD = 64 << 10
 MAX_BODY = 80 << 20  # above the gateway's own limit, which is checked first
 IDLE_TIMEOUT = 900.0  # an idle keep-alive connection from mitmproxy (its own client timeout is 600 s)
@@ -58,7 +57,6 @@ class RelayServer:
     def __init__(self, backend: Backend, heartbeat: float) -> None:
         self.backend = backend
         self.heartbeat = heartbeat
-        self.secret = secrets.token_urlsafe(24)
         self.port = 0
         self._server: asyncio.Server | None = None
         self._pending: dict[str, FlowState | Canned] = {}
@@ -210,8 +208,8 @@ class _RelayConnection(asyncio.Protocol):
                 length = int(headers.get("content-length") or 0)
             except ValueError:
                 return self._refuse(400, "malformed request")
-            if not secrets.compare_digest(headers.get(SECRET_HEADER, ""), self.server.secret):
-                return self._refuse(403, "not a codex-api-proxy relay request")
+            if headers.get(FLOW_HEADER, "") not in self.server._pending:
+                return self._refuse(403, "not a live codex-api-proxy flow")
             if "transfer-encoding" in headers or length < 0:
                 return self._refuse(400, "the relay takes content-length bodies only")
             if length > MAX_BODY:
@@ -229,9 +227,8 @@ class _RelayConnection(asyncio.Protocol):
         if isinstance(exchange, Canned):
             self.write(exchange.serialise())
             return
-        if exchange is None:
-            # mitmweb's replay, or a flow already forgotten: the translation state is gone
-            self.write(_plain(409, "this flow is no longer live (replaying relayed flows is not supported)"))
+        if exchange is None:  # forgotten while its body arrived (the client left)
+            self.write(_plain(409, "this flow is no longer live"))
             self.close()
             return
         self.exchange = exchange

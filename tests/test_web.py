@@ -65,6 +65,12 @@ def test_web_mode_serves_the_api_and_a_token_protected_ui(web: tuple[dict[str, s
     assert "streamed through" in content.text  # the streamed answer was kept (store_streamed_bodies)
     assert "access-token-1" not in httpx.get(f"{base}/flows/{flow['id']}/request/content.data",
                                              params={"token": token}, trust_env=False).text  # fmt: skip
+    # named by what the client called, with the client's own request; no credential in the flow
+    assert flow["request"]["path"] == "/v1/messages"
+    assert flow["comment"].startswith("POST /v1/messages claude-sonnet-4-5 -> gpt-5.5")
+    assert "The client's request:" in flow["comment"] and '"content": "hi"' in flow["comment"]
+    sent = {k.lower(): v for k, v in flow["request"]["headers"]}
+    assert "authorization" not in sent and not any("access-token" in v for v in sent.values())
     log = (tmp_path / "home/.codex-api-proxy/codex-api-proxy.log").read_text()
     assert " DEBUG " not in log  # --log-level info holds under mitmweb too
     status = cli("status", env=env)
@@ -81,7 +87,7 @@ def test_web_mode_serves_the_api_and_a_token_protected_ui(web: tuple[dict[str, s
                  f"--user-data-dir={profile}", "--window-size=1400,800", "--virtual-time-budget=10000"]  # fmt: skip
         dom = subprocess.run([*flags, "--dump-dom", ui], capture_output=True, text=True, timeout=120)
         subprocess.run([*flags, f"--screenshot={shot}", ui], capture_output=True, timeout=120, check=True)
-    assert "flow-table" in dom.stdout and "POST" in dom.stdout, dom.stdout[-2000:]
+    assert "flow-table" in dom.stdout and "/v1/messages" in dom.stdout, dom.stdout[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
     if os.environ.get("UPDATE_SCREENSHOT"):
         SCREENSHOT.parent.mkdir(exist_ok=True)

@@ -152,7 +152,11 @@ class Exchange:
                     self.respond(response.status, {**_JSON, **headers}, body)
                 elif state.family.unary:
                     answer = state.family.module.from_response(state.family.module.aggregate(body), state.ctx)
-                    self.respond(200, {**_JSON, **headers}, json.dumps(answer, ensure_ascii=False).encode())
+                    self.respond(
+                        200,
+                        {**_JSON, **headers},
+                        json.dumps(answer, ensure_ascii=False, separators=(",", ":")).encode(),
+                    )
                 else:
                     error = ProxyError(
                         502, "upstream answered without a stream", code="bad_upstream_response"
@@ -249,7 +253,9 @@ class Exchange:
         final = sink.acc.response()
         state.usage = usage_of(final)
         body = state.family.module.from_response(final, state.ctx)
-        self.respond(200, {**_JSON, **headers}, json.dumps(body, ensure_ascii=False).encode())
+        self.respond(
+            200, {**_JSON, **headers}, json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        )
 
     # the client went away
 

@@ -52,7 +52,12 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
             (tree / name).write_bytes((ROOT / name).read_bytes())
             (tree / name).chmod((ROOT / name).stat().st_mode)
     home.mkdir()
-    env = {"PATH": os.environ["PATH"], "HOME": str(home), "LANG": "C.UTF-8"}
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "CODEX_API_PROXY_DEMO_PORT": str(free_port()),
+    }  # the install line ends with `demo --once`
     for name in ("PYENV_ROOT", "PIP_FIND_LINKS", "PIP_CERT", "SSL_CERT_FILE", "PIP_DEFAULT_TIMEOUT"):
         if name in os.environ:
             env[name] = os.environ[name]
@@ -140,3 +145,16 @@ def test_the_sdist_carries_the_tests(installed: Installed) -> None:
     assert {"LICENSE", "tests/conftest.py", "tests/clients.py", "scripts/install", ".ci/run",
             "codex_api_proxy/mitm_addon.py"} <= names  # fmt: skip
     assert any(n.startswith("tests/fixtures/") for n in names)
+
+
+def test_bench_smoke_as_written() -> None:
+    """The README's quick benchmark line, as written: every target answers every figure (no thresholds:
+    speed is shown by the benchmark, never asserted)."""
+    (line,) = [x for b in bash_blocks() for x in b if "bench.py --quick" in x]
+    r = subprocess.run(["bash", "-c", line.split("#", 1)[0]], cwd=ROOT, capture_output=True, text=True,
+                       timeout=600, stdin=subprocess.DEVNULL)  # fmt: skip
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    table = [x.split() for x in r.stdout.splitlines() if x.strip()]
+    rows = {x[0]: x[1:] for x in table if ":" in x[0] and not x[0].endswith(":")}
+    assert {"ttfb_added_ms:messages", "cpu_ms_per_request:chat", "cpu_us_per_event:responses"} <= set(rows)
+    assert all(len(v) >= 4 for v in rows.values())  # bare, 0.1.6 and this, and a ratio

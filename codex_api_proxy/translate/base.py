@@ -71,6 +71,7 @@ class StreamTranslator(ABC):
         self.upstream_ended = False  # the upstream sent its own last event (terminal or failure)
         self.failure: ProxyError | None = None
         self.failure_event: dict[str, Any] | None = None  # the upstream event that reported it, if any
+        self.raw_data = ""  # the current event's JSON as the upstream sent it (relayed as is where it can)
         self.usage: dict[str, int] | None = None  # the terminal event's token usage (`usage_of`), for metrics
 
     def __call__(self, chunk: bytes) -> list[bytes]:
@@ -106,6 +107,7 @@ class StreamTranslator(ABC):
         if kind in FAILURE_EVENTS:
             self.failure_event = data
             return self.fail(from_event(data))
+        self.raw_data = event.data
         out = self.on_event(kind or "", data)
         if kind in TERMINAL_EVENTS:
             self.finished = True

@@ -222,12 +222,16 @@ class Stream(StreamTranslator):
 
     def on_event(self, kind: str, data: dict[str, Any]) -> list[bytes]:
         self.acc.feed(data)
+        if isinstance(data.get("sequence_number"), int):
+            self.sequence = data["sequence_number"]
         if kind in ("response.completed", "response.incomplete"):
             data = {**data, "response": self.acc.response()}
             remember(data["response"], self.ctx)
-        if isinstance(data.get("sequence_number"), int):
-            self.sequence = data["sequence_number"]
-        return [frame(data, kind)]
+            return [frame(data, kind)]
+        raw = self.raw_data
+        if "\n" in raw or data.get("type") != kind:  # not one data line, or typed by `event:` only
+            return [frame(data, kind)]
+        return [b"event: %b\ndata: %b\n\n" % (kind.encode(), raw.encode())]  # as it came: parsed once
 
     def on_failure(self, error: ProxyError) -> list[bytes]:
         if self.failure_event and self.failure_event.get("type") == "response.failed":

@@ -1,0 +1,47 @@
+"""What the proxy relies on inside mitmproxy, pinned: the day an update changes it, this fails first.
+
+mitmproxy writes some answers itself, past every hook (an unparsable request, a body over
+`body_size_limit`); the addon replaces the private `_http1.make_error_response` so those are JSON too.
+The rest are documented behaviours the data path is built on.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from mitmproxy import options
+from mitmproxy.addons import proxyserver
+from mitmproxy.proxy.layers import http as http_layer
+from mitmproxy.proxy.layers.http import _http1
+from mitmproxy.proxy.mode_specs import ProxyMode
+
+from codex_api_proxy.addon import json_error_page, make_addons
+
+
+def test_the_error_page_hook_is_where_the_addon_replaces_it() -> None:
+    original = inspect.signature(_http1.make_error_response)
+    assert list(original.parameters) == ["status_code", "message"]
+    assert list(inspect.signature(json_error_page).parameters) == ["status_code", "message"]
+    # Http1Server looks the function up in its module at call time: replacing the module attribute works
+    assert "make_error_response(" in inspect.getsource(_http1.Http1Server)
+    make_addons()
+    assert _http1.make_error_response is json_error_page
+
+
+def test_streamed_responses_and_requests_behave_as_the_data_path_assumes() -> None:
+    source = inspect.getsource(http_layer.HttpStream)
+    # a response marked `stream = True` is forwarded chunk by chunk, unchanged
+    assert "if callable(self.flow.response.stream):" in source and "chunks = [event.data]" in source
+    # a request given a stream callable is sent on at its head (the boundary answers refused ones early)
+    assert "self.flow.request.stream and not event.end_stream" in source
+    # reverse mode rewrites Host unless keep_host_header is set (the boundary needs the client's Host)
+    assert "keep_host_header" in source
+
+
+def test_options_the_addon_sets_exist() -> None:
+    opts = options.Options()
+    proxyserver.Proxyserver().load(opts)  # registers the server options mitmdump would have
+    for name in ("keep_host_header", "body_size_limit", "connection_strategy", "store_streamed_bodies"):
+        assert name in opts, name
+    assert ProxyMode.parse("reverse:http://127.0.0.1:9@0.0.0.0:8765").listen_host("127.0.0.1") == "0.0.0.0"
+    assert ProxyMode.parse("reverse:http://127.0.0.1:9@8765").listen_host("127.0.0.1") == "127.0.0.1"

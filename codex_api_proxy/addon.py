@@ -23,6 +23,7 @@ from typing import Any
 
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.net.http import http1
+from mitmproxy.proxy import commands
 from mitmproxy.proxy.layers.http import _http1
 from mitmproxy.proxy.mode_specs import ProxyMode
 
@@ -346,6 +347,26 @@ class UpstreamRelay:
         await self.runtime.stop_transport()
 
 
+def header_dict(headers: http.Headers) -> dict[str, str]:
+    """Lower-case names; repeated fields joined. From the raw fields: mitmproxy's mapping view costs
+    a scan per lookup."""
+    out: dict[str, str] = {}
+    for name, value in headers.fields:
+        key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+        out[key] = f"{out[key]}, {text}" if key in out else text
+    return out
+
+
+def to_relay(flow: http.HTTPFlow, port: int, headers: dict[str, str]) -> None:
+    """Point the flow at the relay with exactly these headers, keeping the client's path (mitmweb
+    lists it by what the client called). Set on the request's data: the url setter re-parses."""
+    data = flow.request.data
+    data.scheme, data.host, data.port = b"http", "127.0.0.1", port
+    fields = [(b"host", b"127.0.0.1:%d" % port)]
+    fields += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items() if k != "host"]
+    flow.request.headers = http.Headers(fields)
+
+
 def handled(flow: http.HTTPFlow) -> bool:
     """Answered already, or refused by the boundary (whose answer may still be on its way)."""
     return flow.response is not None or REFUSED in flow.metadata
@@ -415,15 +436,7 @@ class Boundary:
             return
         relay.expect(flow.id, Canned(response.status_code, dict(response.headers), response.content or b""))
         request.stream = _discard
-        request.url = f"http://127.0.0.1:{relay.port}{request.path}"
-        request.headers.clear()
-        request.headers.update(
-            {
-                "host": f"127.0.0.1:{relay.port}",
-                "content-length": "0",
-                FLOW_HEADER: flow.id,
-            }
-        )
+        to_relay(flow, relay.port, {"content-length": "0", FLOW_HEADER: flow.id})
         flow.metadata[REFUSED] = error
 
 
@@ -552,7 +565,7 @@ class ApiGateway:
         rt = self.runtime
         body, sent = self.json_body(flow)
         auth = await rt.credentials.get()
-        client_headers = {k.lower(): v for k, v in flow.request.headers.items()}
+        client_headers = header_dict(flow.request.headers)
         ctx = RequestContext(
             model=str(body.get("model") or ""),
             stream=bool(body.get("stream")),
@@ -591,18 +604,15 @@ class ApiGateway:
             family, ctx, passthrough, route, upstream_path, str(upstream_body.get("model") or "")
         )
         # the flow keeps the client's path, so mitmweb lists it as what the client called
-        flow.request.url = f"http://127.0.0.1:{rt.relay.port}{flow.request.path}"
-        flow.request.headers.clear()
-        flow.request.headers.update(
-            {
-                **headers,
-                "host": f"127.0.0.1:{rt.relay.port}",
-                "content-type": "application/json",
-                "accept": "text/event-stream"
-                if (route == "codex" and not family.unary) or ctx.stream
-                else "application/json",
-                FLOW_HEADER: flow.id,
-            }
+        accept = (
+            "text/event-stream"
+            if (route == "codex" and not family.unary) or ctx.stream
+            else "application/json"
+        )
+        to_relay(
+            flow,
+            rt.relay.port,
+            {**headers, "content-type": "application/json", "accept": accept, FLOW_HEADER: flow.id},
         )
         # passthrough forwards the client's bytes as they came, not a re-serialisation of them
         flow.request.content = (
@@ -706,10 +716,26 @@ def json_error_page(status_code: int, message: str = "") -> bytes:
     return http1.assemble_response(response)
 
 
+_read_headers = _http1.Http1Server.read_headers
+
+
+def bounded_read_headers(self: Any, event: Any) -> Any:
+    """mitmproxy buffers a request head until its blank line, however long ("FIXME: protect against
+    header size DoS"): past the limit, the client gets a 431 and the connection is closed."""
+    yield from _read_headers(self, event)
+    if self.state == self.read_headers and len(self.buf) > boundary.MAX_HEADER_BYTES:
+        message = f"request head larger than {boundary.MAX_HEADER_BYTES >> 10} KiB"
+        yield commands.SendData(self.conn, _http1.make_error_response(431, message))
+        yield commands.CloseConnection(self.conn)
+        self.state = self.done
+
+
 def make_addons(runtime: Runtime | None = None) -> list[Any]:
     """The proxy's addons in hook order, sharing one runtime."""
-    # mitmproxy writes these pages itself, past every hook: the only way to keep HTML from clients
+    # mitmproxy writes these answers itself, past every hook: the only way to keep HTML from clients
+    # and an endless head out of memory (both pinned by tests/test_mitmproxy_contract.py)
     _http1.make_error_response = json_error_page
+    _http1.Http1Server.read_headers = bounded_read_headers
     runtime = runtime or Runtime()
     return [
         ProxyOptions(runtime),

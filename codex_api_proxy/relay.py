@@ -100,7 +100,6 @@ class RelayServer:
             return state
         exchange = Exchange(flow_id, conn, self.backend, state, request, self.heartbeat)
         self._exchanges[flow_id] = exchange
-        exchange.start()
         return exchange
 
     def _ended(self, exchange: Exchange) -> None:
@@ -232,6 +231,7 @@ class _RelayConnection(asyncio.Protocol):
             self.close()
             return
         self.exchange = exchange
+        exchange.start()  # may finish at once (an error answer): exchange_done then clears it
 
     # idle connections
 

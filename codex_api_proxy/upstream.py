@@ -501,8 +501,10 @@ class Pool:
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         for attempt in (0, 1):
             conn = self._checkout(origin)
-            if conn is not None:
-                await asyncio.sleep(0)  # a FIN that has already arrived closes a stale connection first
+            if conn is not None and time.monotonic() - conn.idle_since > 1.0:
+                # long idle: a server closing it may have sent its FIN already; let the loop read it
+                # first (a connection reused at once costs no extra turn of the loop)
+                await asyncio.sleep(0)
                 if conn.state != _IDLE:
                     conn = None
             reused = conn is not None

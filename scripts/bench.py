@@ -388,6 +388,45 @@ def report(results: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, fl
     return med
 
 
+def profile(upstream: int, requests: int, events: int, gap_ms: int = 0) -> None:
+    """cProfile of the proxy serving `requests` streamed /v1/messages answers: where one request's CPU goes."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        write_auth(tmp_path / "codex-home")
+        out = tmp_path / "proxy.prof"
+        port = free_port()
+        env = {**os.environ, "CODEX_HOME": str(tmp_path / "codex-home"), "HOME": tmp,
+               "CODEX_API_PROXY_STATE_DIR": str(tmp_path / "state"),
+               "CODEX_API_PROXY_UPSTREAM_URL": f"http://127.0.0.1:{upstream}/backend-api/codex"}  # fmt: skip
+        proxy = subprocess.Popen([sys.executable, "-m", "cProfile", "-o", str(out), "-m", "codex_api_proxy", "start",
+                                  "--foreground", "--port", str(port), "--log-level", "warning"],
+                                 env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        try:
+            wait_ready(port, proxy, "proxy under cProfile")
+            path, body = FAMILIES["messages"]
+            asyncio.run(load(port, build_request(port, path, body, events, gap_ms), requests, 1))
+        finally:
+            proxy.terminate()
+            proxy.wait(30)
+        import pstats
+
+        stats = pstats.Stats(str(out))
+        if os.environ.get("BENCH_PROFILE_KEEP"):
+            import shutil
+
+            shutil.copy(out, os.environ["BENCH_PROFILE_KEEP"])
+        total = stats.total_tt  # type: ignore[attr-defined]
+        print(
+            f"profile: {requests} streamed /v1/messages requests of {events} events; "
+            f"{total / requests * 1000:.2f} ms of profiled CPU per request (cProfile inflates it)"
+        )
+        rows = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:25]  # type: ignore[attr-defined]
+        print(f"{'own time per request':>22}  {'share':>6}  function")
+        for (filename, line, name), (_, _, tottime, _, _) in rows:
+            where = filename.split("site-packages/")[-1].split("/work/main/")[-1]
+            print(f"{tottime / requests * 1e6:19.1f} µs  {tottime / total:6.1%}  {name} ({where}:{line})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="CI smoke run (< 60 s), no thresholds")
@@ -395,6 +434,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write the medians here")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--events", type=int, default=58, help="events in a normal answer")
+    parser.add_argument(
+        "--profile", type=int, metavar="N", help="only profile N streamed /v1/messages requests"
+    )
+    parser.add_argument("--gap-ms", type=int, default=0, help="with --profile: milliseconds between events")
     args = parser.parse_args()
     scale = 0.05 if args.quick else 1.0
     args.rounds = 1 if args.quick else args.rounds
@@ -408,6 +451,14 @@ def main() -> None:
     fake = subprocess.Popen([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
                              f"from scripts.bench import upstream_main; import asyncio; asyncio.run(upstream_main({upstream}))"],
                             cwd=ROOT)  # fmt: skip
+    if args.profile:
+        try:
+            wait_ready(upstream, fake, "fake upstream")
+            profile(upstream, args.profile, args.events, args.gap_ms)
+        finally:
+            fake.terminate()
+            fake.wait(10)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         targets = []
         try:

@@ -252,6 +252,16 @@ def test_header_flood_is_refused_and_other_clients_keep_their_latency(proxy: Pro
                 flood = "".join(f"x-h{i}: v\r\n" for i in range(n))
                 sock.sendall(f"GET /health HTTP/1.1\r\nhost: 127.0.0.1\r\n{flood}\r\n".encode())
                 assert sock.recv(65536).startswith(b"HTTP/1.1 431")
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:  # a head that never ends
+            sock.sendall(b"GET /health HTTP/1.1\r\nhost: 127.0.0.1\r\nx-endless: ")
+            answer = b""
+            for _ in range(100):
+                try:
+                    sock.sendall(b"a" * 4096)
+                except (BrokenPipeError, ConnectionResetError):
+                    break
+            answer = sock.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 431"), answer[:100]
         with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:  # one huge header
             sock.sendall(
                 f"GET /health HTTP/1.1\r\nhost: 127.0.0.1\r\nx-big: {'a' * (70 << 10)}\r\n\r\n".encode()

@@ -90,6 +90,9 @@ MITMDUMP_OPTIONS = {"--heartbeat": "codex_heartbeat", "--first-byte-timeout": "c
                     "--api-key-file": "codex_api_key_file"}  # fmt: skip
 
 
+RUNNER = {"default": "start"}  # test_mitmdump.py switches it, so the same tests start mitmdump instead
+
+
 def proxy_command(port: int, tmp: Path, runner: str, log_level: str, extra_args: list[str]) -> list[str]:
     """How a person starts the proxy: `codex-api-proxy start --foreground`, or `mitmdump -s` on the
     addon script (the README's inspection recipe, without the UI)."""
@@ -107,7 +110,7 @@ def proxy_command(port: int, tmp: Path, runner: str, log_level: str, extra_args:
 
 def start_proxy(tmp: Path, backend: FakeBackend, *, extra_args: list[str] | None = None,
                 env: dict[str, str] | None = None, codex_home: Path | None = None,
-                log_level: str = "debug", runner: str = "start") -> Proxy:  # fmt: skip
+                log_level: str = "debug", runner: str | None = None) -> Proxy:  # fmt: skip
     tmp.mkdir(parents=True, exist_ok=True)
     codex_home = codex_home or tmp / "codex-home"
     if not (codex_home / "auth.json").exists():
@@ -124,7 +127,7 @@ def start_proxy(tmp: Path, backend: FakeBackend, *, extra_args: list[str] | None
     )
     full_env.update(env or {})
     log_path = tmp / f"proxy-{port}.log"
-    args = proxy_command(port, tmp, runner, log_level, extra_args or [])
+    args = proxy_command(port, tmp, runner or RUNNER["default"], log_level, extra_args or [])
     with open(log_path, "wb") as log:
         process = subprocess.Popen(args, env=full_env, stdout=log, stderr=log, cwd=ROOT)
     proxy = Proxy(f"http://127.0.0.1:{port}", process, log_path, codex_home, full_env)

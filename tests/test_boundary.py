@@ -272,3 +272,11 @@ def test_header_flood_is_refused_and_other_clients_keep_their_latency(proxy: Pro
         done.set()
         watcher.join()
     assert latencies and max(latencies) < 2.0, f"another client waited {max(latencies):.2f} s"
+
+
+def test_descriptor_limit_is_raised_to_the_hard_limit(proxy: Proxy) -> None:
+    """1,100 idle connections must not lock every client out at the default soft limit of 1,024."""
+    limits = Path(f"/proc/{proxy.process.pid}/limits").read_text()
+    (line,) = [x for x in limits.splitlines() if x.startswith("Max open files")]
+    soft, hard = line.split()[3:5]
+    assert soft == hard, line

@@ -16,7 +16,7 @@ import http
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Protocol
 
@@ -63,12 +63,9 @@ class FlowState:
     route: str = "codex"  # "codex" (ChatGPT backend) or "openai" (API-key mode)
     path: str = "responses"
     model_sent: str = ""
-    started: float = field(default_factory=time.monotonic)
-    upstream_status: int | None = None
     failure: ProxyError | None = None
     usage: dict[str, int] | None = None
     first_byte: float | None = None  # monotonic time of the first byte written toward the client
-    upstream_wait: float = 0.0  # seconds spent waiting for the upstream's head
     translate_seconds: float = 0.0  # time spent translating the answer: the proxy's own share
 
 
@@ -138,15 +135,10 @@ class Exchange:
     async def run(self) -> None:
         state, request = self.state, self.request
         try:
-            began = time.monotonic()
-            try:
-                response = await self.backend.send(
-                    state.route, request.method, state.path, request.body or None, request.headers
-                )
-            finally:
-                state.upstream_wait = time.monotonic() - began
+            response = await self.backend.send(
+                state.route, request.method, state.path, request.body or None, request.headers
+            )
             self.response = response
-            state.upstream_status = response.status
             headers = passed_back(response.headers)
             if response.status >= 400:
                 body = await response.read(MAX_ERROR_BODY)

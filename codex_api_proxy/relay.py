@@ -89,10 +89,6 @@ class RelayServer:
         if exchange is not None:
             exchange.abort()
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._exchanges)
-
     def _begin(self, conn: _RelayConnection, request: RelayRequest) -> Exchange | Canned | None:
         flow_id = request.headers.get(FLOW_HEADER, "")
         state = self._pending.pop(flow_id, None)

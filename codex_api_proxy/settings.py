@@ -23,15 +23,6 @@ def default_auth_path() -> Path:
     return base / "auth.json"
 
 
-def outbound_proxy_from_env() -> str | None:
-    """The usual variables, as curl and the Codex CLI read them; mitmproxy itself reads none."""
-    for name in ("CODEX_API_PROXY_HTTPS_PROXY", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
-        value = os.environ.get(name, "").strip()
-        if value:
-            return value
-    return None
-
-
 def is_loopback(host: str) -> bool:
     """A loopback name or a parsed loopback address; `127.evil.example` is neither."""
     host = host.strip().lower().strip("[]")

@@ -623,7 +623,3 @@ class Pool:
             conn._drop()
         self._live.clear()
         self._idle.clear()
-
-    @property
-    def idle_count(self) -> int:
-        return sum(len(v) for v in self._idle.values())

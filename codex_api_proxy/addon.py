@@ -32,11 +32,12 @@ from .backend import Backend
 from .conversations import ConversationStore, conversation_headers
 from .credentials import Credentials, wait_for_refreshes
 from .errors import ProxyError, bad_request
-from .exchange import Family, FlowState
+from .exchange import Family, FlowState, error_body
 from .metrics import CONTENT_TYPE as METRICS_TEXT
 from .metrics import Metrics
 from .quota import Quota, QuotaBook
 from .relay import FLOW_HEADER, Canned, RelayServer
+from .relay import MAX_BODY as RELAY_MAX_BODY
 from .settings import (
     API_KEY_ENV,
     DEFAULT_OPENAI_URL,
@@ -58,7 +59,7 @@ JSON = {"content-type": "application/json"}
 REFUSED = "codex_api_proxy.refused"  # flow.metadata: the boundary answered this flow
 ORIGIN = "codex_api_proxy.origin"  # flow.metadata: an allowed browser origin, for the CORS answer
 INSPECT_LIMIT = 64 << 10  # of a client's request kept in the flow's comment for mitmweb
-BODY_SIZE_LIMIT = "80m"  # mitmproxy's own cut for bodies of no declared length (chunked uploads)
+BODY_SIZE_LIMIT = f"{RELAY_MAX_BODY >> 20}m"  # mitmproxy's own cut for bodies of no declared length
 # Client headers worth keeping upstream: conversation identity and Codex CLI's own metadata.
 _FORWARDED_HEADERS = ("session_id", "session-id", "thread-id", "x-client-request-id", "originator")
 _FORWARDED_PREFIXES = ("x-codex-",)
@@ -75,8 +76,7 @@ def is_anthropic_path(path: str) -> bool:
 
 
 def error_response(error: ProxyError, anthropic_dialect: bool) -> http.Response:
-    body = error.anthropic_body() if anthropic_dialect else error.openai_body()
-    return http.Response.make(error.status, json.dumps(body), {**JSON, **error.headers()})
+    return http.Response.make(error.status, error_body(error, anthropic_dialect), {**JSON, **error.headers()})
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> http.Response:
@@ -347,16 +347,6 @@ class UpstreamRelay:
         await self.runtime.stop_transport()
 
 
-def header_dict(headers: http.Headers) -> dict[str, str]:
-    """Lower-case names; repeated fields joined. From the raw fields: mitmproxy's mapping view costs
-    a scan per lookup."""
-    out: dict[str, str] = {}
-    for name, value in headers.fields:
-        key, text = name.decode("latin-1").lower(), value.decode("latin-1")
-        out[key] = f"{out[key]}, {text}" if key in out else text
-    return out
-
-
 def to_relay(flow: http.HTTPFlow, port: int, headers: dict[str, str]) -> None:
     """Point the flow at the relay with exactly these headers, keeping the client's path (mitmweb
     lists it by what the client called). Set on the request's data: the url setter re-parses."""
@@ -522,7 +512,7 @@ class ApiGateway:
             await self.translate_request(flow, family)
         elif path == "/messages/count_tokens" and method == "POST":
             body, _ = self.json_body(flow)
-            headers = {k.lower(): v for k, v in flow.request.headers.items()}
+            headers = boundary.header_dict(flow.request.headers.fields)
             count = await asyncio.to_thread(anthropic.count_tokens, body, headers)
             flow.response = json_response(200, {"input_tokens": count})
         elif (path == "/models" or path.startswith("/models/")) and method == "GET":
@@ -535,12 +525,9 @@ class ApiGateway:
     @staticmethod
     def json_body(flow: http.HTTPFlow) -> tuple[dict[str, Any], bytes]:
         """The request's JSON object and its decoded bytes; every way it can be wrong is a 4xx."""
-        raw = flow.request.raw_content or b""
-        if len(raw) > boundary.MAX_BODY:
-            raise ProxyError(
-                413, f"request body is larger than {boundary.MAX_BODY >> 20} MiB", code="request_too_large"
-            )
-        raw = boundary.decoded_body(raw, flow.request.headers.get("content-encoding", ""))
+        raw = boundary.decoded_body(
+            flow.request.raw_content or b"", flow.request.headers.get("content-encoding", "")
+        )
         try:
             body = json.loads(raw)
         except RecursionError:
@@ -565,7 +552,7 @@ class ApiGateway:
         rt = self.runtime
         body, sent = self.json_body(flow)
         auth = await rt.credentials.get()
-        client_headers = header_dict(flow.request.headers)
+        client_headers = boundary.header_dict(flow.request.headers.fields)
         ctx = RequestContext(
             model=str(body.get("model") or ""),
             stream=bool(body.get("stream")),

@@ -75,26 +75,30 @@ class Policy:
         return bool(offered) and hmac.compare_digest(offered.encode(), self.api_key.encode())
 
 
+def header_dict(fields: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Lower-case names, repeated fields joined, from raw (name, value) fields: mitmproxy's own
+    mapping view scans every field for each lookup."""
+    out: dict[str, str] = {}
+    for name, value in fields:
+        key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+        out[key] = f"{out[key]}, {text}" if key in out else text
+    return out
+
+
 def check_head(
     policy: Policy, method: str, path: str, fields: Iterable[tuple[bytes, bytes]]
 ) -> tuple[dict[str, str], ProxyError | None]:
     """The request's headers as a dict (lower-case names) and the refusal, if any.
 
-    `path` is the route (see addon.route_path). Counting comes first, so a flood of headers costs one
-    pass and nothing quadratic."""
-    headers: dict[str, str] = {}
-    total = 0
-    for n, (name, value) in enumerate(fields):
-        total += len(name) + len(value) + 4
-        if n >= MAX_HEADERS or total > MAX_HEADER_BYTES:
-            return headers, ProxyError(
-                431,
-                f"request headers too large (at most {MAX_HEADERS} fields, {MAX_HEADER_BYTES >> 10} KiB)",
-                code="request_header_fields_too_large",
-            )
-        key = name.decode("latin-1").lower()
-        text = value.decode("latin-1")
-        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+    `path` is the route (see addon.route_path). A flood of headers costs one pass, nothing quadratic."""
+    fields = list(fields)
+    headers = header_dict(fields[:MAX_HEADERS])
+    if len(fields) > MAX_HEADERS or sum(len(k) + len(v) + 4 for k, v in fields) > MAX_HEADER_BYTES:
+        return headers, ProxyError(
+            431,
+            f"request headers too large (at most {MAX_HEADERS} fields, {MAX_HEADER_BYTES >> 10} KiB)",
+            code="request_header_fields_too_large",
+        )
     if not policy.host_allowed(headers.get("host", "")):
         return headers, ProxyError(
             403,
@@ -164,20 +168,17 @@ def preflight_headers(origin: str) -> dict[str, str]:
 def decoded_body(raw: bytes, encoding: str, limit: int = MAX_BODY) -> bytes:
     """The body with its content-encoding undone, never more than `limit` bytes (a 200 KiB gzip can
     expand to 200 MiB: the limit applies to what it expands to, not to what was sent)."""
+    if len(raw) > limit:
+        raise _too_large(limit, "")
     out = raw
     for coding in reversed([c.strip().lower() for c in encoding.split(",") if c.strip()]):
-        if coding == "identity":
-            continue
-        out = _decode(out, coding, limit)
-    if len(out) > limit:
-        raise _too_large(limit)
+        if coding != "identity":
+            out = _decode(out, coding, limit)
     return out
 
 
-def _too_large(limit: int) -> ProxyError:
-    return ProxyError(
-        413, f"request body is larger than {limit >> 20} MiB once decoded", code="request_too_large"
-    )
+def _too_large(limit: int, how: str = " once decoded") -> ProxyError:
+    return ProxyError(413, f"request body is larger than {limit >> 20} MiB{how}", code="request_too_large")
 
 
 def _decode(data: bytes, coding: str, limit: int) -> bytes:

@@ -22,8 +22,8 @@ from typing import Any, Protocol
 
 from .backend import Backend
 from .errors import ERROR_EVENT, HEARTBEAT_EVENT, ProxyError, from_upstream
-from .sse import SSEParser, frame
-from .translate.accumulate import ResponseAccumulator, usage_of
+from .sse import frame
+from .translate.accumulate import StreamFolder, usage_of
 from .translate.base import RequestContext
 from .translate.passthrough import PassthroughStream, body_usage
 from .upstream import Response
@@ -86,11 +86,18 @@ class Downstream(Protocol):
     def close(self) -> None: ...
 
 
-def reason_phrase(status: int) -> str:
+def http_head(status: int, headers: dict[str, str], body: bytes | None = None) -> bytes:
+    """An HTTP/1.1 response head, framed by content-length when a body is given, else chunked."""
     try:
-        return http.HTTPStatus(status).phrase
+        reason = http.HTTPStatus(status).phrase
     except ValueError:
-        return "Unknown"
+        reason = "Unknown"
+    lines = [
+        f"HTTP/1.1 {status} {reason}",
+        *(f"{k}: {v}" for k, v in headers.items() if k != "content-length"),
+    ]
+    lines.append(f"content-length: {len(body)}" if body is not None else "transfer-encoding: chunked")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
 
 
 @dataclass
@@ -180,11 +187,8 @@ class Exchange:
     def respond(self, status: int, headers: dict[str, str], body: bytes) -> None:
         if self.finished:
             return
-        head = f"HTTP/1.1 {status} {reason_phrase(status)}\r\n" + "".join(
-            f"{k}: {v}\r\n" for k, v in headers.items()
-        )
         self.mark_first_byte()
-        self.downstream.write((head + f"content-length: {len(body)}\r\n\r\n").encode("latin-1") + body)
+        self.downstream.write(http_head(status, headers, body))
         self.finish()
 
     def respond_error(self, error: ProxyError, headers: dict[str, str]) -> None:
@@ -197,10 +201,7 @@ class Exchange:
             self.state.first_byte = time.monotonic()
 
     def write_head(self, status: int, headers: dict[str, str]) -> None:
-        head = f"HTTP/1.1 {status} {reason_phrase(status)}\r\n" + "".join(
-            f"{k}: {v}\r\n" for k, v in headers.items()
-        )
-        self.downstream.write((head + "transfer-encoding: chunked\r\n\r\n").encode("latin-1"))
+        self.downstream.write(http_head(status, headers))
 
     def write_chunk(self, data: bytes) -> None:
         """Stream bytes toward the client. The first bytes after a pause go at once; bytes that follow
@@ -267,10 +268,10 @@ class Exchange:
         sink = _AggregateSink(self._done)
         response.start(sink)
         await self._done
-        if sink.failure is not None:
+        if sink.failure is not None or sink.final is None:
             self.close_upstream()
-            raise sink.failure
-        final = sink.acc.response()
+            raise sink.failure or ProxyError(502, "upstream stream ended before the response was complete")
+        final = sink.final
         state.usage = usage_of(final)
         body = state.family.module.from_response(final, state.ctx)
         self.respond(
@@ -372,46 +373,34 @@ class _StreamSink:
 
 
 class _AggregateSink:
-    """Folds upstream events into the final Responses object without keeping the raw bytes."""
+    """Folds the upstream's events as they come (accumulate.StreamFolder), without keeping the bytes."""
 
     def __init__(self, done: asyncio.Future[None]) -> None:
         self.done = done
-        self.parser = SSEParser()
-        self.acc = ResponseAccumulator()
+        self.folder = StreamFolder()
         self.failure: ProxyError | None = None
+        self.final: dict[str, Any] | None = None
 
     def data(self, chunk: bytes) -> None:
-        self._events(self.parser.feed(chunk))
+        if not self.done.done():
+            self._settle(self.folder.feed, chunk)
 
     def end(self) -> None:
-        self._events(self.parser.flush())
-        if self.failure is None and self.acc.terminal is None:
-            self.failure = ProxyError(502, "upstream stream ended before the response was complete")
-        self._settle()
+        if not self.done.done():
+            self._settle(self.folder.finish)
 
     def error(self, error: ProxyError) -> None:
         self.failure = error
-        self._settle()
+        self._wake()
 
-    def _events(self, events: list[Any]) -> None:
-        if self.done.done():
-            return
-        for event in events:
-            if not event.data or event.data == "[DONE]":
-                continue
-            try:
-                data = json.loads(event.data)
-            except ValueError:
-                self.failure = ProxyError(502, "upstream sent an event that is not JSON")
-                return self._settle()
-            if isinstance(data, dict) and data.get("type") != HEARTBEAT_EVENT:
-                self.acc.feed(data)
-                if self.acc.failure is not None:
-                    self.failure = self.acc.failure
-                    return self._settle()
-                if self.acc.terminal is not None:
-                    return self._settle()
+    def _settle(self, step: Any, *args: Any) -> None:
+        try:
+            self.final = step(*args)
+        except ProxyError as error:
+            self.failure = error
+        if self.final is not None or self.failure is not None:
+            self._wake()
 
-    def _settle(self) -> None:
+    def _wake(self) -> None:
         if not self.done.done():
             self.done.set_result(None)

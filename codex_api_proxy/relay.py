@@ -20,19 +20,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from dataclasses import dataclass
 
 from .backend import Backend
 from .errors import ProxyError
-from .exchange import Exchange, FlowState, RelayRequest, reason_phrase
+from .exchange import Exchange, FlowState, RelayRequest, error_body, http_head
 
 log = logging.getLogger(__name__)
 
 FLOW_HEADER = "x-cxp-flow"  # the flow's id: the state the addon registered for it, served once
 MAX_HEAD = 64 << 10
-MAX_BODY = 80 << 20  # above the gateway's own limit, which is checked first
+MAX_BODY = 80 << 20  # mitmproxy's own cut (addon.BODY_SIZE_LIMIT); the gateway's is lower and comes first
 IDLE_TIMEOUT = 900.0  # an idle keep-alive connection from mitmproxy (its own client timeout is 600 s)
 HEAD_TIMEOUT = 10.0  # a head (or body) that stops arriving part way
 
@@ -46,9 +45,7 @@ class Canned:
     body: bytes
 
     def serialise(self) -> bytes:
-        head = f"HTTP/1.1 {self.status} {reason_phrase(self.status)}\r\n"
-        head += "".join(f"{k}: {v}\r\n" for k, v in self.headers.items() if k.lower() != "content-length")
-        return (head + f"content-length: {len(self.body)}\r\n\r\n").encode("latin-1") + self.body
+        return http_head(self.status, {k.lower(): v for k, v in self.headers.items()}, self.body)
 
 
 class RelayServer:
@@ -104,11 +101,8 @@ class RelayServer:
 
 
 def _plain(status: int, message: str) -> bytes:
-    body = json.dumps(ProxyError(status, message, code="relay_refused").openai_body()).encode()
-    return (
-        f"HTTP/1.1 {status} Refused\r\ncontent-type: application/json\r\n"
-        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
-    ).encode() + body
+    body = error_body(ProxyError(status, message, code="relay_refused"), anthropic=False)
+    return http_head(status, {"content-type": "application/json", "connection": "close"}, body)
 
 
 class _RelayConnection(asyncio.Protocol):

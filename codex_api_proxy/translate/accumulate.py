@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ERROR_EVENT, HEARTBEAT_EVENT, ProxyError, from_event
-from ..sse import parse_all
+from ..sse import SSEParser
 
 
 @dataclass
@@ -88,27 +88,49 @@ class ResponseAccumulator:
         return resp
 
 
-def aggregate(body: bytes) -> dict[str, Any]:
-    """A whole buffered upstream stream -> the final Responses object, or the failure it reported.
+class StreamFolder:
+    """An upstream stream, fed as it arrives, folded into the final Responses object.
 
-    Raises ProxyError when the stream failed or ended before a terminal event: a truncated answer is
-    never passed off as a complete one.
-    """
-    acc = ResponseAccumulator()
-    for event in parse_all(body):
-        if not event.data or event.data == "[DONE]":
-            continue
-        try:
-            data = json.loads(event.data)
-        except ValueError as exc:
-            raise ProxyError(502, "upstream sent an event that is not JSON") from exc
-        if isinstance(data, dict) and data.get("type") != HEARTBEAT_EVENT:
-            acc.feed(data)
-        if acc.failure:
-            raise acc.failure
-    if acc.terminal is None:
-        raise ProxyError(502, "upstream stream ended before the response was complete")
-    return acc.response()
+    `feed` returns that object once a terminal event came (the rest may be ignored), else None;
+    `finish` at the stream's end returns it or raises. Both raise ProxyError for a failure the stream
+    reported, an event that is not JSON, or an end before a terminal event: a truncated answer is
+    never passed off as a complete one."""
+
+    def __init__(self) -> None:
+        self._parser = SSEParser()
+        self._acc = ResponseAccumulator()
+
+    def feed(self, chunk: bytes) -> dict[str, Any] | None:
+        return self._events(self._parser.feed(chunk))
+
+    def finish(self) -> dict[str, Any]:
+        final = self._events(self._parser.flush())
+        if final is None:
+            raise ProxyError(502, "upstream stream ended before the response was complete")
+        return final
+
+    def _events(self, events: list[Any]) -> dict[str, Any] | None:
+        acc = self._acc
+        for event in events:
+            if not event.data or event.data == "[DONE]":
+                continue
+            try:
+                data = json.loads(event.data)
+            except ValueError:
+                raise ProxyError(502, "upstream sent an event that is not JSON") from None
+            if isinstance(data, dict) and data.get("type") != HEARTBEAT_EVENT:
+                acc.feed(data)
+                if acc.failure:
+                    raise acc.failure
+                if acc.terminal is not None:
+                    return acc.response()
+        return None
+
+
+def aggregate(body: bytes) -> dict[str, Any]:
+    """A whole buffered upstream stream -> the final Responses object, or the failure it reported."""
+    folder = StreamFolder()
+    return folder.feed(body) or folder.finish()
 
 
 def usage_of(response: dict[str, Any]) -> dict[str, int]:

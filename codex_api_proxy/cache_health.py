@@ -110,8 +110,10 @@ class CacheHealth:
             self.conversations.move_to_end(key)
             while len(self.conversations) > self.size:
                 self.conversations.popitem(last=False)
-            best = max(threads, key=lambda t: t.likeness(prefix), default=None)
-            if best is None or best.likeness(prefix) == (0, False, False):
+            score, best = max(
+                ((t.likeness(prefix), t) for t in threads), key=lambda st: st[0], default=(None, None)
+            )
+            if best is None or score == (0, False, False):
                 best = Thread(prefix)
                 threads.append(best)
                 del threads[: -self.threads]

@@ -44,6 +44,7 @@ _VALID_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # route -> API family; any other path is route "other" (a client cannot add label values)
 ROUTE_FAMILIES = {
     "/responses": "responses",
+    "/responses/compact": "compact",
     "/chat/completions": "chat",
     "/messages": "anthropic",
     "/messages/count_tokens": "anthropic",
@@ -77,14 +78,6 @@ def error_kind(error: ProxyError) -> str:
     return error.code or f"status_{error.status}"
 
 
-def add_overhead(flow: http.HTTPFlow, seconds: float) -> None:
-    """Time the proxy spent on this flow that the hooks cannot see (e.g. queueing in the relay);
-    it is added to the flow's `proxy_overhead_seconds` observation."""
-    timing = flow.metadata.get(_TIMING)
-    if timing is not None:
-        timing.extra += seconds
-
-
 class RequestIds:
     """One id per request: upstream as `x-client-request-id`, to the client as `x-request-id`."""
 
@@ -115,7 +108,6 @@ class _Timing:
     family: str
     dispatched: float | None = None  # wall clock when the last request hook was done
     first_byte: float | None = None  # wall clock of the first streamed body byte to the client
-    extra: float = 0.0  # add_overhead
     streaming: bool = False  # counted in streams_in_flight
     counted: bool = False
 
@@ -182,7 +174,7 @@ class RequestMetrics:
             status = response.status_code if response is not None and flow.error is None else 0
             started = request.timestamp_start
             state = flow.metadata.get(_GATEWAY_STATE)
-            overhead = timing.extra + getattr(state, "translate_seconds", 0.0)
+            overhead = getattr(state, "translate_seconds", 0.0)
             first_byte = getattr(state, "first_byte", None)
             if first_byte is not None:  # the relay's monotonic clock, onto the flow's wall clock
                 timing.first_byte = now - (time.monotonic() - first_byte)

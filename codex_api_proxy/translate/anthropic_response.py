@@ -168,8 +168,8 @@ def from_response(response: dict[str, Any], ctx: RequestContext) -> dict[str, An
 def turn_done(response: dict[str, Any], ctx: RequestContext) -> None:
     """A finished turn's usage feeds the conversation's token calibration and its cache health."""
     usage, body, key = usage_of(response), ctx.options.get("request_body"), ctx.options.get("cache_key")
-    if usage["input"] and isinstance(body, dict):
-        tokens.CALIBRATION.observe(key, tokens.count_tokens(body), usage["input"])
+    if isinstance(body, dict):
+        tokens.CALIBRATION.observe_turn(key, body, usage["input"])
     model = str(ctx.options.get("upstream_model") or "")
     health = cache_health.HEALTH
     health.note_usage(ctx.options.get("cache_thread"), str(key), model, usage["input"], usage["cached"])

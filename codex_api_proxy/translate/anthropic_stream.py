@@ -20,7 +20,6 @@ from typing import Any
 from .. import tokens
 from ..errors import ProxyError
 from ..sse import frame
-from .accumulate import usage_of
 from .anthropic_response import anthropic_usage, first_stop, message_id, stop_reason, summary_text, turn_done
 from .anthropic_signature import encode_signature
 from .anthropic_web_search import (
@@ -108,7 +107,6 @@ class Stream(StreamTranslator):
         self.tool_used = False
         self.refusal = False
         self.text_sent: list[str] = []  # only kept with stop sequences, to count output tokens at a match
-        self.usage: dict[str, int] | None = None
         self.search: _Search | None = None
         self.searches = 0
 
@@ -380,8 +378,7 @@ class Stream(StreamTranslator):
         return out
 
     def _finish(self, response: dict[str, Any]) -> list[bytes]:
-        turn_done(response, self.ctx)
-        self.usage = usage_of(response)  # what the relay records for the flow
+        turn_done(response, self.ctx)  # (the driver records the turn's usage for the flow)
         out = self._close()
         delta = {"stop_reason": stop_reason(response, self.tool_used, self.refusal), "stop_sequence": None}
         usage = with_searches(anthropic_usage(response), self.searches)

@@ -55,11 +55,11 @@ class PassthroughStream:
         self._responses = responses_dialect
         self.failure: ProxyError | None = None
         self.upstream_ended = False  # never cut short: the upstream's own end ends the client's stream
+        self.usage: dict[str, int] | None = None
 
     @property
     def finished(self) -> bool:
         return self.failure is not None
-        self.usage: dict[str, int] | None = None
 
     def __call__(self, chunk: bytes) -> list[bytes]:
         events = self._parser.feed(chunk) if chunk else self._parser.flush()
@@ -76,5 +76,7 @@ class PassthroughStream:
             not self._responses and ('"usage":{' in event.data or '"usage": {' in event.data)
         ):
             data = _json(event.data)
-            self.usage = answer_usage(data.get("response") if kind in TERMINAL_EVENTS else data) or self.usage
+            if isinstance(data, dict):
+                answer = data.get("response") if kind in TERMINAL_EVENTS else data
+                self.usage = answer_usage(answer) or self.usage
         return frame(event.data, kind)

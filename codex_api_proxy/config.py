@@ -83,14 +83,13 @@ class Option:
     help: str
     env: str | None = None
     addon: str | None = None  # the codex_* mitmproxy option
-    flag: str | None = None  # default --name, or --name/--no-name for a bool
     aliases: tuple[str, ...] = ()
 
     @property
     def flags(self) -> list[str]:
         dashed = self.name.replace("_", "-")
         flag = f"--{dashed}/--no-{dashed}" if self.type is bool else f"--{dashed}"
-        return [self.flag or flag, *self.aliases]
+        return [flag, *self.aliases]
 
     def click_option(self) -> Any:
         default = self.default() if callable(self.default) else self.default

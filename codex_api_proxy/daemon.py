@@ -32,7 +32,7 @@ def connect_host(host: str) -> str:
 def health(host: str, port: int, timeout: float = 1.0) -> dict[str, Any] | None:
     """/health's JSON when a codex-api-proxy answers there, else None."""
     try:
-        r = httpx.get(f"http://{_hostport(host, port)}/health", timeout=timeout, trust_env=False)
+        r = httpx.get(f"http://{hostport(host, port)}/health", timeout=timeout, trust_env=False)
         body = r.json() if r.status_code == 200 else None
     except (httpx.HTTPError, ValueError):
         return None
@@ -44,7 +44,7 @@ def get_json(host: str, port: int, path: str, api_key: str | None = None, timeou
     headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
     try:
         r = httpx.get(
-            f"http://{_hostport(host, port)}{path}", headers=headers, timeout=timeout, trust_env=False
+            f"http://{hostport(host, port)}{path}", headers=headers, timeout=timeout, trust_env=False
         )
         if r.status_code != 200:
             return None
@@ -53,7 +53,8 @@ def get_json(host: str, port: int, path: str, api_key: str | None = None, timeou
         return None
 
 
-def _hostport(host: str, port: int) -> str:
+def hostport(host: str, port: int) -> str:
+    """host:port to connect to a daemon bound to `host` (any-address binds reached on loopback)."""
     target = connect_host(host)
     return f"[{target}]:{port}" if ":" in target else f"{target}:{port}"
 

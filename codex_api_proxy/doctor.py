@@ -14,15 +14,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import __version__
+from . import __version__, models
 from .credentials import Credentials
-from .daemon import Daemon, health, is_ours, port_problem
+from .daemon import Daemon, get_json, health, hostport, is_ours, port_problem
 from .errors import ProxyError
-from .settings import API_KEY_ENV, is_loopback
+from .settings import API_KEY_ENV, is_loopback, parse_model_map
 
 Check = tuple[bool, str, str]
 PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY",
-              "no_proxy", "CODEX_API_PROXY_HTTPS_PROXY")  # fmt: skip
+              "no_proxy")  # fmt: skip
 
 
 def run_checks(values: dict[str, Any], saved: dict[str, Any]) -> list[Check]:
@@ -39,8 +39,7 @@ def run_checks(values: dict[str, Any], saved: dict[str, Any]) -> list[Check]:
     checks.append((True, "config", f"{values['config']}" + ("" if saved else " (none saved yet: defaults)")))
     checks.append(_auth(values.get("auth_file")))
     checks += _daemon(values)
-    checks.append(_bind(values["host"], bool(values.get("api_key_file") or os.environ.get(API_KEY_ENV)
-                                             or saved.get("api_key_from"))))  # fmt: skip
+    checks.append(_bind(values["host"], keyed(values, saved)))
     checks.append(_outbound(values.get("proxy")))
     return checks
 
@@ -103,18 +102,37 @@ def _outbound(explicit: str | None) -> Check:
     return True, "outbound proxy", ", ".join(found) if found else "none (direct connection)"
 
 
+def keyed(values: dict[str, Any], saved: dict[str, Any]) -> bool:
+    """A local key is in force: a key file, the variable in this shell, or one the daemon was started with."""
+    return bool(
+        values.get("api_key_file")
+        or os.environ.get(API_KEY_ENV)
+        or saved.get("api_key_env")
+        or saved.get("api_key_from")
+    )
+
+
+def context_settings(values: dict[str, Any]) -> dict[str, str]:
+    """Claude Code's window settings for the configured model map, from the running daemon's catalog
+    (empty when no daemon answers: the windows come from the account's catalog)."""
+    listing = get_json(values["host"], values["port"], "/v1/models", os.environ.get(API_KEY_ENV))
+    data = listing.get("data") if isinstance(listing, dict) else None
+    if not isinstance(data, list):
+        return {}
+    return models.claude_code_settings(parse_model_map(values.get("model_map") or ""), data)
+
+
 def client_snippets(values: dict[str, Any], saved: dict[str, Any]) -> str:
     """Claude Code's settings.json and the Codex CLI's config.toml for this proxy."""
-    host = "127.0.0.1" if values["host"] in ("0.0.0.0", "::") else values["host"]
-    base = f"http://{host}:{values['port']}"
-    keyed = bool(values.get("api_key_file") or saved.get("api_key_env") or saved.get("api_key_from"))
-    token = f"<the value of ${API_KEY_ENV}>" if keyed else "unused"
+    base = f"http://{hostport(values['host'], values['port'])}"
+    key_in_force = keyed(values, saved)
+    token = f"<the value of ${API_KEY_ENV}>" if key_in_force else "unused"
     settings = {"env": {"ANTHROPIC_BASE_URL": base, "ANTHROPIC_AUTH_TOKEN": token,
-                        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}}  # fmt: skip
+                        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", **context_settings(values)}}  # fmt: skip
     codex = (
         'model = "gpt-5.5"\nmodel_provider = "codex-api-proxy"\n\n[model_providers.codex-api-proxy]\n'
         f'name = "codex-api-proxy"\nbase_url = "{base}/v1"\nwire_api = "responses"\n'
-        + (f'env_key = "{API_KEY_ENV}"\n' if keyed else "")
+        + (f'env_key = "{API_KEY_ENV}"\n' if key_in_force else "")
     )
     return (
         "Claude Code (~/.claude/settings.json):\n"

@@ -64,7 +64,17 @@ _KEPT_FIELDS = ("plan_type", "resets_at", "resets_in_seconds", "rate_limit_reach
 _USAGE_TYPES = ("usage_limit_reached", "usage_not_included")
 # Upstream response headers that go back to the client with an error (rate-limit windows and the
 # active limit the Codex CLI reads from x-codex-*).
-_KEPT_HEADER_PREFIXES = ("x-codex-", "x-ratelimit-")
+PASSED_BACK = ("retry-after", "x-request-id", "request-id", "openai-processing-ms")
+PASSED_BACK_PREFIXES = ("x-codex-", "x-ratelimit-")
+
+
+def passed_back(headers: Any) -> dict[str, str]:
+    """The upstream response headers a client may rely on (Codex CLI reads the x-codex-* quota ones)."""
+    return {
+        k.lower(): v
+        for k, v in (headers or {}).items()
+        if k.lower() in PASSED_BACK or k.lower().startswith(PASSED_BACK_PREFIXES)
+    }
 
 
 @dataclass
@@ -204,7 +214,7 @@ def from_upstream(status: int, body: bytes, headers: Any = None) -> ProxyError:
         text = body.decode("utf-8", "replace").strip()
         message = text[:500] if text and not text.startswith("<") else f"upstream returned HTTP {status}"
     retry = _retry_after(headers, err, message) if status in (429, 503, 529) else None
-    kept = {k.lower(): v for k, v in (headers or {}).items() if k.lower().startswith(_KEPT_HEADER_PREFIXES)}
+    kept = {k: v for k, v in passed_back(headers).items() if k.startswith(PASSED_BACK_PREFIXES)}
     return ProxyError(
         status, message, code=code, retry_after=retry, kind=_kind(err), details=_details(err),
         upstream_headers=kept,

@@ -21,7 +21,7 @@ from types import ModuleType
 from typing import Any, Protocol
 
 from .backend import Backend
-from .errors import ERROR_EVENT, HEARTBEAT_EVENT, ProxyError, from_upstream
+from .errors import ERROR_EVENT, HEARTBEAT_EVENT, ProxyError, from_upstream, passed_back
 from .sse import frame
 from .translate.accumulate import StreamFolder, usage_of
 from .translate.base import RequestContext
@@ -34,9 +34,6 @@ MAX_ERROR_BODY = 1 << 20
 COALESCE = 0.004  # seconds: stream bytes arriving this soon after a write join the next one
 MAX_JSON_ANSWER = 64 << 20
 _HEARTBEAT = frame({"type": HEARTBEAT_EVENT}, HEARTBEAT_EVENT)
-# Upstream response headers a client may rely on (Codex CLI reads the x-codex-* quota headers).
-_PASSED_BACK = ("retry-after", "x-request-id", "request-id", "openai-processing-ms")
-_PASSED_BACK_PREFIXES = ("x-codex-", "x-ratelimit-")
 _STREAM_HEADERS = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
 _JSON = {"content-type": "application/json"}
 
@@ -67,10 +64,6 @@ class FlowState:
     usage: dict[str, int] | None = None
     first_byte: float | None = None  # monotonic time of the first byte written toward the client
     translate_seconds: float = 0.0  # time spent translating the answer: the proxy's own share
-
-
-def passed_back(headers: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in headers.items() if k in _PASSED_BACK or k.startswith(_PASSED_BACK_PREFIXES)}
 
 
 def error_body(error: ProxyError, anthropic: bool) -> bytes:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from mitmproxy import http
 from prometheus_client.core import GaugeMetricFamily
 
+from .errors import PASSED_BACK_PREFIXES
 from .metrics import PREFIX
 from .observe import relayed, upstream_error
 
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 WINDOWS = ("primary", "secondary")
 CREDITS = ("has-credits", "unlimited", "balance")
-_PASSED_BACK_PREFIXES = (b"x-codex-", b"x-ratelimit-")
+_PASSED_BACK_PREFIXES = tuple(p.encode() for p in PASSED_BACK_PREFIXES)
 _MARKER = "x-codex-primary-used-percent"  # an answer with this one carries the figures already
 MAX_ACCOUNTS = 16
 

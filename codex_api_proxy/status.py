@@ -38,11 +38,6 @@ def account(auth_file: str | None) -> str:
     return f"no tokens in {path}"
 
 
-LOCAL_ROUTES = frozenset(
-    {"/health", "/ready", "/metrics", "/metrics/prometheus", "/"}
-)  # probes, not client requests
-
-
 def request_counts(metrics: str | None) -> dict[str, int]:
     """Client requests (all but the local probes) by `route status-class`, from /metrics/prometheus."""
     counts: dict[str, int] = {}
@@ -51,8 +46,8 @@ def request_counts(metrics: str | None) -> dict[str, int]:
             continue
         for sample in family.samples:
             route = sample.labels.get("route", "?")
-            if not sample.name.endswith("_total") or route in LOCAL_ROUTES:
-                continue
+            if not sample.name.endswith("_total") or sample.labels.get("family") == "local":
+                continue  # probes and the proxy's own endpoints are not client requests
             key = f"{route} {sample.labels.get('status_class', '?')}"
             counts[key] = counts.get(key, 0) + int(sample.value)
     return counts
@@ -111,7 +106,7 @@ def describe(
             ready["upstream"] = values.get("openai_url")
     metrics = get_json(daemon.host, daemon.port, "/metrics/prometheus", api_key)
     counts = request_counts(metrics)
-    requests = info.get("requests", sum(counts.values()) if metrics else "? (needs the local API key)")
+    requests = sum(counts.values()) if metrics else "? (needs the local API key)"
     lines = [
         f"codex-api-proxy {info.get('version', '?')} running on http://{daemon.host}:{daemon.port} "
         f"(pid {pid}, up {_uptime(float(info.get('uptime_seconds', 0)))})",

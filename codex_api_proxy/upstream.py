@@ -77,9 +77,8 @@ def _timeout(origin: Origin, what: str) -> ProxyError:
 class Response:
     """An upstream response whose head has arrived; its body follows through `start(sink)`."""
 
-    def __init__(self, conn: _Connection, status: int, reason: str, headers: dict[str, str]) -> None:
+    def __init__(self, conn: _Connection, status: int, headers: dict[str, str]) -> None:
         self.status = status
-        self.reason = reason
         self.headers = headers  # lower-case names
         self._conn = conn
 
@@ -157,7 +156,6 @@ class _Connection(asyncio.Protocol):
         self.keep_alive = True
         self.got_bytes = False  # anything at all arrived for the current request
         self.ended = False
-        self.reused = 0
         self.idle_since = 0.0
         self.last_activity = 0.0
         self.paused = False
@@ -251,7 +249,7 @@ class _Connection(asyncio.Protocol):
         self.buf = bytearray()
         lines = raw.split("\r\n")
         try:
-            version, status_text, *reason = lines[0].split(" ", 2)
+            version, status_text = lines[0].split(" ", 2)[:2]
             status = int(status_text)
             if not version.startswith("HTTP/1."):
                 raise ValueError(version)
@@ -283,7 +281,7 @@ class _Connection(asyncio.Protocol):
             self.state, self.keep_alive = _BODY_EOF, False
         assert self.head is not None
         if not self.head.done():
-            self.head.set_result(Response(self, status, reason[0] if reason else "", headers))
+            self.head.set_result(Response(self, status, headers))
         if self.state == _BODY_LENGTH and self.remaining == 0:
             self._finish()
         elif rest:
@@ -484,7 +482,6 @@ class Pool:
         self._routes: dict[Origin, ProxyRoute] = {}
         self._ssl: ssl.SSLContext | None = None
         self._live: set[_Connection] = set()
-        self.opened = 0
 
     async def request(self, method: str, url: str, headers: dict[str, str], body: bytes | None) -> Response:
         """Send a request and wait for the response head. Raises ProxyError 502 (unreachable) or 504."""
@@ -541,7 +538,6 @@ class Pool:
             conn = idle.pop()
             alive = conn.state == _IDLE and conn.transport and not conn.transport.is_closing()
             if alive and now - conn.idle_since < KEEPALIVE_EXPIRY:
-                conn.reused += 1
                 return conn
             conn._drop()
         return None
@@ -574,7 +570,6 @@ class Pool:
         except ProxyError:
             conn._drop()
             raise
-        self.opened += 1
         self._live.add(conn)
         return conn
 

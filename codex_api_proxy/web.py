@@ -14,8 +14,6 @@ from typing import Any
 
 from . import config as cfg
 
-DEAD_TARGET = "http://127.0.0.1:9"  # as master.py: nothing is forwarded untranslated
-
 
 def prepare_token(confdir: Path, values: dict[str, Any]) -> str:
     """mitmweb's UI token, made once per confdir, in its config.yaml with the codex_* options: mitmweb
@@ -40,15 +38,17 @@ def read_token(confdir: Path) -> str | None:
 
 
 def mitmweb_args(values: dict[str, Any], confdir: Path) -> list[str]:
+    """mitmweb with the options `start` gives its lean master (master.mitm_options), plus the UI's."""
     from . import mitm_addon_path
+    from .master import mitm_options
 
-    args = [
-        "-s", str(mitm_addon_path()),
-        "--mode", f"reverse:{DEAD_TARGET}@{values['port']}",
-        "--set", f"listen_host={values['host']}",
-        "--set", f"confdir={confdir}",
-        "--set", "connection_strategy=lazy",
-        "--set", "http2=false",
+    args = ["-s", str(mitm_addon_path())]
+    for name, value in mitm_options(values["host"], values["port"], confdir).items():
+        if name == "mode":
+            args += ["--mode", value[0]]
+        else:
+            args += ["--set", f"{name}={str(value).lower() if isinstance(value, bool) else value}"]
+    args += [
         "--set", "store_streamed_bodies=true",
         "--set", "web_open_browser=false",
         "--set", "web_host=127.0.0.1",

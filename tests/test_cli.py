@@ -21,6 +21,7 @@ import pytest
 from codex_api_proxy.config import API_KEY_OPTION, CONFIG_OPTION, OPTIONS
 from codex_api_proxy.daemon import is_ours
 from codex_api_proxy.fake_backend import FakeBackend, Turn, make_jwt, text
+from codex_api_proxy.models import claude_code_settings
 
 from .conftest import ROOT, free_port, write_auth
 
@@ -222,6 +223,12 @@ def test_doctor_finds_the_daemon_through_the_config(env: dict[str, str], tmp_pat
     assert "chatgpt mode" in r.stdout and "access-token-1" not in r.stdout
     assert f'"ANTHROPIC_BASE_URL": "http://127.0.0.1:{port}"' in r.stdout
     assert f'base_url = "http://127.0.0.1:{port}/v1"' in r.stdout and 'wire_api = "responses"' in r.stdout
+    # Claude Code's window settings for the configured map, from the daemon's catalog (issue 15)
+    catalog = httpx.get(f"http://127.0.0.1:{port}/v1/models", trust_env=False, timeout=30).json()["data"]
+    expected = claude_code_settings({}, catalog)
+    assert expected and "CLAUDE_CODE_AUTO_COMPACT_WINDOW" in expected
+    for name, value in expected.items():
+        assert f'"{name}": "{value}"' in r.stdout, (name, r.stdout)
     cli("stop", env=env)
     write_auth(tmp_path / "home/.codex", access_token=make_jwt({"exp": time.time() - 60}))
     assert "access token expired (refreshed on use)" in cli("doctor", env=env).stdout

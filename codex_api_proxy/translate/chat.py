@@ -77,8 +77,6 @@ _EMPTY_PARAMETERS = {"type": "object", "properties": {}}
 @client_errors
 def to_upstream(body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
     """A Chat Completions request -> the Codex backend's Responses request body."""
-    if not isinstance(body, dict):
-        raise bad_request("request body must be a JSON object")
     model = body.get("model")
     if not isinstance(model, str) or not model.strip():
         raise bad_request("model is required", "model")

@@ -105,6 +105,9 @@ def _history(body: dict[str, Any], conversation: Conversation | None) -> list[di
     return [_normalise_item(item, i) for i, item in enumerate(turn.history())]
 
 
+_SKIPPED = frozenset((*DROPPED_PARAMS, *STATEFUL_PARAMS, "previous_response_id"))  # never sent upstream
+
+
 def normalise(body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
     """What `/responses` and `/responses/compact` share: the client's parameters the backend refuses
     dropped, stored state expanded, input items in the shape a store=false backend accepts."""
@@ -119,8 +122,7 @@ def normalise(body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
                 param=name,
             )
     ctx.model, ctx.stream = model, bool(body.get("stream"))
-    skipped = (*DROPPED_PARAMS, *STATEFUL_PARAMS, "previous_response_id")
-    out = {k: v for k, v in body.items() if k not in skipped}
+    out = {k: v for k, v in body.items() if k not in _SKIPPED}
     dropped = [k for k in DROPPED_PARAMS if k in body]
 
     raw_input = body.get("input")
@@ -138,7 +140,16 @@ def normalise(body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
     new = [_normalise_item(item, i) for i, item in enumerate(resolved)]
     out["input"] = history + new
     if body.get("store") is not False:  # the OpenAI API's default; `store: false` keeps nothing, as there
-        ctx.options[_SENT] = (out["input"], [i for i in resolved if isinstance(i, dict) and i.get("id")])
+        # items the client sent itself, by id (ones it referenced are in the store already)
+        own = [
+            item
+            for item, raw in zip(resolved, raw_input, strict=True)
+            if isinstance(item, dict)
+            and item.get("id")
+            and isinstance(raw, dict)
+            and raw.get("type") != "item_reference"
+        ]
+        ctx.options[_SENT] = (out["input"], own)
 
     instructions = body.get("instructions")
     if instructions is not None and not isinstance(instructions, str):
@@ -228,10 +239,8 @@ class Stream(StreamTranslator):
             data = {**data, "response": self.acc.response()}
             remember(data["response"], self.ctx)
             return [frame(data, kind)]
-        raw = self.raw_data
-        if "\n" in raw or data.get("type") != kind:  # not one data line, or typed by `event:` only
-            return [frame(data, kind)]
-        return [b"event: %b\ndata: %b\n\n" % (kind.encode(), raw.encode())]  # as it came: parsed once
+        raw = self.raw_data  # as it came (parsed once, not encoded again) unless it is not one data line
+        return [frame(data if "\n" in raw else raw, kind)]
 
     def on_failure(self, error: ProxyError) -> list[bytes]:
         if self.failure_event and self.failure_event.get("type") == "response.failed":

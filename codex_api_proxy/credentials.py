@@ -32,7 +32,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -107,6 +107,11 @@ class _Snapshot:
     refresh_token: str | None = field(repr=False)
     expires_at: float | None  # the access token's JWT `exp`
     last_refresh: datetime | None
+
+
+def iso_time(seconds: float) -> str:
+    """`last_refresh` as the Codex CLI writes it: UTC, ISO 8601, a `Z` suffix."""
+    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
 
 
 def _jwt_claims(token: Any) -> dict[str, Any]:
@@ -211,12 +216,14 @@ class Credentials:
         token_url: str | None = None,
         refresh_margin: float = 300.0,
         refresh_wait: float = REFRESH_DEADLINE,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = Path(path).expanduser() if path is not None else default_path()
         self.token_url = token_url or os.environ.get("CODEX_REFRESH_TOKEN_URL_OVERRIDE") or TOKEN_URL
         self.client_id = os.environ.get("CODEX_APP_SERVER_LOGIN_CLIENT_ID") or CLIENT_ID
         self.refresh_margin = refresh_margin
         self.refresh_wait = refresh_wait  # how long a caller waits for a refresh before its 504
+        self.clock = clock  # wall-clock seconds: token ages and expiry are judged against it, never a date
         self.refresh_count = 0  # successful refresh calls made by this process
         self.refresh_outcomes: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
         self.reads = 0  # times auth.json was actually read (not just stat'ed)
@@ -265,7 +272,7 @@ class Credentials:
             "path": str(self.path),
             "account_id": bool(snap.auth.account_id),
             "fedramp": snap.auth.fedramp,
-            "expires_in": int(snap.expires_at - time.time()) if snap.expires_at is not None else None,
+            "expires_in": int(snap.expires_at - self.clock()) if snap.expires_at is not None else None,
             "last_refresh": last.isoformat().replace("+00:00", "Z") if last else None,
             "refresh_count": self.refresh_count,
         }
@@ -355,9 +362,9 @@ class Credentials:
         if snap.auth.mode != "chatgpt":
             return False
         if snap.expires_at is not None:
-            return snap.expires_at - time.time() <= self.refresh_margin
+            return snap.expires_at - self.clock() <= self.refresh_margin
         if snap.last_refresh is not None:
-            return time.time() - snap.last_refresh.timestamp() >= OPAQUE_REFRESH_AGE
+            return self.clock() - snap.last_refresh.timestamp() >= OPAQUE_REFRESH_AGE
         return False
 
     def _settled(self, snap: _Snapshot, stale_token: str, force: bool) -> bool:
@@ -400,7 +407,7 @@ class Credentials:
 
     def _fail(self, snap: _Snapshot | None, err: ProxyError, force: bool) -> Auth:
         """Raise `err`, unless a proactive refresh failed transiently and the token still works."""
-        expired = snap is None or (snap.expires_at is not None and snap.expires_at <= time.time())
+        expired = snap is None or (snap.expires_at is not None and snap.expires_at <= self.clock())
         if force or expired or err.status == 401:
             raise dataclasses.replace(err)  # a copy: every caller of a flight raises its own
         assert snap is not None
@@ -424,7 +431,7 @@ class Credentials:
                 if self._dead is not None and self._dead[0] == snap.refresh_token:
                     return _Outcome(error=self._dead[1], snap=snap)  # a dead refresh token is not sent again
                 # Waiting out a connection failure only pays when the request cannot go on without it.
-                urgent = force or (snap.expires_at is not None and snap.expires_at <= time.time())
+                urgent = force or (snap.expires_at is not None and snap.expires_at <= self.clock())
                 return await self._refresh_locked(snap, CONNECT_RETRY_PAUSES if urgent else ())
         except ProxyError as err:
             return _Outcome(error=err)
@@ -595,7 +602,7 @@ class Credentials:
         account_id = _text(_account_claims(payload.get("id_token")).get("chatgpt_account_id"))
         if account_id:
             tokens["account_id"] = account_id
-        data["last_refresh"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        data["last_refresh"] = iso_time(self.clock())
         raw = json.dumps(data, indent=2, ensure_ascii=False).encode() + (b"\n" if snap.newline else b"")
         try:
             key = _write_atomic(self.path, raw)

@@ -9,13 +9,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
 
+from codex_api_proxy.credentials import iso_time
 from codex_api_proxy.fake_backend import FakeBackend, make_jwt
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,12 +34,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def write_auth(codex_home: Path, *, access_token: str = ACCESS_TOKEN, api_key: str | None = None) -> Path:
-    """An auth.json shaped like the Codex CLI's."""
+def write_auth(
+    codex_home: Path,
+    *,
+    access_token: str = ACCESS_TOKEN,
+    api_key: str | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Path:
+    """An auth.json shaped like the Codex CLI's, as it is just after `codex login`: every time in it is
+    relative to `clock` (never a fixed date, which ages into a refresh and a rotated test token)."""
     codex_home.mkdir(parents=True, exist_ok=True)
-    id_token = make_jwt(
-        {"https://api.openai.com/auth": {"chatgpt_account_id": ACCOUNT_ID}, "exp": time.time() + 3600}
-    )
+    now = clock()
+    id_token = make_jwt({"https://api.openai.com/auth": {"chatgpt_account_id": ACCOUNT_ID}, "exp": now + 3600})
     data = {
         "OPENAI_API_KEY": api_key,
         "tokens": {
@@ -47,7 +54,7 @@ def write_auth(codex_home: Path, *, access_token: str = ACCESS_TOKEN, api_key: s
             "refresh_token": REFRESH_TOKEN,
             "account_id": ACCOUNT_ID,
         },
-        "last_refresh": "2026-11-24T00:00:00Z",
+        "last_refresh": iso_time(now),
     }
     path = codex_home / "auth.json"
     path.write_text(json.dumps(data, indent=2))

@@ -45,7 +45,9 @@ def write_auth(
     relative to `clock` (never a fixed date, which ages into a refresh and a rotated test token)."""
     codex_home.mkdir(parents=True, exist_ok=True)
     now = clock()
-    id_token = make_jwt({"https://api.openai.com/auth": {"chatgpt_account_id": ACCOUNT_ID}, "exp": now + 3600})
+    id_token = make_jwt(
+        {"https://api.openai.com/auth": {"chatgpt_account_id": ACCOUNT_ID}, "exp": now + 3600}
+    )
     data = {
         "OPENAI_API_KEY": api_key,
         "tokens": {

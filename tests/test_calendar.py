@@ -26,7 +26,9 @@ async def test_login_fixture_is_fresh_on_any_day(tmp_path: Path, days_later: int
         return time.time() + days_later * DAY
 
     path = write_auth(tmp_path, clock=clock)
-    with FakeBackend(access_tokens={ACCESS_TOKEN}, account_id=ACCOUNT_ID, refresh_tokens={REFRESH_TOKEN}) as fb:
+    with FakeBackend(
+        access_tokens={ACCESS_TOKEN}, account_id=ACCOUNT_ID, refresh_tokens={REFRESH_TOKEN}
+    ) as fb:
         creds = Credentials(path, token_url=fb.token_url, clock=clock)
         auth = await creds.get()
         assert fb.token_grants == []
@@ -37,6 +39,8 @@ async def test_login_fixture_is_fresh_on_any_day(tmp_path: Path, days_later: int
 async def test_a_fixed_date_would_age_into_a_refresh(tmp_path: Path) -> None:
     """The check above can fail: a login written 30 days before the clock is refreshed."""
     path = write_auth(tmp_path, clock=lambda: time.time() - 30 * DAY)
-    with FakeBackend(access_tokens={ACCESS_TOKEN}, account_id=ACCOUNT_ID, refresh_tokens={REFRESH_TOKEN}) as fb:
+    with FakeBackend(
+        access_tokens={ACCESS_TOKEN}, account_id=ACCOUNT_ID, refresh_tokens={REFRESH_TOKEN}
+    ) as fb:
         await Credentials(path, token_url=fb.token_url).get()
         assert len(fb.token_grants) == 1

@@ -12,4 +12,4 @@ _here = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
 sys.path.append(str(_here.parent))
 
-from codex_api_proxy.mitm_addon import addons  # noqa: E402, F401
+from codex_api_proxy.proxy.script import addons  # noqa: E402, F401

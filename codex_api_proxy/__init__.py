@@ -7,4 +7,4 @@ __version__ = "0.2.0"
 
 def mitm_addon_path() -> Path:
     """The mitmproxy script shipped in this package (`mitmweb -s` it); importing it would load it."""
-    return Path(__file__).resolve().parent / "mitm_addon.py"
+    return Path(__file__).resolve().parent / "proxy" / "script.py"

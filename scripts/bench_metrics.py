@@ -17,9 +17,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mitmproxy.test import tflow
 
-from codex_api_proxy import fake_backend, observe
-from codex_api_proxy.addon import Runtime, route_path
-from codex_api_proxy.quota import Quota
+from codex_api_proxy.core.routes import route_path
+from codex_api_proxy.proxy import observe
+from codex_api_proxy.proxy.quota import Quota
+from codex_api_proxy.proxy.runtime import Runtime
+from codex_api_proxy.testing import fake_backend
 
 USAGE = {"input": 12000, "cached": 9000, "output": 300, "reasoning": 120, "total": 12300}
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable from a checkout without install
 
-from codex_api_proxy.fake_backend import FakeBackend
+from codex_api_proxy.testing.fake_backend import FakeBackend
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from codex_api_proxy.credentials import iso_time
-from codex_api_proxy.fake_backend import FakeBackend, make_jwt
+from codex_api_proxy.auth.credentials import iso_time
+from codex_api_proxy.testing.fake_backend import FakeBackend, make_jwt
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT_ID = "acct-test-1"

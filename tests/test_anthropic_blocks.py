@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from codex_api_proxy.errors import ProxyError
+from codex_api_proxy.core.errors import ProxyError
 from codex_api_proxy.translate.anthropic import to_upstream
 from codex_api_proxy.translate.base import RequestContext
 

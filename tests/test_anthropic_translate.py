@@ -17,10 +17,10 @@ import httpx
 import httpx2
 import pytest
 
-from codex_api_proxy import tokens
-from codex_api_proxy.errors import HEARTBEAT_EVENT, ProxyError
-from codex_api_proxy.fake_backend import FakeBackend, Turn, function_call, reasoning, text
-from codex_api_proxy.sse import frame, parse_all
+from codex_api_proxy.core import tokens
+from codex_api_proxy.core.errors import HEARTBEAT_EVENT, ProxyError
+from codex_api_proxy.core.sse import frame, parse_all
+from codex_api_proxy.testing.fake_backend import FakeBackend, Turn, function_call, reasoning, text
 from codex_api_proxy.translate.accumulate import aggregate
 from codex_api_proxy.translate.anthropic import (
     DEFAULT_MODEL_MAP,

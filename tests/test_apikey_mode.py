@@ -14,7 +14,7 @@ import httpx2
 import openai
 import pytest
 
-from codex_api_proxy.fake_backend import FakeBackend, Recorded, Turn, function_call, text
+from codex_api_proxy.testing.fake_backend import FakeBackend, Recorded, Turn, function_call, text
 
 from .conftest import Proxy, start_proxy, write_auth
 

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from codex_api_proxy.cache_health import CacheHealth
-from codex_api_proxy.fake_backend import FakeBackend, Turn, text
+from codex_api_proxy.core.cache_health import CacheHealth
+from codex_api_proxy.testing.fake_backend import FakeBackend, Turn, text
 
 from .conftest import Proxy
 

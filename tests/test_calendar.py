@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from codex_api_proxy.credentials import Credentials
-from codex_api_proxy.fake_backend import FakeBackend
+from codex_api_proxy.auth.credentials import Credentials
+from codex_api_proxy.testing.fake_backend import FakeBackend
 
 from .conftest import ACCESS_TOKEN, ACCOUNT_ID, REFRESH_TOKEN, write_auth
 

@@ -8,7 +8,7 @@ import httpx
 import openai
 import pytest
 
-from codex_api_proxy.fake_backend import FakeBackend, Turn, function_call, reasoning, text
+from codex_api_proxy.testing.fake_backend import FakeBackend, Turn, function_call, reasoning, text
 
 from .conftest import Proxy
 

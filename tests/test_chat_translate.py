@@ -15,8 +15,8 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from codex_api_proxy.errors import HEARTBEAT_EVENT, ProxyError
-from codex_api_proxy.sse import frame, parse_all
+from codex_api_proxy.core.errors import HEARTBEAT_EVENT, ProxyError
+from codex_api_proxy.core.sse import frame, parse_all
 from codex_api_proxy.translate.accumulate import aggregate
 from codex_api_proxy.translate.base import RequestContext
 from codex_api_proxy.translate.cache_key import prompt_cache_key

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from codex_api_proxy.fake_backend import FakeBackend, Turn, function_call, reasoning, text
+from codex_api_proxy.testing.fake_backend import FakeBackend, Turn, function_call, reasoning, text
 
 from .clients import CLAUDE, CLAUDE_NEW, run_claude
 from .conftest import Proxy

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from codex_api_proxy.fake_backend import FakeBackend, Turn, function_call, reasoning, text
+from codex_api_proxy.testing.fake_backend import FakeBackend, Turn, function_call, reasoning, text
 
 from .clients import CODEX, CODEX_NEW, run_codex
 from .conftest import Proxy

@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from codex_api_proxy.fake_backend import FakeBackend, Turn, function_call, text
-from codex_api_proxy.sse import parse_all
+from codex_api_proxy.core.sse import parse_all
+from codex_api_proxy.testing.fake_backend import FakeBackend, Turn, function_call, text
 
 from .clients import CODEX, CODEX_NEW, run_codex
 from .conftest import ACCESS_TOKEN, Proxy

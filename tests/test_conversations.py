@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from codex_api_proxy.conversations import ConversationStore, conversation_headers
-from codex_api_proxy.fake_backend import FakeBackend, Turn, function_call, reasoning, text
+from codex_api_proxy.core.conversations import ConversationStore, conversation_headers
+from codex_api_proxy.testing.fake_backend import FakeBackend, Turn, function_call, reasoning, text
 
 from .conftest import Proxy, start_proxy
 
@@ -155,7 +155,7 @@ def test_store_bounds_evict_the_oldest_then_a_clear_400(small_store_proxy: Proxy
 
 def test_store_limits_bytes_and_ttl_and_scopes_accounts(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = [1000.0]
-    monkeypatch.setattr("codex_api_proxy.conversations.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("codex_api_proxy.core.conversations.time.monotonic", lambda: clock[0])
     store = ConversationStore(max_entries=100, max_bytes=300, ttl=60)
     a, b = store.conversation("acct-a"), store.conversation("acct-b")
     for n in range(5):

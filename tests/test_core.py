@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from codex_api_proxy.fake_backend import FakeBackend, Turn, text
+from codex_api_proxy.testing.fake_backend import FakeBackend, Turn, text
 
 from .conftest import Proxy, start_proxy, write_auth
 

@@ -21,10 +21,10 @@ from typing import Any
 import httpx
 import pytest
 
-from codex_api_proxy import credentials as credentials_module
-from codex_api_proxy.credentials import CLIENT_ID, TOKEN_URL, Auth, Credentials, default_path
-from codex_api_proxy.errors import ProxyError
-from codex_api_proxy.fake_backend import FakeBackend, make_jwt
+from codex_api_proxy.auth import credentials as credentials_module
+from codex_api_proxy.auth.credentials import CLIENT_ID, TOKEN_URL, Auth, Credentials, default_path
+from codex_api_proxy.core.errors import ProxyError
+from codex_api_proxy.testing.fake_backend import FakeBackend, make_jwt
 
 ROOT = Path(__file__).resolve().parents[1]
 AUTH_CLAIM = "https://api.openai.com/auth"
@@ -82,7 +82,7 @@ def auth_path(tmp_path: Path) -> Path:
 
 @pytest.fixture(autouse=True)
 def _debug_logs(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="codex_api_proxy.credentials")
+    caplog.set_level(logging.DEBUG, logger="codex_api_proxy.auth.credentials")
 
 
 @pytest.fixture(autouse=True)
@@ -702,7 +702,7 @@ async def test_torn_read_of_an_in_place_write_is_retried(auth_path: Path, fb: Fa
 WORKER = """
 import asyncio, random, sys, time
 from pathlib import Path
-from codex_api_proxy.credentials import Credentials
+from codex_api_proxy.auth.credentials import Credentials
 
 async def main(path, url, seconds):
     creds = Credentials(Path(path), token_url=url)

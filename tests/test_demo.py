@@ -17,7 +17,7 @@ import httpx2
 import openai
 import pytest
 
-from codex_api_proxy.fake_backend import DEMO_COMMAND
+from codex_api_proxy.testing.fake_backend import DEMO_COMMAND
 
 from .clients import run_claude, run_codex
 from .conftest import ROOT, free_port

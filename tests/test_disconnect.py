@@ -14,7 +14,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from codex_api_proxy.fake_backend import FakeBackend, Recorded, Turn, text
+from codex_api_proxy.testing.fake_backend import FakeBackend, Recorded, Turn, text
 
 from .conftest import Proxy
 

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from codex_api_proxy.fake_backend import DEFAULT_MODELS, FakeBackend, Turn
-from codex_api_proxy.models import KNOWN_LEVELS, catalog_levels, clamp_effort
+from codex_api_proxy.core.models import KNOWN_LEVELS, catalog_levels, clamp_effort
+from codex_api_proxy.testing.fake_backend import DEFAULT_MODELS, FakeBackend, Turn
 
 LOW_TO_XHIGH = ("low", "medium", "high", "xhigh")
 

@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from codex_api_proxy.fake_backend import (
+from codex_api_proxy.core.sse import SSEParser, parse_all
+from codex_api_proxy.testing.fake_backend import (
     DEFAULT_TEXT,
     FakeBackend,
     Turn,
@@ -25,7 +26,6 @@ from codex_api_proxy.fake_backend import (
     reasoning,
     text,
 )
-from codex_api_proxy.sse import SSEParser, parse_all
 
 HEADERS = {"authorization": "Bearer access-1", "chatgpt-account-id": "acct-1"}
 TERMINAL = {"response.completed", "response.failed", "response.incomplete"}

@@ -7,7 +7,7 @@ import httpx
 import httpx2
 import pytest
 
-from codex_api_proxy.fake_backend import FakeBackend, Turn, function_call, reasoning, text
+from codex_api_proxy.testing.fake_backend import FakeBackend, Turn, function_call, reasoning, text
 
 from .conftest import Proxy
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from codex_api_proxy.fake_backend import FakeBackend, Turn, text
+from codex_api_proxy.testing.fake_backend import FakeBackend, Turn, text
 
 from .conftest import ACCESS_TOKEN, ACCOUNT_ID, Proxy, start_proxy
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from codex_api_proxy.fake_backend import FakeBackend
+from codex_api_proxy.testing.fake_backend import FakeBackend
 
 from . import conftest
 from .conftest import ROOT, Proxy, free_port, start_proxy, write_auth

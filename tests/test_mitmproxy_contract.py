@@ -15,7 +15,8 @@ from mitmproxy.proxy.layers import http as http_layer
 from mitmproxy.proxy.layers.http import _http1
 from mitmproxy.proxy.mode_specs import ProxyMode
 
-from codex_api_proxy.addon import json_error_page, make_addons
+from codex_api_proxy.proxy.addons import make_addons
+from codex_api_proxy.proxy.mitm_patches import json_error_page
 
 
 def test_the_error_page_hook_is_where_the_addon_replaces_it() -> None:
@@ -30,7 +31,7 @@ def test_the_error_page_hook_is_where_the_addon_replaces_it() -> None:
 
 def test_the_head_reader_the_addon_bounds() -> None:
     """mitmproxy's own head reader has no size limit (its FIXME); the day it gets one, drop ours."""
-    from codex_api_proxy import addon
+    from codex_api_proxy.proxy import mitm_patches as addon
 
     original = inspect.getsource(addon._read_headers)
     assert (

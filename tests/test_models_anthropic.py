@@ -12,8 +12,8 @@ import httpx2
 import openai
 import pytest
 
-from codex_api_proxy import models
-from codex_api_proxy.fake_backend import FakeBackend, Turn, text
+from codex_api_proxy.core import models
+from codex_api_proxy.testing.fake_backend import FakeBackend, Turn, text
 from codex_api_proxy.translate.anthropic import base_name, map_model
 
 from .clients import CLAUDE_NEW, run_claude

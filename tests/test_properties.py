@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from codex_api_proxy.errors import ProxyError
-from codex_api_proxy.fake_backend import FakeBackend, Turn, text
+from codex_api_proxy.core.errors import ProxyError
+from codex_api_proxy.testing.fake_backend import FakeBackend, Turn, text
 from codex_api_proxy.translate import anthropic, chat, responses
 from codex_api_proxy.translate.base import RequestContext
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from codex_api_proxy.fake_backend import FakeBackend
+from codex_api_proxy.testing.fake_backend import FakeBackend
 
 from .conftest import ROOT, free_port, write_auth
 
@@ -127,10 +127,10 @@ def test_the_wheel_carries_the_addon_script_and_license(installed: Installed) ->
     assert r.returncode == 0, r.stderr
     (wheel,) = dist.glob("codex_api_proxy-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "codex_api_proxy/mitm_addon.py" in names
+    assert "codex_api_proxy/proxy/script.py" in names
     assert any(n.endswith("licenses/LICENSE") for n in names)
     path = installed.run("codex-api-proxy addon-path").stdout.strip()
-    assert Path(path).is_file() and path.endswith("codex_api_proxy/mitm_addon.py")
+    assert Path(path).is_file() and path.endswith("codex_api_proxy/proxy/script.py")
 
 
 def test_the_sdist_carries_the_tests(installed: Installed) -> None:
@@ -143,7 +143,7 @@ def test_the_sdist_carries_the_tests(installed: Installed) -> None:
     with tarfile.open(sdist) as tar:
         names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
     assert {"LICENSE", "tests/conftest.py", "tests/clients.py", "scripts/install", ".ci/run",
-            "codex_api_proxy/mitm_addon.py"} <= names  # fmt: skip
+            "codex_api_proxy/proxy/script.py"} <= names  # fmt: skip
     assert any(n.startswith("tests/fixtures/") for n in names)
 
 

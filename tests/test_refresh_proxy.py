@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from codex_api_proxy.fake_backend import FakeBackend, Turn, text
+from codex_api_proxy.testing.fake_backend import FakeBackend, Turn, text
 
 from .conftest import ACCOUNT_ID, REFRESH_TOKEN, ROOT, Proxy, start_proxy, write_auth
 
@@ -121,7 +121,7 @@ def test_no_secret_in_logs_or_metrics(tmp_path: Path, fb: FakeBackend) -> None:
 WRITER = """
 import asyncio, sys, time
 from pathlib import Path
-from codex_api_proxy.credentials import Credentials
+from codex_api_proxy.auth.credentials import Credentials
 
 async def main(path, url, seconds):
     creds = Credentials(Path(path), token_url=url)

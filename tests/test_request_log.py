@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from codex_api_proxy.fake_backend import FakeBackend, Turn, text
+from codex_api_proxy.testing.fake_backend import FakeBackend, Turn, text
 
 from .conftest import ACCESS_TOKEN, start_proxy
 

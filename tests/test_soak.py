@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from codex_api_proxy.fake_backend import FakeBackend, Recorded, Turn, text
+from codex_api_proxy.testing.fake_backend import FakeBackend, Recorded, Turn, text
 
 from .conftest import Proxy, start_proxy
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from codex_api_proxy.sse import frame, parse_all
+from codex_api_proxy.core.sse import frame, parse_all
 from codex_api_proxy.translate import anthropic, chat, responses
 from codex_api_proxy.translate.base import RequestContext
 

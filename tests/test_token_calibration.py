@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from codex_api_proxy import tokens
-from codex_api_proxy.fake_backend import FakeBackend, Turn, text
+from codex_api_proxy.core import tokens
+from codex_api_proxy.testing.fake_backend import FakeBackend, Turn, text
 from codex_api_proxy.translate.anthropic import to_upstream
 from codex_api_proxy.translate.base import RequestContext
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from codex_api_proxy.errors import ProxyError
-from codex_api_proxy.tokens import (
+from codex_api_proxy.core.errors import ProxyError
+from codex_api_proxy.core.tokens import (
     BASE_TOKENS,
     IMAGE_TOKENS,
     MESSAGE_TOKENS,

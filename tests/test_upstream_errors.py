@@ -13,8 +13,8 @@ import httpx2
 import openai
 import pytest
 
-from codex_api_proxy.errors import from_upstream
-from codex_api_proxy.fake_backend import FakeBackend, Turn, text
+from codex_api_proxy.core.errors import from_upstream
+from codex_api_proxy.testing.fake_backend import FakeBackend, Turn, text
 
 from .conftest import Proxy
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from codex_api_proxy.fake_backend import FakeBackend, Turn, text
+from codex_api_proxy.testing.fake_backend import FakeBackend, Turn, text
 
 from .conftest import ROOT, free_port, write_auth
 

@@ -11,8 +11,8 @@ import httpx
 import httpx2
 import pytest
 
-from codex_api_proxy.fake_backend import FakeBackend, Turn, cited_text, web_search
-from codex_api_proxy.sse import parse_all
+from codex_api_proxy.core.sse import parse_all
+from codex_api_proxy.testing.fake_backend import FakeBackend, Turn, cited_text, web_search
 from codex_api_proxy.translate.anthropic import from_response
 from codex_api_proxy.translate.base import RequestContext
 

@@ -12,8 +12,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ERROR_EVENT, HEARTBEAT_EVENT, ProxyError, from_event
-from ..sse import SSEParser
+from ..core.errors import ERROR_EVENT, HEARTBEAT_EVENT, ProxyError, from_event
+from ..core.sse import SSEParser
 
 
 @dataclass

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ERROR_EVENT, HEARTBEAT_EVENT, ProxyError, bad_request, from_event
-from ..sse import SSEEvent, SSEParser, comment
+from ..core.errors import ERROR_EVENT, HEARTBEAT_EVENT, ProxyError, bad_request, from_event
+from ..core.sse import SSEEvent, SSEParser, comment
 from .accumulate import usage_of
 
 log = logging.getLogger(__name__)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..errors import ERROR_EVENT, HEARTBEAT_EVENT, ProxyError, from_event
-from ..sse import SSEEvent, SSEParser, comment, frame
+from ..core.errors import ERROR_EVENT, HEARTBEAT_EVENT, ProxyError, from_event
+from ..core.sse import SSEEvent, SSEParser, comment, frame
 from .accumulate import usage_of
 from .base import TERMINAL_EVENTS
 from .responses import error_event

@@ -1,0 +1,385 @@
+"""`codex-api-proxy`: start, stop, restart, status, logs, doctor, demo and addon-path.
+
+Every daemon option reads a CODEX_API_PROXY_* variable and the config file `start` saves
+(flag > variable > file > default; see config.py). The local API key is never put in any argv: the
+daemon gets it through its environment, and `--api-key-file` reads it from a file. Every error is one
+line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .. import __version__
+from ..core.settings import API_KEY_ENV, is_loopback, read_api_key
+from . import config as cfg
+from .daemon import ERROR_PREFIX, PORT_IN_USE, Daemon, port_problem
+
+
+class OneLineErrors(click.Group):
+    """Usage and option errors as one `codex-api-proxy: error: ...` line, not click's three."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            rv = super().main(*args, **{**kwargs, "standalone_mode": False})
+        except click.ClickException as exc:
+            click.echo(ERROR_PREFIX + exc.format_message(), err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            sys.exit(130)
+        except Exception as exc:  # a bug: one line here; CODEX_API_PROXY_DEBUG=1 shows the traceback
+            if os.environ.get("CODEX_API_PROXY_DEBUG"):
+                raise
+            click.echo(f"{ERROR_PREFIX}internal error: {type(exc).__name__}: {exc}", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def daemon_options(f: Any) -> Any:
+    for opt in reversed((*cfg.OPTIONS, cfg.API_KEY_OPTION, cfg.CONFIG_OPTION)):
+        f = opt.click_option()(f)
+    return f
+
+
+def config_option(f: Any) -> Any:
+    return cfg.CONFIG_OPTION.click_option()(f)
+
+
+def settings_from(ctx: click.Context, kw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(resolved values, what the config file held) for a command's options."""
+    path = cfg.config_path(kw.get("config"))
+    saved = cfg.load(path)
+    values = cfg.resolve(ctx, kw, saved)
+    values["config"] = str(path)
+    return values, saved
+
+
+def report(msg: str) -> None:
+    click.echo(f"codex-api-proxy: {msg}", err=True)
+
+
+def confdir_of(values: dict[str, Any]) -> Path:
+    """mitmproxy's confdir beside the config: it writes a CA even in reverse mode; mitmweb's token."""
+    return Path(values["config"]).expanduser().parent / "mitmproxy"
+
+
+def daemon_of(values: dict[str, Any]) -> Daemon:
+    return Daemon(Path(values["pid_file"]).expanduser(), Path(values["log_file"]).expanduser(),
+                  values["host"], int(values["port"]))  # fmt: skip
+
+
+def resolve_api_key(
+    kw: dict[str, Any], values: dict[str, Any], saved: dict[str, Any], restarting: bool = False
+) -> tuple[str | None, dict[str, Any]]:
+    """The local key and how to find it again (saved instead of the key itself). A restart never
+    quietly drops the key the daemon had; a new start without one only says so."""
+    if values.get("api_key_file"):
+        try:
+            return read_api_key(values["api_key_file"]), {}
+        except (OSError, ValueError) as exc:
+            raise click.ClickException(f"cannot read --api-key-file: {exc}") from None
+    source = click.get_current_context().get_parameter_source("api_key")
+    if kw.get("api_key"):
+        from_env = source == click.core.ParameterSource.ENVIRONMENT
+        return kw["api_key"], {"api_key_env": API_KEY_ENV} if from_env else {"api_key_from": "command line"}
+    if saved.get("api_key_env") or saved.get("api_key_from"):
+        where = f"${saved['api_key_env']}" if saved.get("api_key_env") else "--api-key"
+        message = f"the last start had a local API key from {where}, which is not saved"
+        if restarting:
+            raise click.ClickException(f"{message}; give it again (${API_KEY_ENV}) or use --api-key-file")
+        report(f"warning: {message}; this one needs no key")
+    return None, {}
+
+
+def check_bind(host: str, api_key: str | None) -> None:
+    if not is_loopback(host) and not api_key:
+        raise click.UsageError(
+            f"refusing to listen on {host} without an API key: anyone who can reach it could use your login. "
+            f"Set {API_KEY_ENV} (or --api-key-file), or bind 127.0.0.1."
+        )
+
+
+def login_problem(values: dict[str, Any]) -> str | None:
+    from ..auth.credentials import Credentials
+    from ..core.errors import ProxyError
+
+    try:
+        Credentials(Path(values["auth_file"]).expanduser() if values.get("auth_file") else None).describe()
+    except ProxyError as error:
+        return error.message
+    return None
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; `extra=` fields of a record become keys of their own."""
+
+    _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {"ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"), "level": record.levelname.lower(),
+                "logger": record.name, "msg": record.getMessage()}  # fmt: skip
+        line.update({k: v for k, v in record.__dict__.items() if k not in self._STANDARD})
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+def setup_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter()
+        if fmt == "json"
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    # mitmweb sets the root logger to DEBUG when it starts: the level is held here too
+    logging.getLogger("codex_api_proxy").setLevel(level.upper())
+    for noisy in ("httpx", "httpcore", "tornado"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # mitmproxy's own event log (connections, flows) only at debug
+    logging.getLogger("mitmproxy").setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
+
+
+def fail(message: str, status: int = 1) -> None:
+    """The daemon's one-line reason: `start` finds this line in the log and shows it."""
+    click.echo(ERROR_PREFIX + message, err=True)
+    sys.exit(status)
+
+
+def run_foreground(values: dict[str, Any], api_key: str | None) -> None:
+    problem = port_problem(values["host"], values["port"])
+    if problem:
+        fail(problem, PORT_IN_USE)
+    setup_logging(values["log_level"], values["log_format"])
+    if api_key:
+        os.environ[API_KEY_ENV] = api_key  # read by the addon; keeps it out of mitmproxy's options
+    no_login = login_problem(values)
+    if no_login:
+        click.echo(f"codex-api-proxy: warning: {no_login}", err=True)
+    confdir = confdir_of(values)
+    from mitmproxy import exceptions
+
+    try:
+        if values["web"]:
+            from .web import run_web
+
+            run_web(values, confdir)
+            return
+        from ..proxy.master import serve  # mitmproxy is imported only when a proxy really starts
+
+        def ready(bound_port: int, runtime: Any) -> None:
+            click.echo(
+                f"codex-api-proxy {__version__} listening on http://{values['host']}:{bound_port}", err=True
+            )
+
+        asyncio.run(serve(values["host"], values["port"], confdir, cfg.addon_options(values), ready))
+    except exceptions.OptionsError as exc:
+        fail(f"bad option: {exc}", 2)
+    except SystemExit as exc:  # mitmproxy's startup check: say it in our words when the port was taken
+        problem = port_problem(values["host"], values["port"]) if exc.code else None
+        if problem:
+            fail(problem, PORT_IN_USE)
+        raise
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:  # the traceback goes to the log, the reason to `start`
+        logging.getLogger("codex_api_proxy").exception("the proxy failed")
+        fail(f"the proxy failed: {type(exc).__name__}: {exc}")
+
+
+@click.group(cls=OneLineErrors)
+@click.version_option(__version__)
+def main() -> None:
+    """A local bridge from OpenAI and Anthropic API clients to your Codex CLI login."""
+
+
+@main.command()
+@daemon_options
+@click.option("--foreground", is_flag=True, help="Run in this process until SIGINT/SIGTERM.")
+@click.pass_context
+def start(ctx: click.Context, foreground: bool, **kw: Any) -> None:
+    """Start the proxy: a background daemon (unless --foreground) that is answering when this returns."""
+    values, saved = settings_from(ctx, kw)
+    api_key, key_source = resolve_api_key(kw, values, saved)
+    check_bind(values["host"], api_key)
+    if foreground:
+        run_foreground(values, api_key)
+    else:
+        start_daemon(values, api_key, key_source)
+
+
+def start_daemon(values: dict[str, Any], api_key: str | None, key_source: dict[str, Any]) -> None:
+    daemon = daemon_of(values)
+    pid = daemon.running(report)
+    if pid:
+        raise click.ClickException(
+            f"codex-api-proxy already runs (pid {pid}) on http://{daemon.host}:{daemon.port}; "
+            "use `codex-api-proxy restart` to change its settings"
+        )
+    problem = port_problem(daemon.host, daemon.port)
+    if problem:
+        raise click.ClickException(problem)
+    if values["web"] and port_problem("127.0.0.1", values["web_port"]):
+        raise click.ClickException(f"--web-port {values['web_port']} is in use; choose another --web-port")
+    no_login = login_problem(values)
+    if no_login and not values["allow_no_login"]:
+        raise click.ClickException(f"{no_login} To start anyway: --allow-no-login.")
+    if no_login:
+        click.echo(f"codex-api-proxy: warning: {no_login} Until then clients get 503.", err=True)
+    env = {k: v for k, v in os.environ.items() if k != API_KEY_ENV}
+    if api_key:
+        env[API_KEY_ENV] = api_key
+    if values["web"]:
+        from .web import prepare_token
+
+        token = prepare_token(confdir_of(values), values)
+    offset = daemon.log_file.stat().st_size if daemon.log_file.exists() else 0
+    args = ["start", "--foreground", "--config", values["config"], *cfg.command_line(values)]
+    child = daemon.spawn(args, env)
+    reason = daemon.wait_ready(child, offset)
+    if reason:
+        raise click.ClickException(reason)
+    daemon.write_pid(child.pid)
+    cfg.save(Path(values["config"]), {**{k: values[k] for k in cfg.BY_NAME}, **key_source})
+    click.echo(
+        f"codex-api-proxy {__version__} running on http://{daemon.host}:{daemon.port} (pid {child.pid})"
+    )
+    if values["web"]:
+        click.echo(f"traffic inspector (mitmweb): http://127.0.0.1:{values['web_port']}/?token={token}")
+    click.echo(f"log: {daemon.log_file}  config: {values['config']}")
+
+
+@main.command()
+@config_option
+@click.pass_context
+def stop(ctx: click.Context, **kw: Any) -> None:
+    """Stop the background proxy (only ever a codex-api-proxy process of yours)."""
+    values, _ = settings_from(ctx, kw)
+    daemon = daemon_of(values)
+    pid = daemon.running(report)
+    if pid is None:
+        click.echo("codex-api-proxy is not running")
+        return
+    daemon.stop(pid)
+    click.echo(f"codex-api-proxy stopped (pid {pid})")
+
+
+@main.command()
+@daemon_options
+@click.pass_context
+def restart(ctx: click.Context, **kw: Any) -> None:
+    """Stop the background proxy, then start it with the saved settings (and any given here)."""
+    values, saved = settings_from(ctx, kw)
+    api_key, key_source = resolve_api_key(kw, values, saved, restarting=True)
+    check_bind(values["host"], api_key)
+    old = daemon_of({**values, **{k: saved[k] for k in ("host", "port", "pid_file") if k in saved}})
+    pid = old.running(report)
+    if pid:
+        old.stop(pid)
+        click.echo(f"codex-api-proxy stopped (pid {pid})")
+    start_daemon(values, api_key, key_source)
+
+
+@main.command()
+@config_option
+@click.option("--verbose", "-v", is_flag=True, help="Also settings, files, login and counters per route.")
+@click.pass_context
+def status(ctx: click.Context, verbose: bool, **kw: Any) -> None:
+    """Is the background proxy running and answering? Exit 1 when not."""
+    from .status import describe
+
+    values, saved = settings_from(ctx, kw)
+    daemon = daemon_of(values)
+    pid = daemon.running(report)
+    if pid is None:
+        click.echo(f"codex-api-proxy is not running (expected on http://{daemon.host}:{daemon.port})")
+        sys.exit(1)
+    key = os.environ.get(API_KEY_ENV) or None
+    if values.get("api_key_file"):
+        key = resolve_api_key({}, values, {})[0]
+    for line in describe(daemon, pid, values, saved, key, verbose):
+        click.echo(line)
+
+
+@main.command()
+@config_option
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until Ctrl-C.")
+@click.option(
+    "--lines", "-n", default=50, show_default=True, type=click.IntRange(min=0), help="Lines to show."
+)
+@click.pass_context
+def logs(ctx: click.Context, follow: bool, lines: int, **kw: Any) -> None:
+    """Show the daemon's log."""
+    values, _ = settings_from(ctx, kw)
+    path = Path(values["log_file"]).expanduser()
+    if not path.exists():
+        raise click.ClickException(f"no log yet at {path}")
+    with open(path, errors="replace") as f:
+        for line in f.readlines()[-lines:] if lines else []:
+            click.echo(line, nl=False)
+        while follow:
+            line = f.readline()
+            if line:
+                click.echo(line, nl=False)
+            else:
+                time.sleep(0.2)
+
+
+@main.command()
+@config_option
+@click.pass_context
+def doctor(ctx: click.Context, **kw: Any) -> None:
+    """Check the daemon, the login, the port, the bind and proxies; print client settings. Exit 1 on a problem."""
+    from .doctor import client_snippets, run_checks
+
+    values, saved = settings_from(ctx, kw)
+    ok = True
+    for good, label, detail in run_checks(values, saved):
+        click.echo(f"{'ok  ' if good else 'FAIL'} {label}: {detail}")
+        ok = ok and good
+    click.echo("")
+    click.echo(client_snippets(values, saved))
+    sys.exit(0 if ok else 1)
+
+
+@main.command()
+@click.option(
+    "--port",
+    default=8765,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    envvar="CODEX_API_PROXY_DEMO_PORT",
+    show_envvar=True,
+    help="Port to listen on (0: a free one).",
+)
+@click.option("--once", is_flag=True, help="Show one round trip per API and exit.")
+def demo(port: int, once: bool) -> None:
+    """Run the proxy against a built-in scripted model: no login needed, answers with text and tool calls."""
+    from .demo import run_demo
+
+    if port:
+        problem = port_problem("127.0.0.1", port)
+        if problem:
+            raise click.ClickException(problem)
+    run_demo(port, once)
+
+
+@main.command("addon-path")
+def addon_path() -> None:
+    """Print the path of the mitmproxy script (for `mitmdump -s` / `mitmweb -s`)."""
+    from .. import mitm_addon_path
+
+    click.echo(mitm_addon_path())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""The proxy's mitmproxy addons, in hook order, sharing one `Runtime`.
+
+One class per concern and file; each `request` hook leaves a flow alone once an earlier one has answered
+it. Hooks only route and delegate: translation lives in `translate/`, transport in `relay/`. Every hook
+fails closed: an exception answers the client with a JSON error, and no flow is ever forwarded
+untranslated (the reverse target is a dead port on top of that).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..core.routes import route_path
+from . import mitm_patches, observe
+from .boundary import Boundary
+from .endpoints import LocalEndpoints
+from .gateway import ApiGateway
+from .options import ProxyOptions
+from .quota import Quota
+from .runtime import Runtime
+from .transport import UpstreamRelay
+
+
+def make_addons(runtime: Runtime | None = None) -> list[Any]:
+    """The proxy's addons in hook order, sharing one runtime."""
+    mitm_patches.apply()
+    runtime = runtime or Runtime()
+    return [
+        ProxyOptions(runtime),
+        UpstreamRelay(runtime),
+        Boundary(runtime),
+        LocalEndpoints(runtime),
+        ApiGateway(runtime),
+        # they only watch, after the gateway so they see its final answers; RequestMetrics last
+        observe.RequestIds(),
+        Quota(runtime),
+        observe.RequestMetrics(runtime, route_path),
+    ]

@@ -1,0 +1,83 @@
+"""The boundary addon: refuses, on the request head, what may not reach the subscription."""
+
+from __future__ import annotations
+
+import logging
+
+from mitmproxy import http
+
+from ..core import boundary
+from ..core.errors import ProxyError
+from ..core.routes import is_anthropic_path, route_path
+from ..relay.server import FLOW_HEADER, Canned
+from .runtime import ORIGIN, REFUSED, Runtime, error_response, to_relay
+
+log = logging.getLogger("codex_api_proxy")
+
+
+def _discard(chunk: bytes) -> list[bytes]:
+    """The body of a refused request: read from the client (it may still be sending) and dropped."""
+    return []
+
+
+class Boundary:
+    """Refuses, on the head and before any body is read, what may not reach the subscription
+    (boundary.py says what and why): the local key, Host, Origin, content type, declared size."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        try:
+            path = route_path(flow.request.path)
+            headers, error = boundary.check_head(
+                self.runtime.policy, flow.request.method, path, flow.request.headers.fields
+            )
+            if error is None:
+                origin = headers.get("origin")
+                if origin is not None:
+                    flow.metadata[ORIGIN] = origin
+                    if flow.request.method == "OPTIONS":
+                        flow.response = http.Response.make(204, b"", boundary.preflight_headers(origin))
+                return
+        except Exception:
+            log.exception("boundary check failed")
+            error = ProxyError(500, "codex-api-proxy failed to check this request", code="internal_error")
+        log.info("refused %s %s: %s", flow.request.method, flow.request.path[:200], error.message)
+        self.refuse(flow, error)
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        self.done(flow)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self.done(flow)
+
+    def done(self, flow: http.HTTPFlow) -> None:
+        """A refused flow's canned answer is dropped if mitmproxy never sent the flow to the relay."""
+        if REFUSED in flow.metadata and self.runtime.relay is not None:
+            self.runtime.relay.forget(flow.id)
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        """CORS headers, for the origins the person allowed (no others get this far)."""
+        origin = flow.metadata.get(ORIGIN)
+        if origin and flow.response is not None:
+            flow.response.headers.update(boundary.cors_headers(origin))
+
+    def refuse(self, flow: http.HTTPFlow, error: ProxyError) -> None:
+        """Answer now. A request with a body would have it read (buffered) before mitmproxy sends an
+        answer set here, so such a flow is streamed instead: its body dropped as it comes, its head
+        sent on to the relay, which answers with this error at once."""
+        response = error_response(error, is_anthropic_path(flow.request.path))
+        request = flow.request
+        has_body = (
+            request.headers.get("content-length", "0") not in ("", "0")
+            or "transfer-encoding" in request.headers
+        )
+        relay = self.runtime.relay
+        if not has_body or relay is None:
+            flow.response = response
+            return
+        relay.expect(flow.id, Canned(response.status_code, dict(response.headers), response.content or b""))
+        request.stream = _discard
+        to_relay(flow, relay.port, {"content-length": "0", FLOW_HEADER: flow.id})
+        flow.metadata[REFUSED] = error

@@ -1,0 +1,249 @@
+"""The translating API gateway addon: each API family's request translated and handed to the relay."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import urllib.parse
+from typing import Any
+
+from mitmproxy import http
+
+from ..core import boundary, cache_health, models
+from ..core.conversations import conversation_headers
+from ..core.errors import ProxyError, bad_request
+from ..core.routes import route_path
+from ..relay.exchange import Family, FlowState
+from ..relay.server import FLOW_HEADER
+from ..translate import anthropic, chat, responses
+from ..translate.base import RequestContext
+from ..translate.responses import compact
+from .runtime import Runtime, error_response, fail_closed, handled, json_response, to_relay
+
+log = logging.getLogger("codex_api_proxy")
+
+INSPECT_LIMIT = 64 << 10  # of a client's request kept in the flow's comment for mitmweb
+# Client headers worth keeping upstream: conversation identity and Codex CLI's own metadata.
+_FORWARDED_HEADERS = ("session_id", "session-id", "thread-id", "x-client-request-id", "originator")
+_FORWARDED_PREFIXES = ("x-codex-",)
+
+
+FAMILIES = {
+    "/responses": Family("responses", responses, passthrough_path="responses"),
+    "/chat/completions": Family("chat", chat, passthrough_path="chat/completions"),
+    "/messages": Family("anthropic", anthropic, anthropic=True),
+    "/responses/compact": Family(
+        "compact",
+        compact,
+        passthrough_path="responses/compact",
+        upstream_path="responses/compact",
+        unary=True,
+    ),
+}
+
+
+class ApiGateway:
+    """Routes the API families: translate the request and hand the flow to the relay.
+
+    The relay's exchange does the rest (upstream call, the answer translated back); this addon only
+    marks streamed answers as streams so mitmproxy forwards them as they come, and tells the relay
+    when a flow is over, so a client that left stops its upstream request.
+    """
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    @fail_closed
+    async def request(self, flow: http.HTTPFlow) -> None:
+        if handled(flow):
+            return
+        path, method = route_path(flow.request.path), flow.request.method
+        family = FAMILIES.get(path)
+        if path == "/responses" and method == "GET":
+            responses.refuse_websocket(flow.request.headers)  # 426: clients fall back to HTTP at once
+        if family and method == "POST":
+            await self.translate_request(flow, family)
+        elif path == "/messages/count_tokens" and method == "POST":
+            body, _ = self.json_body(flow)
+            headers = boundary.header_dict(flow.request.headers.fields)
+            count = await asyncio.to_thread(anthropic.count_tokens, body, headers)
+            flow.response = json_response(200, {"input_tokens": count})
+        elif (path == "/models" or path.startswith("/models/")) and method == "GET":
+            flow.response = await self.models_answer(flow, path[len("/models/") :] or None)
+        elif family or path in ("/messages/count_tokens", "/models"):
+            raise ProxyError(405, f"{method} is not allowed on {path}", code="method_not_allowed")
+        else:
+            raise ProxyError(404, f"no route for {method} {path}", code="not_found")
+
+    @staticmethod
+    def json_body(flow: http.HTTPFlow) -> tuple[dict[str, Any], bytes]:
+        """The request's JSON object and its decoded bytes; every way it can be wrong is a 4xx."""
+        raw = boundary.decoded_body(
+            flow.request.raw_content or b"", flow.request.headers.get("content-encoding", "")
+        )
+        try:
+            body = json.loads(raw)
+        except RecursionError:
+            raise bad_request("request body is nested too deeply", code="invalid_json") from None
+        except ValueError:
+            raise bad_request("request body is not valid JSON", code="invalid_json") from None
+        if not isinstance(body, dict):
+            raise bad_request("request body must be a JSON object", code="invalid_json")
+        if b"\\ud" in raw or b"\\uD" in raw:  # an escaped surrogate: maybe a lone one, unencodable
+            body = boundary.repair_surrogates(body)
+        return body, raw
+
+    def family_options(self, family: Family, account: str | None) -> dict[str, Any]:
+        settings = self.runtime.settings
+        if family.name == "anthropic":
+            return {"model_map": settings.model_map}
+        if family.name == "chat":
+            return {"expose_reasoning": settings.expose_reasoning}
+        return {responses.CONVERSATIONS: self.runtime.conversations.conversation(account)}
+
+    async def translate_request(self, flow: http.HTTPFlow, family: Family) -> None:
+        rt = self.runtime
+        body, sent = self.json_body(flow)
+        auth = await rt.credentials.get()
+        client_headers = boundary.header_dict(flow.request.headers.fields)
+        ctx = RequestContext(
+            model=str(body.get("model") or ""),
+            stream=bool(body.get("stream")),
+            headers=client_headers,
+            options=self.family_options(family, auth.account_id),
+        )
+        passthrough = auth.mode == "apikey" and family.passthrough_path is not None
+        if passthrough:
+            route, upstream_path, upstream_body = "openai", family.passthrough_path, body
+        else:
+            if family.anthropic and anthropic.is_probe(body):
+                flow.response = json_response(200, anthropic.probe_response(body, ctx))
+                return
+            upstream_body = family.module.to_upstream(body, ctx)
+            route = "codex" if auth.mode == "chatgpt" else "openai"
+            upstream_path = family.upstream_path
+            if route == "codex":  # an effort the model lacks would be a 400; the catalog says which
+                models.clamp_body_effort(
+                    upstream_body, rt.models.reasoning_levels(upstream_body.get("model"))
+                )
+        assert rt.relay is not None, "relay not running"
+        headers = {
+            k: v
+            for k, v in client_headers.items()
+            if k in _FORWARDED_HEADERS or k.startswith(_FORWARDED_PREFIXES)
+        }
+        if route == "codex":
+            headers.setdefault(
+                "originator", os.environ.get("CODEX_INTERNAL_ORIGINATOR_OVERRIDE", "codex_cli_rs")
+            )
+            headers = conversation_headers(headers, upstream_body.get("prompt_cache_key"))
+        if not passthrough:
+            key = upstream_body.get("prompt_cache_key")
+            ctx.options["cache_thread"] = cache_health.HEALTH.note_request(key, upstream_body, headers)
+        state = FlowState(
+            family, ctx, passthrough, route, upstream_path, str(upstream_body.get("model") or "")
+        )
+        # the flow keeps the client's path, so mitmweb lists it as what the client called
+        accept = (
+            "text/event-stream"
+            if (route == "codex" and not family.unary) or ctx.stream
+            else "application/json"
+        )
+        to_relay(
+            flow,
+            rt.relay.port,
+            {**headers, "content-type": "application/json", "accept": accept, FLOW_HEADER: flow.id},
+        )
+        # passthrough forwards the client's bytes as they came, not a re-serialisation of them
+        flow.request.content = (
+            sent
+            if passthrough
+            else json.dumps(upstream_body, ensure_ascii=False, separators=(",", ":")).encode()
+        )
+        flow.metadata["codex_api_proxy"] = state
+        flow.comment = self.label(flow, state, body if rt.inspecting else None)
+        rt.relay.expect(flow.id, state)
+        log.debug(
+            "%s -> %s %s (model %s, stream %s)", family.name, route, upstream_path, ctx.model, ctx.stream
+        )
+
+    @staticmethod
+    def label(flow: http.HTTPFlow, state: FlowState, original: dict[str, Any] | None) -> str:
+        """What mitmweb shows for the flow: what the client called and what went upstream; when
+        inspecting, the client's own request too (the flow's request is the translated one)."""
+        label = f"{flow.request.method} {flow.request.path.split('?', 1)[0]} {state.ctx.model} -> {state.model_sent}"
+        if original is None:
+            return label
+        text = json.dumps(original, ensure_ascii=False, indent=1)
+        if len(text) > INSPECT_LIMIT:
+            text = text[:INSPECT_LIMIT] + f"\n... ({len(text) - INSPECT_LIMIT} more characters)"
+        return f"{label}\n\nThe client's request:\n{text}"
+
+    async def list_models(self, flow: http.HTTPFlow) -> dict[str, Any]:
+        rt = self.runtime
+        auth = await rt.credentials.get()
+        key = f"{auth.mode}:{auth.account_id or ''}"
+        refresh = flow.request.query.get("refresh", "").lower() in ("1", "true", "yes")
+        async with rt.models.lock:
+            cached = None if refresh else rt.models.get(key)
+            rt.metrics.models_cache(hit=cached is not None)
+            if cached:
+                return cached
+            assert rt.backend is not None, "upstream not running"
+            if auth.mode == "chatgpt":
+                payload = await rt.backend.json("codex", f"models?client_version={models.CLIENT_VERSION}")
+                rt.models.learn_levels(payload)
+                result = models.listing(models.from_codex_catalog(payload))
+            else:
+                payload = await rt.backend.json("openai", "models")
+                data = payload.get("data") if isinstance(payload, dict) else None
+                result = models.listing(
+                    [models.model_entry(m["id"]) for m in data or [] if isinstance(m, dict) and "id" in m]
+                )
+            rt.models.put(key, result)
+            return result
+
+    async def models_answer(self, flow: http.HTTPFlow, model_id: str | None) -> http.Response:
+        """GET /v1/models[/{id}] in the shape the client speaks (see models.wants_anthropic)."""
+        shape = models.wants_anthropic(flow.request.headers, flow.request.query)
+        model_map = self.runtime.settings.model_map
+        try:
+            listed = await self.list_models(flow)
+            if model_id is None:
+                return json_response(
+                    200, models.anthropic_listing(listed["data"], model_map) if shape else listed
+                )
+            wanted = urllib.parse.unquote(model_id)
+            found = models.find_model(wanted, listed["data"], model_map, shape)
+            if found is None:
+                raise ProxyError(404, f"model {wanted!r} not found", code="not_found")
+            return json_response(200, found)
+        except ProxyError as error:
+            return error_response(error, shape)
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        """The relay has translated the answer already: streams go to the client as they come."""
+        response = flow.response
+        if (
+            "codex_api_proxy" in flow.metadata
+            and response is not None
+            and response.headers.get("content-type", "").startswith("text/event-stream")
+        ):
+            response.stream = True
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        state: FlowState | None = flow.metadata.get("codex_api_proxy")
+        if state is not None and self.runtime.relay is not None:
+            self.runtime.relay.forget(flow.id)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        """The flow ended without an answer, most often because its client went away."""
+        state: FlowState | None = flow.metadata.get("codex_api_proxy")
+        if state is not None:
+            if self.runtime.relay is not None:
+                self.runtime.relay.forget(flow.id)
+            log.info(
+                "%s flow ended early: %s", state.family.name, flow.error.msg if flow.error else "unknown"
+            )

@@ -1,0 +1,117 @@
+"""Authenticated calls to the upstream: URLs, the headers that go out, and the one retry after a 401.
+
+Every call to the Codex backend or the OpenAI API goes through `Backend.send`: generation requests
+from the relay and the small JSON reads (/models) from the addon. Credentials are added here, past
+mitmproxy, so a flow shown in mitmweb never carries a token.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+from typing import Any
+
+import httpx
+
+from .. import __version__
+from ..auth.credentials import Auth, Credentials
+from ..core.errors import ProxyError, from_upstream
+from ..core.settings import Settings
+from .pool import Pool, Response
+
+log = logging.getLogger(__name__)
+
+INTERNAL_PREFIX = "x-cxp-"  # headers between the addon and the relay, never sent upstream
+# Never forwarded: hop-by-hop, framing (the pool frames the body itself), and the client's own keys.
+_NOT_FORWARDED = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+        "accept-encoding",
+        "authorization",
+        "x-api-key",
+    }
+)
+MAX_JSON_BODY = 16 << 20
+
+
+def user_agent() -> str:
+    return f"codex-api-proxy/{__version__} ({platform.system()} {platform.release()}; {platform.machine()})"
+
+
+class Backend:
+    """The upstream as the proxy uses it: one shared connection pool, credentials on every call."""
+
+    def __init__(self, settings: Settings, credentials: Credentials) -> None:
+        self.settings = settings
+        self.credentials = credentials
+        self.pool = Pool(
+            connect_timeout=settings.connect_timeout,
+            first_byte_timeout=settings.first_byte_timeout,
+            idle_timeout=settings.idle_timeout,
+            proxy=settings.outbound_proxy,
+        )
+        # token refreshes are rare and small: httpx is good enough there, and keeps its proxy handling
+        self.refresh_client = httpx.AsyncClient(
+            proxy=settings.outbound_proxy,
+            trust_env=settings.outbound_proxy is None,
+            timeout=httpx.Timeout(settings.idle_timeout, connect=settings.connect_timeout),
+            follow_redirects=False,
+        )
+        credentials.set_client(self.refresh_client)
+        self.user_agent = user_agent()
+        self._bases = {"codex": settings.upstream_url.rstrip("/"), "openai": settings.openai_url.rstrip("/")}
+
+    def url(self, route: str, path: str) -> str:
+        return self._bases[route] + "/" + path.lstrip("/")
+
+    async def send(
+        self, route: str, method: str, path: str, body: bytes | None, headers: dict[str, str]
+    ) -> Response:
+        """Open an upstream response (head received); after a 401 with ChatGPT tokens, refresh and
+        retry once. Raises ProxyError for credential and transport failures (502, 504)."""
+        auth = await self.credentials.get()
+        response = await self._open(route, method, path, body, headers, auth)
+        if response.status == 401 and auth.mode == "chatgpt" and route == "codex":
+            response.close()
+            log.info("upstream answered 401; refreshing the access token and retrying once")
+            auth = await self.credentials.after_unauthorized(auth)
+            response = await self._open(route, method, path, body, headers, auth)
+        return response
+
+    async def _open(
+        self, route: str, method: str, path: str, body: bytes | None, headers: dict[str, str], auth: Auth
+    ) -> Response:
+        out = {
+            k: v for k, v in headers.items() if k not in _NOT_FORWARDED and not k.startswith(INTERNAL_PREFIX)
+        }
+        out.setdefault("user-agent", self.user_agent)
+        out["accept-encoding"] = "identity"  # translators read raw bytes
+        out.update(auth.headers())
+        return await self.pool.request(method, self.url(route, path), out, body)
+
+    async def json(self, route: str, path: str) -> Any:
+        """GET a small JSON document; HTTP errors become ProxyError at the upstream status."""
+        response = await self.send(route, "GET", path, None, {"accept": "application/json"})
+        body = await response.read(MAX_JSON_BODY)
+        if response.status >= 400:
+            raise from_upstream(response.status, body, response.headers)
+        try:
+            return json.loads(body)
+        except ValueError:
+            raise ProxyError(
+                502, "upstream answered with invalid JSON", code="bad_upstream_response"
+            ) from None
+
+    async def aclose(self) -> None:
+        self.pool.close()
+        await self.refresh_client.aclose()

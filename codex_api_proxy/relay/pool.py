@@ -1,0 +1,620 @@
+"""The upstream HTTP/1.1 client: pooled connections, bodies pushed chunk by chunk, our own timeouts.
+
+Why not httpx on this hop: under load httpx/httpcore/h11/anyio took 28% of the proxy's CPU (a
+failed `import sniffio` on every call among it), and its pull-style `aiter_raw` costs a task switch
+per chunk. Here a connection is an `asyncio.Protocol`: `data_received` de-chunks what arrived and hands
+it to the response's sink in one call, so one socket read upstream becomes one translation and one
+write toward the client, whatever number of events it held.
+
+What it does: HTTP/1.1 over TCP or TLS (ALPN http/1.1), through an HTTP(S) proxy (CONNECT for https,
+absolute-form for http), keep-alive connections pooled per origin across all clients, a connect
+timeout, a first-byte timeout (status line) and an idle timeout inside a body, and `close()`, which
+drops the connection at once: the upstream sees its request end when the client goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import ssl
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from ..core.errors import ProxyError
+
+log = logging.getLogger(__name__)
+
+MAX_HEAD = 64 << 10  # a status line and headers larger than this are not an HTTP server we know
+MAX_IDLE_PER_ORIGIN = 32
+KEEPALIVE_EXPIRY = 60.0
+
+
+class BodySink(Protocol):
+    """Where a response body goes once the caller has seen the head."""
+
+    def data(self, chunk: bytes) -> None: ...
+    def end(self) -> None: ...
+    def error(self, error: ProxyError) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    scheme: str
+    host: str
+    port: int
+
+    @property
+    def hostport(self) -> str:
+        default = 443 if self.scheme == "https" else 80
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port == default else f"{host}:{self.port}"
+
+
+def parse_url(url: str) -> tuple[Origin, str]:
+    """(origin, request target) of an absolute http(s) URL."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return Origin(parts.scheme, parts.hostname, port), target
+
+
+def _unreachable(origin: Origin, exc: BaseException) -> ProxyError:
+    return ProxyError(
+        502, f"upstream unreachable ({origin.host}): {type(exc).__name__}", code="upstream_unreachable"
+    )
+
+
+def _timeout(origin: Origin, what: str) -> ProxyError:
+    return ProxyError(504, f"upstream {what} timed out ({origin.host})", code="upstream_timeout")
+
+
+class Response:
+    """An upstream response whose head has arrived; its body follows through `start(sink)`."""
+
+    def __init__(self, conn: _Connection, status: int, headers: dict[str, str]) -> None:
+        self.status = status
+        self.headers = headers  # lower-case names
+        self._conn = conn
+
+    @property
+    def last_activity(self) -> float:
+        """loop.time() of the last bytes from the upstream: the heartbeat and idle clocks read it."""
+        return self._conn.last_activity
+
+    def start(self, sink: BodySink) -> None:
+        self._conn.attach(sink)
+
+    async def read(self, limit: int) -> bytes:
+        """The whole body, at most `limit` bytes (the rest is dropped with the connection)."""
+        sink = _Collect(limit, asyncio.get_running_loop().create_future())
+        self.start(sink)
+        try:
+            return await sink.done
+        finally:
+            if sink.truncated:
+                self.close()
+
+    def pause(self) -> None:
+        self._conn.pause_reading()
+
+    def resume(self) -> None:
+        self._conn.resume_reading()
+
+    def close(self) -> None:
+        """Done with it: an unfinished body drops the connection, so the upstream stops generating."""
+        self._conn.abandon()
+
+
+@dataclass
+class _Collect:
+    limit: int
+    done: asyncio.Future[bytes]
+    buf: bytearray = field(default_factory=bytearray)
+    truncated: bool = False
+
+    def data(self, chunk: bytes) -> None:
+        if self.done.done():
+            return
+        self.buf += chunk
+        if len(self.buf) > self.limit:
+            self.truncated = True
+            self.done.set_result(bytes(self.buf[: self.limit]))
+
+    def end(self) -> None:
+        if not self.done.done():
+            self.done.set_result(bytes(self.buf))
+
+    def error(self, error: ProxyError) -> None:
+        if not self.done.done():
+            self.done.set_exception(error)
+
+
+_HEAD, _BODY_LENGTH, _BODY_CHUNKED, _BODY_EOF, _IDLE, _CLOSED = range(6)
+
+
+class _Connection(asyncio.Protocol):
+    """One upstream connection: serves one request at a time, then returns to the pool."""
+
+    def __init__(self, pool: Pool, origin: Origin) -> None:
+        self.pool = pool
+        self.origin = origin
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.state = _IDLE
+        self.buf = bytearray()
+        self.head: asyncio.Future[Response] | None = None
+        self.sink: BodySink | None = None
+        self.pending: list[bytes] = []  # body bytes that came before a sink was attached
+        self.remaining = 0  # content-length left, or bytes left of the current chunk
+        self.chunk_crlf = False  # the CRLF after a chunk's data is still to come
+        self.keep_alive = True
+        self.got_bytes = False  # anything at all arrived for the current request
+        self.ended = False
+        self.idle_since = 0.0
+        self.last_activity = 0.0
+        self.paused = False
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._timeout = pool.idle_timeout
+        self.method_was_head = False  # a HEAD answer has no body whatever its headers say
+        self.connect_tunnel = False  # a 2xx to CONNECT has none either
+        self.pending_error: ProxyError | None = None  # a failure before a sink was attached
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.last_activity = self.loop.time()
+        self.got_bytes = True
+        state = self.state
+        if state == _BODY_CHUNKED:
+            self._chunked(data)
+        elif state == _BODY_LENGTH:
+            self._length(data)
+        elif state == _BODY_EOF:
+            self._deliver(data)
+        elif state == _HEAD:
+            self.buf += data
+            self._parse_head()
+        else:  # bytes on an idle connection: not a server we can trust to reuse
+            self._drop()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        state, self.state = self.state, _CLOSED
+        self.pool.forget(self)
+        self._cancel_idle_timer()
+        if state == _HEAD and self.head is not None and not self.head.done():
+            self.head.set_exception(_ConnectionLost(self.got_bytes))
+        elif state == _BODY_EOF:
+            self._finish()
+        elif state in (_BODY_LENGTH, _BODY_CHUNKED):
+            self._fail(ProxyError(502, "upstream connection lost mid-stream", code="upstream_cut"))
+
+    # the request
+
+    def send(self, head: bytes, body: bytes | None) -> asyncio.Future[Response]:
+        assert self.transport is not None
+        self.state, self.got_bytes, self.ended, self.keep_alive = _HEAD, False, False, True
+        self.sink, self.pending, self.buf, self.pending_error = None, [], bytearray(), None
+        self.head = self.loop.create_future()
+        self.transport.write(head + body if body else head)
+        return self.head
+
+    def attach(self, sink: BodySink) -> None:
+        self.sink = sink
+        pending, self.pending = self.pending, []
+        if pending:
+            sink.data(b"".join(pending))
+        if self.ended:
+            self._settle()
+        elif self.pending_error is not None:
+            sink.error(self.pending_error)
+        else:
+            self._arm_idle_timer()
+
+    def abandon(self) -> None:
+        if not self.ended:
+            self._drop()
+        elif self.sink is None and self.state not in (_IDLE, _CLOSED):
+            self._settle()  # read to its end but never taken: reusable as it is
+
+    def pause_reading(self) -> None:
+        if self.transport and not self.paused and not self.transport.is_closing():
+            self.paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport and self.paused and not self.transport.is_closing():
+            self.paused = False
+            self.transport.resume_reading()
+
+    # parsing
+
+    def _parse_head(self) -> None:
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self.buf) > MAX_HEAD:
+                self._head_failed(ProxyError(502, "upstream sent an oversized head", code="bad_upstream"))
+            return
+        raw = bytes(self.buf[:end]).decode("latin-1")
+        rest = bytes(self.buf[end + 4 :])
+        self.buf = bytearray()
+        lines = raw.split("\r\n")
+        try:
+            version, status_text = lines[0].split(" ", 2)[:2]
+            status = int(status_text)
+            if not version.startswith("HTTP/1."):
+                raise ValueError(version)
+        except ValueError:
+            self._head_failed(ProxyError(502, "upstream sent a malformed status line", code="bad_upstream"))
+            return
+        if 100 <= status < 200 and status != 101:  # interim answer (100 Continue): the real one follows
+            self.buf += rest
+            self._parse_head()
+            return
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            if sep:
+                headers[name.strip().lower()] = value.strip()
+        connection = headers.get("connection", "").lower()
+        self.keep_alive = version == "HTTP/1.1" and "close" not in connection
+        if self.method_was_head or status in (204, 304) or self.connect_tunnel:
+            self.state, self.remaining = _BODY_LENGTH, 0
+        elif "chunked" in headers.get("transfer-encoding", "").lower():
+            self.state, self.remaining, self.chunk_crlf = _BODY_CHUNKED, 0, False
+        elif "content-length" in headers:
+            try:
+                self.state, self.remaining = _BODY_LENGTH, int(headers["content-length"])
+            except ValueError:
+                self._head_failed(ProxyError(502, "upstream sent a bad content-length", code="bad_upstream"))
+                return
+        else:
+            self.state, self.keep_alive = _BODY_EOF, False
+        assert self.head is not None
+        if not self.head.done():
+            self.head.set_result(Response(self, status, headers))
+        if self.state == _BODY_LENGTH and self.remaining == 0:
+            self._finish()
+        elif rest:
+            self.data_received(rest)
+
+    def _length(self, data: bytes) -> None:
+        if len(data) >= self.remaining:
+            data, extra = data[: self.remaining], data[self.remaining :]
+            self.remaining = 0
+            if data:
+                self._deliver(data)
+            if extra:
+                self.keep_alive = False  # more than the server announced: do not trust the connection
+            self._finish()
+        else:
+            self.remaining -= len(data)
+            self._deliver(data)
+
+    def _chunked(self, data: bytes) -> None:
+        buf = self.buf
+        if buf:
+            buf += data
+        else:
+            buf = self.buf = bytearray(data)
+        out: list[bytes] = []
+        pos, size = 0, len(buf)
+        while pos < size:
+            if self.remaining > 0:
+                take = min(self.remaining, size - pos)
+                out.append(bytes(buf[pos : pos + take]))
+                pos += take
+                self.remaining -= take
+                if not self.remaining:
+                    self.chunk_crlf = True
+                continue
+            if self.chunk_crlf:
+                if size - pos < 2:
+                    break
+                pos += 2
+                self.chunk_crlf = False
+                continue
+            eol = buf.find(b"\r\n", pos)
+            if eol < 0:
+                if size - pos > 4096:
+                    return self._fail(ProxyError(502, "upstream sent a bad chunk size", code="bad_upstream"))
+                break
+            line = bytes(buf[pos:eol]).split(b";", 1)[0].strip()
+            if self.remaining == -1:  # in the trailers after the last chunk
+                pos = eol + 2
+                if not line:
+                    del buf[:pos]
+                    if out:
+                        self._deliver(b"".join(out))
+                    return self._finish()
+                continue
+            try:
+                length = int(line, 16)
+            except ValueError:
+                return self._fail(ProxyError(502, "upstream sent a bad chunk size", code="bad_upstream"))
+            pos = eol + 2
+            self.remaining = length if length else -1
+        del buf[:pos]
+        if out:
+            self._deliver(out[0] if len(out) == 1 else b"".join(out))
+
+    def _deliver(self, data: bytes) -> None:
+        if self.sink is not None:
+            self.sink.data(data)
+        else:
+            self.pending.append(data)
+
+    def _finish(self) -> None:
+        """The body is complete. The connection goes back to the pool only once a sink has taken the
+        body: until then it still holds it (a reuse would wipe what the caller has not read yet)."""
+        self.ended = True
+        self._cancel_idle_timer()
+        if self.sink is not None:
+            self._settle()
+
+    def _settle(self) -> None:
+        sink = self.sink
+        if self.state != _CLOSED:
+            if self.keep_alive:
+                self.state = _IDLE
+                self.pool.release(self)
+            else:
+                self._drop()
+        if sink is not None:
+            sink.end()
+
+    def _fail(self, error: ProxyError) -> None:
+        self._cancel_idle_timer()
+        sink = self.sink
+        self.sink = None
+        self._drop()
+        if sink is not None:
+            sink.error(error)
+        elif not self.ended:
+            self.pending_error = error
+
+    def _head_failed(self, error: ProxyError) -> None:
+        head = self.head
+        self._drop()
+        if head is not None and not head.done():
+            head.set_exception(error)
+
+    def _drop(self) -> None:
+        self.keep_alive = False
+        self.state = _CLOSED
+        self.pool.forget(self)
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.abort()
+
+    # the idle clock: one timer that re-arms itself, not one per chunk
+
+    def _arm_idle_timer(self) -> None:
+        if self._idle_timer is None and not self.ended and self.state != _CLOSED:
+            self._idle_timer = self.loop.call_at(self.last_activity + self._timeout, self._idle_check)
+
+    def _idle_check(self) -> None:
+        self._idle_timer = None
+        if self.ended or self.state == _CLOSED:
+            return
+        if self.loop.time() - self.last_activity >= self._timeout and not self.paused:
+            self._fail(ProxyError(504, "upstream went silent mid-stream", code="upstream_timeout"))
+        else:
+            self._arm_idle_timer()
+
+    def _cancel_idle_timer(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+
+class _ConnectionLost(Exception):
+    def __init__(self, got_bytes: bool) -> None:
+        super().__init__("connection lost before the response head")
+        self.got_bytes = got_bytes
+
+
+def _ssl_context() -> ssl.SSLContext:
+    """System trust as curl and the Codex CLI use it: SSL_CERT_FILE/SSL_CERT_DIR, else certifi."""
+    cafile = os.environ.get("SSL_CERT_FILE") or None
+    capath = os.environ.get("SSL_CERT_DIR") or None
+    if not (cafile or capath):
+        try:
+            import certifi
+
+            cafile = certifi.where()
+        except ImportError:  # pragma: no cover - httpx depends on certifi
+            pass
+    context = ssl.create_default_context(cafile=cafile, capath=capath)
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+@dataclass(frozen=True)
+class ProxyRoute:
+    """How to reach an origin: directly, or through an HTTP proxy."""
+
+    proxy: Origin | None = None
+    authorization: str | None = None  # Proxy-Authorization, from user:password in the proxy URL
+
+
+def proxy_route(origin: Origin, explicit: str | None) -> ProxyRoute:
+    """An explicit proxy always applies; otherwise HTTPS_PROXY/HTTP_PROXY/ALL_PROXY and NO_PROXY."""
+    url = explicit
+    if url is None:
+        proxies = urllib.request.getproxies_environment()
+        if proxies.get("no") and urllib.request.proxy_bypass_environment(origin.host, proxies):
+            return ProxyRoute()
+        url = proxies.get(origin.scheme) or proxies.get("all")
+        if not url:
+            return ProxyRoute()
+    parts = urlsplit(url if "://" in url else "http://" + url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"outbound proxy {url!r} is not an http:// URL")
+    auth = None
+    if parts.username:
+        import base64
+
+        raw = f"{parts.username}:{parts.password or ''}".encode()
+        auth = "Basic " + base64.b64encode(raw).decode()
+    return ProxyRoute(Origin(parts.scheme, parts.hostname, parts.port or 8080), auth)
+
+
+class Pool:
+    """Keep-alive upstream connections shared by every client of the proxy."""
+
+    def __init__(
+        self, *, connect_timeout: float, first_byte_timeout: float, idle_timeout: float, proxy: str | None
+    ) -> None:
+        self.connect_timeout = connect_timeout
+        self.first_byte_timeout = first_byte_timeout
+        self.idle_timeout = idle_timeout
+        self.explicit_proxy = proxy
+        self._idle: dict[Origin, list[_Connection]] = {}
+        self._routes: dict[Origin, ProxyRoute] = {}
+        self._ssl: ssl.SSLContext | None = None
+        self._live: set[_Connection] = set()
+
+    async def request(self, method: str, url: str, headers: dict[str, str], body: bytes | None) -> Response:
+        """Send a request and wait for the response head. Raises ProxyError 502 (unreachable) or 504."""
+        origin, target = parse_url(url)
+        route = self._route(origin)
+        if route.proxy is not None and origin.scheme == "http":
+            target = url  # absolute-form to a plain HTTP proxy
+        lines = [f"{method} {target} HTTP/1.1", f"host: {origin.hostport}"]
+        lines += [f"{k}: {v}" for k, v in headers.items()]
+        if route.proxy is not None and origin.scheme == "http" and route.authorization:
+            lines.append(f"proxy-authorization: {route.authorization}")
+        if body or method in ("POST", "PUT", "PATCH"):
+            lines.append(f"content-length: {len(body or b'')}")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        for attempt in (0, 1):
+            conn = self._checkout(origin)
+            if conn is not None and time.monotonic() - conn.idle_since > 1.0:
+                # long idle: a server closing it may have sent its FIN already; let the loop read it
+                # first (a connection reused at once costs no extra turn of the loop)
+                await asyncio.sleep(0)
+                if conn.state != _IDLE:
+                    conn = None
+            reused = conn is not None
+            if conn is None:
+                conn = await self._connect(origin, route)
+            conn.method_was_head = method == "HEAD"
+            future = conn.send(head, body)
+            try:
+                return await asyncio.wait_for(asyncio.shield(future), self.first_byte_timeout)
+            except TimeoutError:
+                conn.abandon()
+                raise _timeout(origin, "response") from None
+            except _ConnectionLost as lost:
+                # Only an idempotent request is sent again: a POST the server may have begun (a closed
+                # kept-alive connection and a crash look the same from here) must not run twice.
+                if reused and not lost.got_bytes and attempt == 0 and method in ("GET", "HEAD"):
+                    continue
+                raise _unreachable(origin, lost) from None
+            except asyncio.CancelledError:
+                conn.abandon()
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _route(self, origin: Origin) -> ProxyRoute:
+        route = self._routes.get(origin)
+        if route is None:
+            route = self._routes[origin] = proxy_route(origin, self.explicit_proxy)
+        return route
+
+    def _checkout(self, origin: Origin) -> _Connection | None:
+        idle = self._idle.get(origin)
+        now = time.monotonic()
+        while idle:
+            conn = idle.pop()
+            alive = conn.state == _IDLE and conn.transport and not conn.transport.is_closing()
+            if alive and now - conn.idle_since < KEEPALIVE_EXPIRY:
+                return conn
+            conn._drop()
+        return None
+
+    async def _connect(self, origin: Origin, route: ProxyRoute) -> _Connection:
+        loop = asyncio.get_running_loop()
+        conn = _Connection(self, origin)
+        via = route.proxy or origin
+        tls = origin.scheme == "https"
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                if route.proxy is None:
+                    await loop.create_connection(
+                        lambda: conn,
+                        origin.host,
+                        origin.port,
+                        ssl=self._context() if tls else None,
+                        server_hostname=origin.host if tls else None,
+                    )
+                else:
+                    await loop.create_connection(lambda: conn, via.host, via.port)
+                    if tls:
+                        await self._tunnel(conn, origin, route)
+        except TimeoutError:
+            conn._drop()
+            raise _timeout(origin, "connect") from None
+        except (OSError, ssl.SSLError, _ConnectionLost) as exc:
+            conn._drop()
+            raise _unreachable(origin, exc) from None
+        except ProxyError:
+            conn._drop()
+            raise
+        self._live.add(conn)
+        return conn
+
+    async def _tunnel(self, conn: _Connection, origin: Origin, route: ProxyRoute) -> None:
+        lines = [f"CONNECT {origin.host}:{origin.port} HTTP/1.1", f"host: {origin.host}:{origin.port}"]
+        if route.authorization:
+            lines.append(f"proxy-authorization: {route.authorization}")
+        conn.connect_tunnel = True
+        response = await conn.send(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"), None)
+        conn.connect_tunnel = False
+        if response.status != 200:
+            raise ProxyError(
+                502, f"outbound proxy refused CONNECT ({response.status})", code="upstream_unreachable"
+            )
+        assert conn.transport is not None
+        transport = await asyncio.get_running_loop().start_tls(
+            conn.transport, conn, self._context(), server_hostname=origin.host
+        )
+        assert isinstance(transport, asyncio.Transport)
+        conn.transport = transport
+        conn.state = _IDLE
+
+    def _context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            self._ssl = _ssl_context()
+        return self._ssl
+
+    def release(self, conn: _Connection) -> None:
+        idle = self._idle.setdefault(conn.origin, [])
+        if len(idle) >= MAX_IDLE_PER_ORIGIN:
+            conn._drop()
+            return
+        conn.idle_since = time.monotonic()
+        conn.sink = None
+        idle.append(conn)
+
+    def forget(self, conn: _Connection) -> None:
+        idle = self._idle.get(conn.origin)
+        if idle and conn in idle:
+            idle.remove(conn)
+        if conn.state == _CLOSED:
+            self._live.discard(conn)
+
+    def close(self) -> None:
+        for conn in list(self._live):
+            conn._drop()
+        self._live.clear()
+        self._idle.clear()

@@ -18,7 +18,8 @@ from .. import __version__
 from ..auth.credentials import Credentials
 from ..core import models
 from ..core.errors import ProxyError
-from ..core.settings import API_KEY_ENV, is_loopback, parse_model_map
+from ..core.options import API_KEY_ENV, parse_model_map
+from ..core.settings import is_loopback
 from .daemon import Daemon, get_json, health, hostport, is_ours, port_problem
 
 Check = tuple[bool, str, str]

@@ -20,7 +20,8 @@ from typing import Any
 import click
 
 from .. import __version__
-from ..core.settings import API_KEY_ENV, is_loopback, read_api_key
+from ..core.options import API_KEY_ENV, API_KEY_OPTION, CONFIG_OPTION, OPTIONS
+from ..core.settings import is_loopback, read_api_key
 from . import config as cfg
 from .daemon import ERROR_PREFIX, PORT_IN_USE, Daemon, port_problem
 
@@ -45,13 +46,13 @@ class OneLineErrors(click.Group):
 
 
 def daemon_options(f: Any) -> Any:
-    for opt in reversed((*cfg.OPTIONS, cfg.API_KEY_OPTION, cfg.CONFIG_OPTION)):
-        f = opt.click_option()(f)
+    for opt in reversed((*OPTIONS, API_KEY_OPTION, CONFIG_OPTION)):
+        f = cfg.click_option(opt)(f)
     return f
 
 
 def config_option(f: Any) -> Any:
-    return cfg.CONFIG_OPTION.click_option()(f)
+    return cfg.click_option(CONFIG_OPTION)(f)
 
 
 def settings_from(ctx: click.Context, kw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

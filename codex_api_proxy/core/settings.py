@@ -1,4 +1,5 @@
-"""Settings of a running proxy: one frozen dataclass, built once from mitmproxy options and env."""
+"""Settings of a running proxy: one frozen dataclass, built once from mitmproxy options and env
+(the options, their defaults and checks: options.py)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8765
-DEFAULT_UPSTREAM_URL = "https://chatgpt.com/backend-api/codex"
-DEFAULT_OPENAI_URL = "https://api.openai.com/v1"
-API_KEY_ENV = "CODEX_API_PROXY_API_KEY"
-UPSTREAM_URL_ENV = "CODEX_API_PROXY_UPSTREAM_URL"
-OPENAI_URL_ENV = "CODEX_API_PROXY_OPENAI_URL"
+from .options import default_of
+
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
 
@@ -44,29 +40,18 @@ def read_api_key(path: str) -> str:
 
 @dataclass(frozen=True)
 class Settings:
-    upstream_url: str = DEFAULT_UPSTREAM_URL
-    openai_url: str = DEFAULT_OPENAI_URL
+    upstream_url: str = default_of("upstream_url")
+    openai_url: str = default_of("openai_url")
     auth_path: Path = field(default_factory=default_auth_path)
     api_key: str | None = None  # local key clients must present; None = no local auth (loopback only)
     outbound_proxy: str | None = None
-    connect_timeout: float = 15.0
-    first_byte_timeout: float = 300.0  # upstream status line; reasoning models can think for minutes
-    idle_timeout: float = 300.0  # silence inside a stream before it is declared dead
-    heartbeat: float = 10.0  # keep-alive to the client while the upstream is silent
-    models_cache_ttl: float = 300.0
+    connect_timeout: float = default_of("connect_timeout")
+    first_byte_timeout: float = default_of("first_byte_timeout")  # reasoning models think for minutes
+    idle_timeout: float = default_of("idle_timeout")  # silence inside a stream before it is declared dead
+    heartbeat: float = default_of("heartbeat")  # keep-alive to the client while the upstream is silent
+    models_cache_ttl: float = default_of("models_cache_ttl")
     model_map: dict[str, str] = field(default_factory=dict)  # claude family -> GPT model
     expose_reasoning: bool = False  # chat clients get `reasoning_content`
 
     def __repr__(self) -> str:  # never print the key
         return f"Settings(upstream_url={self.upstream_url!r}, auth_path={str(self.auth_path)!r}, api_key={'set' if self.api_key else None})"
-
-
-def parse_model_map(spec: str) -> dict[str, str]:
-    """`opus=gpt-5.5,haiku=gpt-5.4-mini` -> dict; raises ValueError on a malformed entry."""
-    result: dict[str, str] = {}
-    for entry in filter(None, (e.strip() for e in spec.split(","))):
-        family, sep, model = entry.partition("=")
-        if not sep or not family.strip() or not model.strip():
-            raise ValueError(f"model map entry {entry!r} is not family=model")
-        result[family.strip().lower()] = model.strip()
-    return result

@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ProxyError
+from .routes import find
 from .settings import is_loopback
 
 MAX_HEADERS = 200
 MAX_HEADER_BYTES = 64 << 10
 MAX_BODY = 64 << 20  # larger than any real prompt with images; beyond it, a clear 413
-OPEN_PATHS = frozenset({"/health", "/", "/api/event_logging/batch", "/api/event_logging/v2/batch"})
 CORS_METHODS = "GET, POST, OPTIONS"
 CORS_HEADERS = (
     "authorization, x-api-key, content-type, anthropic-version, anthropic-beta, "
@@ -90,7 +90,8 @@ def check_head(
 ) -> tuple[dict[str, str], ProxyError | None]:
     """The request's headers as a dict (lower-case names) and the refusal, if any.
 
-    `path` is the route (see addon.route_path). A flood of headers costs one pass, nothing quadratic."""
+    `path` is the normalised path (routes.route_path); an open route needs no key and takes any body.
+    A flood of headers costs one pass, nothing quadratic."""
     fields = list(fields)
     headers = header_dict(fields[:MAX_HEADERS])
     if len(fields) > MAX_HEADERS or sum(len(k) + len(v) + 4 for k, v in fields) > MAX_HEADER_BYTES:
@@ -114,11 +115,13 @@ def check_head(
         )
     if method == "OPTIONS":
         return headers, None  # a preflight (allowed origin) is answered by the gateway, key or not
-    if path not in OPEN_PATHS and not policy.key_ok(headers):
+    route = find(path)
+    is_open = route is not None and route.open
+    if not is_open and not policy.key_ok(headers):
         return headers, ProxyError(
             401, "invalid or missing API key for codex-api-proxy", code="invalid_api_key"
         )
-    if method == "POST" and path not in OPEN_PATHS:
+    if method == "POST" and not is_open:
         media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if media != "application/json" and not media.endswith("+json"):
             return headers, ProxyError(

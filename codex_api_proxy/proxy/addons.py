@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..core.routes import route_path
 from . import mitm_patches, observe
 from .boundary import Boundary
 from .endpoints import LocalEndpoints
@@ -34,5 +33,5 @@ def make_addons(runtime: Runtime | None = None) -> list[Any]:
         # they only watch, after the gateway so they see its final answers; RequestMetrics last
         observe.RequestIds(),
         Quota(runtime),
-        observe.RequestMetrics(runtime, route_path),
+        observe.RequestMetrics(runtime),
     ]

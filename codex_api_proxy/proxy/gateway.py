@@ -11,10 +11,9 @@ from typing import Any
 
 from mitmproxy import http
 
-from ..core import boundary, cache_health, models
+from ..core import boundary, cache_health, models, routes
 from ..core.conversations import conversation_headers
 from ..core.errors import ProxyError, bad_request
-from ..core.routes import route_path
 from ..relay.exchange import Family, FlowState
 from ..relay.server import FLOW_HEADER
 from ..translate import anthropic, chat, responses
@@ -30,11 +29,12 @@ _FORWARDED_HEADERS = ("session_id", "session-id", "thread-id", "x-client-request
 _FORWARDED_PREFIXES = ("x-codex-",)
 
 
+# route name (core/routes.py) -> the family that translates it
 FAMILIES = {
-    "/responses": Family("responses", responses, passthrough_path="responses"),
-    "/chat/completions": Family("chat", chat, passthrough_path="chat/completions"),
-    "/messages": Family("anthropic", anthropic, anthropic=True),
-    "/responses/compact": Family(
+    "responses": Family("responses", responses, passthrough_path="responses"),
+    "chat": Family("chat", chat, passthrough_path="chat/completions"),
+    "messages": Family("anthropic", anthropic, anthropic=True),
+    "compact": Family(
         "compact",
         compact,
         passthrough_path="responses/compact",
@@ -59,22 +59,24 @@ class ApiGateway:
     async def request(self, flow: http.HTTPFlow) -> None:
         if handled(flow):
             return
-        path, method = route_path(flow.request.path), flow.request.method
-        family = FAMILIES.get(path)
-        if path == "/responses" and method == "GET":
+        path, method = routes.route_path(flow.request.path), flow.request.method
+        route = routes.find(path)
+        if route is None:
+            raise ProxyError(404, f"no route for {method} {path}", code="not_found")
+        if route.name == "responses" and method == "GET":
             responses.refuse_websocket(flow.request.headers)  # 426: clients fall back to HTTP at once
-        if family and method == "POST":
-            await self.translate_request(flow, family)
-        elif path == "/messages/count_tokens" and method == "POST":
+        if method not in route.methods:
+            raise ProxyError(405, f"{method} is not allowed on {path}", code="method_not_allowed")
+        if route.name in FAMILIES:
+            await self.translate_request(flow, FAMILIES[route.name])
+        elif route.name == "count_tokens":
             body, _ = self.json_body(flow)
             headers = boundary.header_dict(flow.request.headers.fields)
             count = await asyncio.to_thread(anthropic.count_tokens, body, headers)
             flow.response = json_response(200, {"input_tokens": count})
-        elif (path == "/models" or path.startswith("/models/")) and method == "GET":
+        elif route.name in ("models", "model"):
             flow.response = await self.models_answer(flow, path[len("/models/") :] or None)
-        elif family or path in ("/messages/count_tokens", "/models"):
-            raise ProxyError(405, f"{method} is not allowed on {path}", code="method_not_allowed")
-        else:
+        else:  # a local route the endpoints did not answer
             raise ProxyError(404, f"no route for {method} {path}", code="not_found")
 
     @staticmethod

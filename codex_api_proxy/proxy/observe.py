@@ -21,12 +21,12 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from mitmproxy import http
 from prometheus_client.core import CounterMetricFamily
 
+from ..core import routes
 from ..core.errors import ProxyError
 from ..core.metrics import PREFIX
 from .runtime import Runtime
@@ -38,22 +38,6 @@ _TIMING = "cxp_timing"
 _GATEWAY_STATE = "codex_api_proxy"  # the gateway's FlowState: the client's model and the stream translator
 _ID_HEADERS = (b"x-request-id", b"x-correlation-id", b"x-client-request-id")  # in order of preference
 _VALID_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-# route -> API family; any other path is route "other" (a client cannot add label values)
-ROUTE_FAMILIES = {
-    "/responses": "responses",
-    "/responses/compact": "compact",
-    "/chat/completions": "chat",
-    "/messages": "anthropic",
-    "/messages/count_tokens": "anthropic",
-    "/models": "models",
-    "/health": "local",
-    "/": "local",
-    "/ready": "local",
-    "/metrics": "local",
-    "/metrics/prometheus": "local",
-    "/api/event_logging/batch": "local",
-    "/api/event_logging/v2/batch": "local",
-}
 
 
 def request_id(flow: http.HTTPFlow) -> str:
@@ -112,9 +96,8 @@ class _Timing:
 class RequestMetrics:
     """Counts and times every flow once; must be the last addon (see the module docstring)."""
 
-    def __init__(self, runtime: Runtime, route_of: Callable[[str], str]) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self.route_of = route_of  # the proxy's own route normalisation (addon.route_path)
         runtime.metrics.register(self.token_refreshes)
 
     def token_refreshes(self) -> list[CounterMetricFamily]:
@@ -132,9 +115,11 @@ class RequestMetrics:
     def _timing(self, flow: http.HTTPFlow) -> _Timing:
         timing = flow.metadata.get(_TIMING)
         if timing is None:
-            route = self.route_of(flow.request.path)
-            family = ROUTE_FAMILIES.get(route)
-            timing = flow.metadata[_TIMING] = _Timing(route if family else "other", family or "other")
+            # labels from the routes table only: any other path is route "other", family "other"
+            route = routes.find(routes.route_path(flow.request.path))
+            timing = flow.metadata[_TIMING] = (
+                _Timing(route.path, route.family) if route else _Timing("other", "other")
+            )
         return timing
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:

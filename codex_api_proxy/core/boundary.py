@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ProxyError
+from .headers import CORS_ALLOWED, CORS_EXPOSED
 from .routes import find
 from .settings import is_loopback
 
@@ -30,13 +31,6 @@ MAX_HEADERS = 200
 MAX_HEADER_BYTES = 64 << 10
 MAX_BODY = 64 << 20  # larger than any real prompt with images; beyond it, a clear 413
 CORS_METHODS = "GET, POST, OPTIONS"
-CORS_HEADERS = (
-    "authorization, x-api-key, content-type, anthropic-version, anthropic-beta, "
-    "x-request-id, x-stainless-os, x-stainless-lang, x-stainless-arch, x-stainless-runtime, "
-    "x-stainless-runtime-version, x-stainless-package-version, x-stainless-retry-count, "
-    "x-stainless-timeout, openai-beta, openai-organization, openai-project, "
-    "anthropic-dangerous-direct-browser-access"
-)
 
 
 def host_of(authority: str) -> str:
@@ -154,7 +148,7 @@ def cors_headers(origin: str) -> dict[str, str]:
     return {
         "access-control-allow-origin": origin,
         "access-control-allow-credentials": "true",
-        "access-control-expose-headers": "x-request-id, retry-after",
+        "access-control-expose-headers": CORS_EXPOSED,
         "vary": "Origin",
     }
 
@@ -163,7 +157,7 @@ def preflight_headers(origin: str) -> dict[str, str]:
     return {
         **cors_headers(origin),
         "access-control-allow-methods": CORS_METHODS,
-        "access-control-allow-headers": CORS_HEADERS,
+        "access-control-allow-headers": CORS_ALLOWED,
         "access-control-max-age": "600",
     }
 

@@ -22,12 +22,13 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from .headers import SESSION_HEADERS
+
 log = logging.getLogger(__name__)
 
 CONVERSATIONS = 1024
 THREADS = 8  # turn lines followed per key (the main conversation and its sub-agents)
 SHARE_DROP = 0.25  # a fall of the cached share by this much (absolute) with an unchanged prefix is reported
-SESSION_HEADERS = ("session_id", "session-id")  # what the gateway sends upstream
 
 
 def _digest(value: Any) -> bytes:

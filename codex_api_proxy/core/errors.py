@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from .headers import rate_limit_headers
+
 # Events the upstream relay injects into a relayed stream (upstream dialect, `type` like any other event).
 HEARTBEAT_EVENT = "proxy.heartbeat"
 ERROR_EVENT = "proxy.error"
@@ -62,19 +64,6 @@ _TRY_AGAIN = re.compile(r"try again in\s+([0-9.]+)\s*(ms|s)", re.IGNORECASE)
 # show "You've hit your usage limit ... try again at 6:45 AM" instead of retrying): kept as they came.
 _KEPT_FIELDS = ("plan_type", "resets_at", "resets_in_seconds", "rate_limit_reached_type", "promo_message")
 _USAGE_TYPES = ("usage_limit_reached", "usage_not_included")
-# Upstream response headers that go back to the client with an error (rate-limit windows and the
-# active limit the Codex CLI reads from x-codex-*).
-PASSED_BACK = ("retry-after", "x-request-id", "request-id", "openai-processing-ms")
-PASSED_BACK_PREFIXES = ("x-codex-", "x-ratelimit-")
-
-
-def passed_back(headers: Any) -> dict[str, str]:
-    """The upstream response headers a client may rely on (Codex CLI reads the x-codex-* quota ones)."""
-    return {
-        k.lower(): v
-        for k, v in (headers or {}).items()
-        if k.lower() in PASSED_BACK or k.lower().startswith(PASSED_BACK_PREFIXES)
-    }
 
 
 @dataclass
@@ -214,10 +203,9 @@ def from_upstream(status: int, body: bytes, headers: Any = None) -> ProxyError:
         text = body.decode("utf-8", "replace").strip()
         message = text[:500] if text and not text.startswith("<") else f"upstream returned HTTP {status}"
     retry = _retry_after(headers, err, message) if status in (429, 503, 529) else None
-    kept = {k: v for k, v in passed_back(headers).items() if k.startswith(PASSED_BACK_PREFIXES)}
     return ProxyError(
         status, message, code=code, retry_after=retry, kind=_kind(err), details=_details(err),
-        upstream_headers=kept,
+        upstream_headers=rate_limit_headers(headers),
     )  # fmt: skip
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import urllib.parse
 from typing import Any
 
 from mitmproxy import http
 
 from ..core import boundary, cache_health, models, routes
+from ..core import headers as header_policy
 from ..core.conversations import conversation_headers
 from ..core.errors import ProxyError, bad_request
 from ..relay.exchange import Family, FlowState
@@ -24,9 +24,6 @@ from .runtime import Runtime, error_response, fail_closed, handled, json_respons
 log = logging.getLogger("codex_api_proxy")
 
 INSPECT_LIMIT = 64 << 10  # of a client's request kept in the flow's comment for mitmweb
-# Client headers worth keeping upstream: conversation identity and Codex CLI's own metadata.
-_FORWARDED_HEADERS = ("session_id", "session-id", "thread-id", "x-client-request-id", "originator")
-_FORWARDED_PREFIXES = ("x-codex-",)
 
 
 # route name (core/routes.py) -> the family that translates it
@@ -131,15 +128,9 @@ class ApiGateway:
                     upstream_body, rt.models.reasoning_levels(upstream_body.get("model"))
                 )
         assert rt.relay is not None, "relay not running"
-        headers = {
-            k: v
-            for k, v in client_headers.items()
-            if k in _FORWARDED_HEADERS or k.startswith(_FORWARDED_PREFIXES)
-        }
+        headers = header_policy.forwarded(client_headers)
         if route == "codex":
-            headers.setdefault(
-                "originator", os.environ.get("CODEX_INTERNAL_ORIGINATOR_OVERRIDE", "codex_cli_rs")
-            )
+            headers.setdefault("originator", header_policy.originator())
             headers = conversation_headers(headers, upstream_body.get("prompt_cache_key"))
         if not passthrough:
             key = upstream_body.get("prompt_cache_key")

@@ -28,6 +28,8 @@ from prometheus_client.core import CounterMetricFamily
 
 from ..core import routes
 from ..core.errors import ProxyError
+from ..core.headers import REQUEST_ID as REQUEST_ID_HEADER
+from ..core.headers import REQUEST_ID_HEADERS, UPSTREAM_REQUEST_ID
 from ..core.metrics import PREFIX
 from .runtime import Runtime
 
@@ -36,7 +38,7 @@ log = logging.getLogger("codex_api_proxy")
 REQUEST_ID = "request_id"  # flow.metadata key, read by log lines
 _TIMING = "cxp_timing"
 _GATEWAY_STATE = "codex_api_proxy"  # the gateway's FlowState: the client's model and the stream translator
-_ID_HEADERS = (b"x-request-id", b"x-correlation-id", b"x-client-request-id")  # in order of preference
+_ID_HEADERS = tuple(h.encode() for h in REQUEST_ID_HEADERS)
 _VALID_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
@@ -67,7 +69,7 @@ class RequestIds:
         ids = (given.get(name, b"").decode("latin-1").strip() for name in _ID_HEADERS)
         rid = next((v for v in ids if _VALID_ID.fullmatch(v)), "") or secrets.token_hex(16)
         flow.metadata[REQUEST_ID] = rid
-        flow.request.headers["x-client-request-id"] = rid  # before the gateway, which forwards it
+        flow.request.headers[UPSTREAM_REQUEST_ID] = rid  # before the gateway, which forwards it
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response is not None and flow.response.stream:
@@ -80,7 +82,7 @@ class RequestIds:
     @staticmethod
     def _stamp(response: http.Response, flow: http.HTTPFlow) -> None:
         if REQUEST_ID in flow.metadata:
-            response.headers["x-request-id"] = flow.metadata[REQUEST_ID]
+            response.headers[REQUEST_ID_HEADER] = flow.metadata[REQUEST_ID]
 
 
 @dataclass

@@ -17,30 +17,12 @@ import httpx
 from .. import __version__
 from ..auth.credentials import Auth, Credentials
 from ..core.errors import ProxyError, from_upstream
+from ..core.headers import to_upstream
 from ..core.settings import Settings
 from .pool import Pool, Response
 
 log = logging.getLogger(__name__)
 
-INTERNAL_PREFIX = "x-cxp-"  # headers between the addon and the relay, never sent upstream
-# Never forwarded: hop-by-hop, framing (the pool frames the body itself), and the client's own keys.
-_NOT_FORWARDED = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "host",
-        "content-length",
-        "accept-encoding",
-        "authorization",
-        "x-api-key",
-    }
-)
 MAX_JSON_BODY = 16 << 20
 
 
@@ -91,9 +73,7 @@ class Backend:
     async def _open(
         self, route: str, method: str, path: str, body: bytes | None, headers: dict[str, str], auth: Auth
     ) -> Response:
-        out = {
-            k: v for k, v in headers.items() if k not in _NOT_FORWARDED and not k.startswith(INTERNAL_PREFIX)
-        }
+        out = to_upstream(headers)
         out.setdefault("user-agent", self.user_agent)
         out["accept-encoding"] = "identity"  # translators read raw bytes
         out.update(auth.headers())

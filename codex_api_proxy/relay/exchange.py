@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Protocol
 
-from ..core.errors import ERROR_EVENT, HEARTBEAT_EVENT, ProxyError, from_upstream, passed_back
+from ..core.errors import ERROR_EVENT, HEARTBEAT_EVENT, ProxyError, from_upstream
+from ..core.headers import passed_back
 from ..core.sse import frame
 from ..translate.accumulate import StreamFolder, usage_of
 from ..translate.base import RequestContext

@@ -24,12 +24,10 @@ from typing import Any
 
 from .errors import ProxyError
 from .headers import CORS_ALLOWED, CORS_EXPOSED
+from .limits import KIB, MAX_BODY, MAX_HEAD, MAX_HEADERS, MIB
 from .routes import find
 from .settings import is_loopback
 
-MAX_HEADERS = 200
-MAX_HEADER_BYTES = 64 << 10
-MAX_BODY = 64 << 20  # larger than any real prompt with images; beyond it, a clear 413
 CORS_METHODS = "GET, POST, OPTIONS"
 
 
@@ -88,10 +86,10 @@ def check_head(
     A flood of headers costs one pass, nothing quadratic."""
     fields = list(fields)
     headers = header_dict(fields[:MAX_HEADERS])
-    if len(fields) > MAX_HEADERS or sum(len(k) + len(v) + 4 for k, v in fields) > MAX_HEADER_BYTES:
+    if len(fields) > MAX_HEADERS or sum(len(k) + len(v) + 4 for k, v in fields) > MAX_HEAD:
         return headers, ProxyError(
             431,
-            f"request headers too large (at most {MAX_HEADERS} fields, {MAX_HEADER_BYTES >> 10} KiB)",
+            f"request headers too large (at most {MAX_HEADERS} fields, {MAX_HEAD // KIB} KiB)",
             code="request_header_fields_too_large",
         )
     if not policy.host_allowed(headers.get("host", "")):
@@ -127,7 +125,7 @@ def check_head(
     length = headers.get("content-length", "")
     if length.isdigit() and int(length) > MAX_BODY:
         return headers, ProxyError(
-            413, f"request body is larger than {MAX_BODY >> 20} MiB", code="request_too_large"
+            413, f"request body is larger than {MAX_BODY // MIB} MiB", code="request_too_large"
         )
     return headers, None
 
@@ -175,7 +173,7 @@ def decoded_body(raw: bytes, encoding: str, limit: int = MAX_BODY) -> bytes:
 
 
 def _too_large(limit: int, how: str = " once decoded") -> ProxyError:
-    return ProxyError(413, f"request body is larger than {limit >> 20} MiB{how}", code="request_too_large")
+    return ProxyError(413, f"request body is larger than {limit // MIB} MiB{how}", code="request_too_large")
 
 
 def _decode(data: bytes, coding: str, limit: int) -> bytes:

@@ -14,6 +14,7 @@ from ..core import boundary, cache_health, models, routes
 from ..core import headers as header_policy
 from ..core.conversations import conversation_headers
 from ..core.errors import ProxyError, bad_request
+from ..core.limits import INSPECT_CHARS
 from ..relay.exchange import Family, FlowState
 from ..relay.server import FLOW_HEADER
 from ..translate import anthropic, chat, responses
@@ -22,8 +23,6 @@ from ..translate.responses import compact
 from .runtime import Runtime, error_response, fail_closed, handled, json_response, to_relay
 
 log = logging.getLogger("codex_api_proxy")
-
-INSPECT_LIMIT = 64 << 10  # of a client's request kept in the flow's comment for mitmweb
 
 
 # route name (core/routes.py) -> the family that translates it
@@ -170,8 +169,8 @@ class ApiGateway:
         if original is None:
             return label
         text = json.dumps(original, ensure_ascii=False, indent=1)
-        if len(text) > INSPECT_LIMIT:
-            text = text[:INSPECT_LIMIT] + f"\n... ({len(text) - INSPECT_LIMIT} more characters)"
+        if len(text) > INSPECT_CHARS:
+            text = text[:INSPECT_CHARS] + f"\n... ({len(text) - INSPECT_CHARS} more characters)"
         return f"{label}\n\nThe client's request:\n{text}"
 
     async def list_models(self, flow: http.HTTPFlow) -> dict[str, Any]:

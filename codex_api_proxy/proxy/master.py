@@ -38,7 +38,7 @@ def mitm_options(host: str, port: int, confdir: Path) -> dict[str, Any]:
         "websocket": False,
         "rawtcp": False,
         # a chunked body is cut off here (mitmproxy's error page is our JSON one); a declared length
-        # over boundary.MAX_BODY is refused before, on the head, with the client's own envelope
+        # over limits.MAX_BODY is refused before, on the head, with the client's own envelope
         "body_size_limit": BODY_SIZE_LIMIT,
     }
 

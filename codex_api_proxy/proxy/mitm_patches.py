@@ -12,8 +12,8 @@ from mitmproxy.net.http import http1
 from mitmproxy.proxy import commands
 from mitmproxy.proxy.layers.http import _http1
 
-from ..core import boundary
 from ..core.errors import ProxyError
+from ..core.limits import KIB, MAX_HEAD
 from .runtime import JSON
 
 
@@ -33,8 +33,8 @@ def bounded_read_headers(self: Any, event: Any) -> Any:
     """mitmproxy buffers a request head until its blank line, however long ("FIXME: protect against
     header size DoS"): past the limit, the client gets a 431 and the connection is closed."""
     yield from _read_headers(self, event)
-    if self.state == self.read_headers and len(self.buf) > boundary.MAX_HEADER_BYTES:
-        message = f"request head larger than {boundary.MAX_HEADER_BYTES >> 10} KiB"
+    if self.state == self.read_headers and len(self.buf) > MAX_HEAD:
+        message = f"request head larger than {MAX_HEAD // KIB} KiB"
         yield commands.SendData(self.conn, _http1.make_error_response(431, message))
         yield commands.CloseConnection(self.conn)
         self.state = self.done

@@ -10,12 +10,12 @@ import time
 from mitmproxy import ctx
 
 from .. import __version__
-from ..relay.server import MAX_BODY as RELAY_MAX_BODY
+from ..core.limits import MIB, MITMPROXY_BODY
 from .runtime import Runtime
 
 log = logging.getLogger("codex_api_proxy")
 
-BODY_SIZE_LIMIT = f"{RELAY_MAX_BODY >> 20}m"  # mitmproxy's own cut for bodies of no declared length
+BODY_SIZE_LIMIT = f"{MITMPROXY_BODY // MIB}m"  # mitmproxy's own cut for bodies of no declared length
 
 
 def raise_fd_limit() -> None:

@@ -18,12 +18,11 @@ from .. import __version__
 from ..auth.credentials import Auth, Credentials
 from ..core.errors import ProxyError, from_upstream
 from ..core.headers import to_upstream
+from ..core.limits import MAX_UPSTREAM_JSON
 from ..core.settings import Settings
 from .pool import Pool, Response
 
 log = logging.getLogger(__name__)
-
-MAX_JSON_BODY = 16 << 20
 
 
 def user_agent() -> str:
@@ -82,7 +81,7 @@ class Backend:
     async def json(self, route: str, path: str) -> Any:
         """GET a small JSON document; HTTP errors become ProxyError at the upstream status."""
         response = await self.send(route, "GET", path, None, {"accept": "application/json"})
-        body = await response.read(MAX_JSON_BODY)
+        body = await response.read(MAX_UPSTREAM_JSON)
         if response.status >= 400:
             raise from_upstream(response.status, body, response.headers)
         try:

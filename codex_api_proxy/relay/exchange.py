@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from ..core.errors import ERROR_EVENT, HEARTBEAT_EVENT, ProxyError, from_upstream
 from ..core.headers import passed_back
+from ..core.limits import MAX_ERROR_BODY, MAX_JSON_ANSWER
 from ..core.sse import frame
 from ..translate.accumulate import StreamFolder, usage_of
 from ..translate.base import RequestContext
@@ -31,9 +32,7 @@ from .pool import Response
 
 log = logging.getLogger(__name__)
 
-MAX_ERROR_BODY = 1 << 20
 COALESCE = 0.004  # seconds: stream bytes arriving this soon after a write join the next one
-MAX_JSON_ANSWER = 64 << 20
 _HEARTBEAT = frame({"type": HEARTBEAT_EVENT}, HEARTBEAT_EVENT)
 _STREAM_HEADERS = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
 _JSON = {"content-type": "application/json"}

@@ -25,12 +25,9 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from ..core.errors import ProxyError
+from ..core.limits import MAX_HEAD, MAX_IDLE_PER_ORIGIN, UPSTREAM_KEEPALIVE
 
 log = logging.getLogger(__name__)
-
-MAX_HEAD = 64 << 10  # a status line and headers larger than this are not an HTTP server we know
-MAX_IDLE_PER_ORIGIN = 32
-KEEPALIVE_EXPIRY = 60.0
 
 
 class BodySink(Protocol):
@@ -537,7 +534,7 @@ class Pool:
         while idle:
             conn = idle.pop()
             alive = conn.state == _IDLE and conn.transport and not conn.transport.is_closing()
-            if alive and now - conn.idle_since < KEEPALIVE_EXPIRY:
+            if alive and now - conn.idle_since < UPSTREAM_KEEPALIVE:
                 return conn
             conn._drop()
         return None

@@ -24,16 +24,13 @@ import logging
 from dataclasses import dataclass
 
 from ..core.errors import ProxyError
+from ..core.limits import MAX_HEAD, MITMPROXY_BODY, RELAY_HEAD_TIMEOUT, RELAY_IDLE_TIMEOUT
 from .backend import Backend
 from .exchange import Exchange, FlowState, RelayRequest, error_body, http_head
 
 log = logging.getLogger(__name__)
 
 FLOW_HEADER = "x-cxp-flow"  # the flow's id: the state the addon registered for it, served once
-MAX_HEAD = 64 << 10
-MAX_BODY = 80 << 20  # mitmproxy's own cut (addon.BODY_SIZE_LIMIT); the gateway's is lower and comes first
-IDLE_TIMEOUT = 900.0  # an idle keep-alive connection from mitmproxy (its own client timeout is 600 s)
-HEAD_TIMEOUT = 10.0  # a head (or body) that stops arriving part way
 
 
 @dataclass(frozen=True)
@@ -122,7 +119,7 @@ class _RelayConnection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.server._connections.add(self)
-        self._arm(HEAD_TIMEOUT)
+        self._arm(RELAY_HEAD_TIMEOUT)
 
     def data_received(self, data: bytes) -> None:
         self.last_activity = self.loop.time()
@@ -201,7 +198,7 @@ class _RelayConnection(asyncio.Protocol):
                 return self._refuse(403, "not a live codex-api-proxy flow")
             if "transfer-encoding" in headers or length < 0:
                 return self._refuse(400, "the relay takes content-length bodies only")
-            if length > MAX_BODY:
+            if length > MITMPROXY_BODY:
                 return self._refuse(413, "request body too large")
             del buf[: end + 4]
             self.head = (method, path, headers, length)
@@ -233,11 +230,11 @@ class _RelayConnection(asyncio.Protocol):
         if self.transport is None or self.transport.is_closing():
             return
         if self.exchange is not None:
-            self._arm(HEAD_TIMEOUT)
+            self._arm(RELAY_HEAD_TIMEOUT)
             return
-        limit = HEAD_TIMEOUT if self.buf or self.head else IDLE_TIMEOUT
+        limit = RELAY_HEAD_TIMEOUT if self.buf or self.head else RELAY_IDLE_TIMEOUT
         idle = self.loop.time() - self.last_activity
         if idle >= limit:
             self.close()
         else:
-            self._arm(min(limit - idle, HEAD_TIMEOUT) + 0.01)
+            self._arm(min(limit - idle, RELAY_HEAD_TIMEOUT) + 0.01)

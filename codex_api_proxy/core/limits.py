@@ -1,0 +1,32 @@
+"""Every size limit and every fixed timeout of the proxy, with the reason for each value.
+
+The timeouts a person may change (connect, first byte, idle, heartbeat) are options (options.py); the
+token refresh's own deadlines live with it (auth/credentials.py).
+"""
+
+from __future__ import annotations
+
+KIB, MIB = 1 << 10, 1 << 20
+
+# Heads: a request head from a client (checked on arrival by mitm_patches and on its fields by the
+# boundary), the head mitmproxy sends the relay, an upstream's response head. Real ones are a few KiB;
+# beyond this is a flood or not an HTTP peer we know.
+MAX_HEAD = 64 * KIB
+MAX_HEADERS = 200  # header fields in a client's request
+
+# Bodies
+MAX_BODY = 64 * MIB  # a client's request, declared or once decoded: beyond any real prompt with images
+MITMPROXY_BODY = 80 * MIB  # mitmproxy's own cut for bodies of no declared length, and the relay's cap:
+#                            above MAX_BODY, so the boundary's clear 413 comes first
+MAX_JSON_ANSWER = 64 * MIB  # a non-streamed upstream answer relayed to the client
+MAX_UPSTREAM_JSON = 16 * MIB  # a small upstream document the proxy reads itself (the model catalog)
+MAX_ERROR_BODY = 1 * MIB  # an upstream error body: only its message and fields are kept
+INSPECT_CHARS = 64 * KIB  # of a client's original request shown in mitmweb's flow comment
+
+# The relay's connections from mitmproxy (on loopback)
+RELAY_IDLE_TIMEOUT = 900.0  # an idle keep-alive connection (mitmproxy's own client timeout is 600 s)
+RELAY_HEAD_TIMEOUT = 10.0  # a head (or body) that stops arriving part way
+
+# Pooled upstream connections
+UPSTREAM_KEEPALIVE = 60.0  # an idle one is not reused after this (servers close theirs about then)
+MAX_IDLE_PER_ORIGIN = 32

@@ -1,4 +1,5 @@
-"""One error type for everything that goes wrong, and the two envelopes clients understand.
+"""One error type for everything that goes wrong, and the two envelopes clients understand (built here
+only: `openai_body`, `anthropic_body`; `body` picks one by the client's family).
 
 Every failure (bad input, local auth, credentials, upstream HTTP errors, failures inside an upstream
 stream, transport errors) becomes a `ProxyError`; each API family renders it in its own dialect, so a
@@ -114,6 +115,19 @@ class ProxyError(Exception):
             "type": "error",
             "error": {"type": self.anthropic_type(), "message": self.anthropic_message()},
         }
+
+    def body(self, anthropic: bool) -> dict[str, Any]:
+        """The envelope of the client's family: Anthropic's for the Messages routes, else OpenAI's."""
+        return self.anthropic_body() if anthropic else self.openai_body()
+
+    def either_body(self) -> dict[str, Any]:
+        """For an answer whose client is not known (mitmproxy's own error pages): Anthropic's envelope
+        with OpenAI's fields inside, which both families' SDKs read."""
+        return {"type": "error", "error": {**self.openai_body()["error"], "type": self.anthropic_type()}}
+
+    def encoded(self, anthropic: bool) -> bytes:
+        """`body` as the bytes of a JSON answer."""
+        return json.dumps(self.body(anthropic), separators=(",", ":")).encode()
 
     def event(self) -> dict[str, Any]:
         """The relay's in-band form, parsed back by `from_event`."""

@@ -21,8 +21,9 @@ def json_error_page(status_code: int, message: str = "") -> bytes:
     """mitmproxy's own error answers (an unparsable request, an unreachable target) as JSON that
     both SDKs read: the Anthropic envelope with the OpenAI error fields inside."""
     error = ProxyError(status_code, f"codex-api-proxy: {message}", code="proxy_error")
-    body = {"type": "error", "error": {**error.openai_body()["error"], "type": error.anthropic_type()}}
-    response = http.Response.make(status_code, json.dumps(body), {**JSON, "connection": "close"})
+    response = http.Response.make(
+        status_code, json.dumps(error.either_body()), {**JSON, "connection": "close"}
+    )
     return http1.assemble_response(response)
 
 

@@ -21,7 +21,6 @@ from ..core.quota import QuotaBook
 from ..core.routes import is_anthropic_path, route_path
 from ..core.settings import Settings
 from ..relay.backend import Backend
-from ..relay.exchange import error_body
 from ..relay.server import RelayServer
 
 log = logging.getLogger("codex_api_proxy")
@@ -32,7 +31,7 @@ ORIGIN = "codex_api_proxy.origin"  # flow.metadata: an allowed browser origin, f
 
 
 def error_response(error: ProxyError, anthropic_dialect: bool) -> http.Response:
-    return http.Response.make(error.status, error_body(error, anthropic_dialect), {**JSON, **error.headers()})
+    return http.Response.make(error.status, error.encoded(anthropic_dialect), {**JSON, **error.headers()})
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> http.Response:

@@ -66,11 +66,6 @@ class FlowState:
     translate_seconds: float = 0.0  # time spent translating the answer: the proxy's own share
 
 
-def error_body(error: ProxyError, anthropic: bool) -> bytes:
-    body = error.anthropic_body() if anthropic else error.openai_body()
-    return json.dumps(body, separators=(",", ":")).encode()
-
-
 class Downstream(Protocol):
     """The relay connection an exchange writes to (toward mitmproxy, then the client)."""
 
@@ -186,7 +181,7 @@ class Exchange:
 
     def respond_error(self, error: ProxyError, headers: dict[str, str]) -> None:
         self.state.failure = error
-        body = error_body(error, self.state.family.anthropic)
+        body = error.encoded(self.state.family.anthropic)
         self.respond(error.status, {**_JSON, **headers, **error.headers()}, body)
 
     def mark_first_byte(self) -> None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from ..core.errors import ProxyError
 from ..core.limits import MAX_HEAD, MITMPROXY_BODY, RELAY_HEAD_TIMEOUT, RELAY_IDLE_TIMEOUT
 from .backend import Backend
-from .exchange import Exchange, FlowState, RelayRequest, error_body, http_head
+from .exchange import Exchange, FlowState, RelayRequest, http_head
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class RelayServer:
 
 
 def _plain(status: int, message: str) -> bytes:
-    body = error_body(ProxyError(status, message, code="relay_refused"), anthropic=False)
+    body = ProxyError(status, message, code="relay_refused").encoded(anthropic=False)
     return http_head(status, {"content-type": "application/json", "connection": "close"}, body)
 
 

@@ -93,7 +93,7 @@ class Thread:
 
 @dataclass
 class CacheHealth:
-    """The per-conversation record; one per proxy process (HEALTH)."""
+    """The per-conversation record; one per proxy (Runtime.cache_health)."""
 
     size: int = CONVERSATIONS
     threads: int = THREADS
@@ -139,6 +139,3 @@ class CacheHealth:
 
 def _short(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:10]
-
-
-HEALTH = CacheHealth()

@@ -10,7 +10,7 @@ from typing import Any
 
 from mitmproxy import http
 
-from ..core import boundary, cache_health, models, routes
+from ..core import boundary, models, routes
 from ..core import headers as header_policy
 from ..core.conversations import conversation_headers
 from ..core.errors import ProxyError, bad_request
@@ -68,7 +68,7 @@ class ApiGateway:
         elif route.name == "count_tokens":
             body, _ = self.json_body(flow)
             headers = boundary.header_dict(flow.request.headers.fields)
-            count = await asyncio.to_thread(anthropic.count_tokens, body, headers)
+            count = await asyncio.to_thread(anthropic.count_tokens, body, headers, self.runtime.calibration)
             flow.response = json_response(200, {"input_tokens": count})
         elif route.name in ("models", "model"):
             flow.response = await self.models_answer(flow, path[len("/models/") :] or None)
@@ -94,12 +94,16 @@ class ApiGateway:
         return body, raw
 
     def family_options(self, family: Family, account: str | None) -> dict[str, Any]:
-        settings = self.runtime.settings
-        if family.name == "anthropic":
-            return {"model_map": settings.model_map}
+        rt = self.runtime
+        if family.name == "anthropic":  # the per-conversation records its turns feed
+            return {
+                "model_map": rt.settings.model_map,
+                "calibration": rt.calibration,
+                "cache_health": rt.cache_health,
+            }
         if family.name == "chat":
-            return {"expose_reasoning": settings.expose_reasoning}
-        return {responses.CONVERSATIONS: self.runtime.conversations.conversation(account)}
+            return {"expose_reasoning": rt.settings.expose_reasoning}
+        return {responses.CONVERSATIONS: rt.conversations.conversation(account)}
 
     async def translate_request(self, flow: http.HTTPFlow, family: Family) -> None:
         rt = self.runtime
@@ -133,7 +137,7 @@ class ApiGateway:
             headers = conversation_headers(headers, upstream_body.get("prompt_cache_key"))
         if not passthrough:
             key = upstream_body.get("prompt_cache_key")
-            ctx.options["cache_thread"] = cache_health.HEALTH.note_request(key, upstream_body, headers)
+            ctx.options["cache_thread"] = rt.cache_health.note_request(key, upstream_body, headers)
         state = FlowState(
             family, ctx, passthrough, route, upstream_path, str(upstream_body.get("model") or "")
         )

@@ -121,7 +121,9 @@ class ProxyOptions:
         )
         rt.settings = settings
         # a client waits for a token refresh as long as for the upstream's first byte; the refresh goes on
-        rt.credentials = Credentials(settings.auth_path, refresh_wait=settings.first_byte_timeout)
+        rt.credentials = Credentials(
+            settings.auth_path, refresh_wait=settings.first_byte_timeout, refreshes=rt.refreshes
+        )
         rt.models = models.ModelCache(settings.models_cache_ttl)
         if rt.backend:  # options changed while running (mitmweb): rebuild the transport
             rt.restarting = asyncio.get_running_loop().create_task(rt.restart_transport())

@@ -12,14 +12,16 @@ from typing import Any
 
 from mitmproxy import http
 
-from ..auth.credentials import Credentials, wait_for_refreshes
+from ..auth.credentials import Credentials, Refreshes, wait_for_refreshes
 from ..core import boundary, models
+from ..core.cache_health import CacheHealth
 from ..core.conversations import ConversationStore
 from ..core.errors import ProxyError
 from ..core.metrics import Metrics
 from ..core.quota import QuotaBook
 from ..core.routes import is_anthropic_path, route_path
 from ..core.settings import Settings
+from ..core.tokens import Calibration
 from ..relay.backend import Backend
 from ..relay.server import RelayServer
 
@@ -40,7 +42,8 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
 
 @dataclass
 class Runtime:
-    """What the addons of one proxy share: settings, credentials, the upstream and the counters."""
+    """What the addons of one proxy share: settings, credentials, the upstream, the counters and the
+    per-conversation records (the translators get those through RequestContext.options)."""
 
     settings: Settings = field(default_factory=Settings)
     credentials: Credentials = field(default_factory=Credentials)
@@ -51,6 +54,9 @@ class Runtime:
     models: models.ModelCache = field(default_factory=lambda: models.ModelCache(300))
     conversations: ConversationStore = field(default_factory=ConversationStore.from_env)
     policy: boundary.Policy = field(default_factory=boundary.Policy)
+    cache_health: CacheHealth = field(default_factory=CacheHealth)
+    calibration: Calibration = field(default_factory=Calibration)  # token counts, by conversation
+    refreshes: Refreshes = field(default_factory=set)  # token refreshes in flight, of any Credentials
     restarting: asyncio.Task[None] | None = None
     configured: bool = False  # settings were built from the options at least once
     inspecting: bool = False  # mitmweb keeps bodies: flows also carry the client's original request
@@ -63,7 +69,9 @@ class Runtime:
     async def stop_transport(self) -> None:
         if self.relay:
             await self.relay.stop()
-        await wait_for_refreshes()  # a sent refresh needs the upstream client to get and save its answer
+        await wait_for_refreshes(
+            self.refreshes
+        )  # a sent refresh needs the upstream client to get and save its answer
         if self.backend:
             await self.backend.aclose()
 

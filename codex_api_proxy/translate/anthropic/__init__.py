@@ -6,11 +6,8 @@ translator), anthropic_response (whole responses, token counts and the probe), a
 """
 
 from .request import (
-    DEFAULT_MODEL_MAP,
     GPT_EFFORTS,
-    base_name,
     clean_schema,
-    map_model,
     mark_error,
     to_upstream,
     upstream_tool_name,
@@ -20,17 +17,14 @@ from .signature import decode_signature, encode_signature
 from .stream import Stream
 
 __all__ = [
-    "DEFAULT_MODEL_MAP",
     "GPT_EFFORTS",
     "Stream",
-    "base_name",
     "clean_schema",
     "count_tokens",
     "decode_signature",
     "encode_signature",
     "from_response",
     "is_probe",
-    "map_model",
     "mark_error",
     "probe_response",
     "to_upstream",

@@ -1,7 +1,7 @@
 """`codex-api-proxy`: start, stop, restart, status, logs, doctor, demo and addon-path.
 
 Every daemon option reads a CODEX_API_PROXY_* variable and the config file `start` saves
-(flag > variable > file > default; see config.py). The local API key is never put in any argv: the
+(flag > variable > file > default; the table is core/options.py, its resolution cli/config.py). The local API key is never put in any argv: the
 daemon gets it through its environment, and `--api-key-file` reads it from a file. Every error is one
 line on stderr, never a traceback.
 """

@@ -10,7 +10,7 @@ Checked on the request's head, before any body is read, in this order:
 - a POST must say it is JSON: a cross-site form or `text/plain` post, which a browser sends without a
   preflight, gets 415;
 - a declared body larger than the limit: 413.
-A refused request is answered without reading its body (see `ApiGateway.refuse`); the decoded size of a
+A refused request is answered without reading its body (see proxy/boundary.py `Boundary.refuse`); the decoded size of a
 compressed body is bounded in `decoded_body`.
 """
 

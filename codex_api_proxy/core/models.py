@@ -21,8 +21,8 @@ CLIENT_VERSION = "0.169.0"  # the catalog filters models by minimal_client_versi
 # `max` (codex-rs client.rs), so it is never a wire value here either.
 EFFORT_ORDER = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 _ALIASES = {"ultra": "max"}
-# What the catalog says (`supported_reasoning_levels`, reference/peers-2026-12.md §3.6) for the models we
-# know, used until the account's catalog has been fetched; `minimal` is refused by all of them.
+# What the backend's catalog says (`supported_reasoning_levels` of GET /models) for the models we know,
+# used until the account's catalog has been fetched; `minimal` is refused by all of them.
 _TO_XHIGH = ("low", "medium", "high", "xhigh")
 KNOWN_LEVELS: dict[str, tuple[str, ...]] = {
     "gpt-5.4": _TO_XHIGH,

@@ -1,7 +1,9 @@
 """The proxy's mitmproxy addons, in hook order, sharing one `Runtime`.
 
 One class per concern and file; each `request` hook leaves a flow alone once an earlier one has answered
-it. Hooks only route and delegate: translation lives in `translate/`, transport in `relay/`. Every hook
+it. Hooks route and delegate to the rules of `core/` (routes, headers, limits, errors), the translators
+of `translate/` and the transport of `relay/`; the one place a request's plan is made is
+`ApiGateway.translate_request` (passthrough or translation, which upstream, which headers). Every hook
 fails closed: an exception answers the client with a JSON error, and no flow is ever forwarded
 untranslated (the reverse target is a dead port on top of that).
 """

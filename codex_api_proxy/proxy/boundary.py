@@ -22,7 +22,7 @@ def _discard(chunk: bytes) -> list[bytes]:
 
 class Boundary:
     """Refuses, on the head and before any body is read, what may not reach the subscription
-    (boundary.py says what and why): the local key, Host, Origin, content type, declared size."""
+    (core/boundary.py says what and why): the local key, Host, Origin, content type, declared size."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime

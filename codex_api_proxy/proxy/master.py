@@ -1,7 +1,7 @@
 """The lean in-process mitmproxy master that `codex-api-proxy start` runs.
 
 Only the addons a reverse proxy needs are loaded (measured at about 35% less CPU per request than
-mitmdump's ~35 default addons, reference/mitmproxy.md §6). No flows are kept and none are printed.
+mitmdump's ~35 default addons). No flows are kept and none are printed.
 """
 
 from __future__ import annotations

@@ -6,13 +6,14 @@
 
 `RequestMetrics` counts every flow exactly once, in one place: its `response` and `error` hooks both end
 in `count`, which marks the flow, so a flow that sees both is still one request. It runs after every
-other addon, so it sees the final answer (local endpoints, LocalAuth's 401s, the gateway's rebuilt
-bodies and errors) and times it: total latency, time to the first body byte, and the proxy's own share
+other addon, so it sees the final answer (local endpoints, the boundary's refusals, the gateway's
+errors and the relay's translated answers) and times it: total latency, time to the first body byte, and the proxy's own share
 (routing before the upstream call, translation of the answer, hooks after it; the upstream's wait is
 left out).
 
+Its labels come from the routes table (core/routes.py): a path not in it is route and family "other".
 What only the relay knows (the upstream's failure, the token usage, when the first byte left, the time
-spent translating) it leaves on the gateway's `FlowState`.
+spent translating) it leaves on the gateway's `FlowState`, which both read.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The relay: mitmproxy's upstream for every generation call, a loopback server in the same event loop.
 
-mitmproxy owns the client's socket but cannot do what a generation call needs (reference/mitmproxy.md
-§5: no upstream timeout, HTML error pages, no write while the upstream is silent, no pool across
-client connections). So the addon retargets each translated flow here, and an `Exchange` serves it:
+mitmproxy owns the client's socket but cannot do what a generation call needs (its upstream side has
+no timeout, writes HTML error pages, cannot write while the upstream is silent, and pools nothing
+across client connections). So the addon retargets each translated flow here, and an `Exchange` serves it:
 credentials, the upstream call, translation of the answer, heartbeats, in-band errors.
 
 This side is an `asyncio.Protocol`, not a stream reader: the transport is always reading, so when

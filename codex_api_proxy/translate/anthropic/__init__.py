@@ -1,8 +1,8 @@
 """Anthropic Messages API <-> Codex Responses API: the names the gateway and the tests use.
 
-One module per direction: anthropic_request (request, tools and schemas), anthropic_stream (the SSE
-translator), anthropic_response (whole responses, token counts and the probe), anthropic_signature
-(thinking signatures), anthropic_web_search (the hosted search as server tool blocks).
+One module per direction: request (request, tools and schemas), stream (the SSE translator), response
+(whole responses, token counts and the probe), signature (thinking signatures), web_search (the hosted
+search as server tool blocks). The model map is core/models.py's.
 """
 
 from .request import (

@@ -260,7 +260,7 @@ def test_logs_shows_the_daemon_log(env: dict[str, str]) -> None:
 
 def test_mitmdump_runs_the_shipped_script(env: dict[str, str], fake: FakeBackend, tmp_path: Path) -> None:
     script = cli("addon-path", env=env).stdout.strip()
-    assert Path(script).is_file() and Path(script).parent == ROOT / "codex_api_proxy/proxy"
+    assert Path(script).is_file() and Path(script).parent == ROOT / "codex_api_proxy" / "proxy"
     port = free_port()
     mitmdump = Path(sys.executable).parent / "mitmdump"
     for script_path in (script, str(ROOT / "addons/codex_api_proxy.py")):  # the package's, and the shim

@@ -166,3 +166,25 @@ def test_signals_reach_the_client(proxy: Proxy, stub: Path, tmp_path: Path) -> N
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_a_local_key_reaches_the_client_not_its_argv(
+    person: dict[str, str], stub: Path, tmp_path: Path, backend: FakeBackend
+) -> None:
+    key = "k-" + secrets.token_hex(6)
+    env = {**person, "CODEX_API_PROXY_PORT": str(free_port()), "CODEX_API_PROXY_CONFIG": str(tmp_path / "k.toml"),
+           "CODEX_API_PROXY_API_KEY": key, "CODEX_API_PROXY_CLAUDE_BIN": str(stub),
+           "CODEX_API_PROXY_CODEX_BIN": str(stub), "OUT": str(tmp_path / "out"), "STUB": "exit 0"}  # fmt: skip
+    try:
+        r = cli("claude", "-p", "hi", env=env)  # starts a daemon that wants the key
+        assert r.returncode == 0 and "running on" in r.stderr and r.stdout == "", r.stderr
+        args, seen = recorded(tmp_path)
+        assert seen["ANTHROPIC_AUTH_TOKEN"] == key and key not in " ".join(args)
+        assert seen["CLAUDE_CODE_AUTO_COMPACT_WINDOW"].isdigit()  # the catalog was read with the key
+        r = cli("codex", "exec", "hi", env=env)
+        assert r.returncode == 0, r.stderr
+        args, seen = recorded(tmp_path)
+        assert 'model_providers.codex-api-proxy.env_key="CODEX_API_PROXY_API_KEY"' in args
+        assert seen["CODEX_API_PROXY_API_KEY"] == key and key not in " ".join(args)
+    finally:
+        cli("stop", env=env)

@@ -15,16 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import click
+import tomli_w
 
 from ..core.settings import API_KEY_ENV, default_auth_path
 from .config import ENV
+from .doctor import PROXY_VARS
 
 PLACEHOLDER_KEY = "codex-api-proxy"  # the clients want some key; a proxy without a local key takes any
 PROVIDER = "codex-api-proxy"
 # Claude Code's calls to Anthropic's own hosts (telemetry, error reports, updates): not made
 CLAUDE_OFFLINE = {"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_TELEMETRY": "1",
                   "DISABLE_ERROR_REPORTING": "1", "DISABLE_AUTOUPDATER": "1"}  # fmt: skip
-PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ CODEX = Client("The Codex CLI", "codex", "@openai/codex")
 
 def with_no_proxy(env: dict[str, str], host: str) -> None:
     """A person's outbound proxy must not carry the client's calls to the local proxy."""
-    if not any(env.get(name) for name in PROXY_VARS):
+    if not any(env.get(name) for name in PROXY_VARS if name.lower() != "no_proxy"):
         return
     for name in ("NO_PROXY", "no_proxy"):
         listed = [x for x in env.get(name, "").split(",") if x.strip()]
@@ -119,9 +120,8 @@ def codex_overrides(base_url: str, key: str | None, model: str | None) -> list[s
 
 
 def toml_value(value: str | bool) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A value as TOML writes it (the Codex CLI parses each `-c` value as TOML)."""
+    return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
 
 
 def codex_env(environ: Mapping[str, str], host: str, key: str | None) -> dict[str, str]:

@@ -154,8 +154,10 @@ def client_snippets(values: dict[str, Any], saved: dict[str, Any]) -> str:
         'model = "gpt-5.5"\nmodel_provider = "codex-api-proxy"\n\n[model_providers.codex-api-proxy]\n'
         f'name = "codex-api-proxy"\nbase_url = "{base}/v1"\nwire_api = "responses"\n'
         + (f'env_key = "{API_KEY_ENV}"\n' if key_in_force else "")
+        + "\n[features]  # off: with them the Codex CLI contacts OpenAI's hosts at start\nplugins = false\napps = false\n"
     )
     return (
+        "For one run, `codex-api-proxy claude` / `codex-api-proxy codex` set all of this themselves.\n\n"
         "Claude Code (~/.claude/settings.json):\n"
         + json.dumps(settings, indent=2)
         + "\n\nCodex CLI (~/.codex/config.toml):\n"

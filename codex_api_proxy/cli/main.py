@@ -484,7 +484,7 @@ def client_proxy(ctx: click.Context) -> tuple[str, str, str | None, dict[str, An
     if health(values["host"], int(values["port"])) is None:
         check_bind(values["host"], key)
         key_source = {"api_key_env": API_KEY_ENV} if key and not values.get("api_key_file") else {}
-        start_daemon(values, key, key_source, echo=report)
+        start_daemon(values, key, key_source, echo=lambda line: click.echo(line, err=True))
     elif key is None and (saved.get("api_key_env") or saved.get("api_key_from")):
         raise click.ClickException(f"the proxy on {base} wants its local API key: set ${API_KEY_ENV}")
     return base, values["host"], key, values

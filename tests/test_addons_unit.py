@@ -151,6 +151,7 @@ def test_boundary_checks_the_key_except_on_open_routes(
     tctx: taddons.context, runtime: Runtime, tmp_path: Any
 ) -> None:
     (tmp_path / "key").write_text("k\n")
+    (tmp_path / "key").chmod(0o600)
     options = tctx.master.addons.get("proxyoptions")
     tctx.configure(options, codex_api_key_file=str(tmp_path / "key"), listen_host="0.0.0.0")
     missing = refused(runtime, flow())

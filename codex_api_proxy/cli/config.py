@@ -66,6 +66,16 @@ def config_path(given: str | None) -> Path:
     return Path(given).expanduser() if given else default_state_dir() / "config.toml"
 
 
+def files_of(config: Path) -> dict[str, str]:
+    """The pid file and log beside a config (`config.toml` -> codex-api-proxy.pid/.log, `b.toml` ->
+    b.pid/.log): each config's daemon has its own, so two daemons with two configs never share one."""
+    stem = "codex-api-proxy" if config.stem == "config" else config.stem
+    return {
+        "pid_file": str(config.with_name(stem + ".pid")),
+        "log_file": str(config.with_name(stem + ".log")),
+    }
+
+
 def private_dir(path: Path) -> None:
     """A 0700 folder for the config, pid, log and state files (they say where the login is)."""
     path.mkdir(parents=True, exist_ok=True, mode=0o700)

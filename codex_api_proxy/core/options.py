@@ -236,8 +236,10 @@ OPTIONS: tuple[Option, ...] = (
            ENV + "LOG_LEVEL"),
     Option("log_format", Choice(("text", "json")), "text", "Daemon log lines as text or JSON.",
            ENV + "LOG_FORMAT"),
-    Option("log_file", File(), _state("codex-api-proxy.log"), "The daemon's log.", ENV + "LOG_FILE"),
-    Option("pid_file", File(), _state("codex-api-proxy.pid"), "The daemon's pid file.", ENV + "PID_FILE"),
+    Option("log_file", File(), _state("codex-api-proxy.log"), "The daemon's log (default: beside the config).",
+           ENV + "LOG_FILE"),
+    Option("pid_file", File(), _state("codex-api-proxy.pid"), "The daemon's pid file (default: beside the "
+           "config).", ENV + "PID_FILE"),
     Option("allow_no_login", Flag(), False, "Start even when no Codex login is found.", ENV + "ALLOW_NO_LOGIN"),
     Option("web", Flag(), False, "Run under mitmweb, to look at every translated request in a browser.",
            ENV + "WEB"),

@@ -56,13 +56,14 @@ class ApiGateway:
         if handled(flow):
             return
         path, method = routes.route_path(flow.request.path), flow.request.method
+        called = flow.request.path.split("?", 1)[0][:200]  # error texts name the path as the client wrote it
         route = routes.find(path)
         if route is None:
-            raise ProxyError(404, f"no route for {method} {path}", code="not_found")
+            raise ProxyError(404, f"no route for {method} {called}", code="not_found")
         if route.name == "responses" and method == "GET":
             responses.refuse_websocket(flow.request.headers)  # 426: clients fall back to HTTP at once
         if method not in route.methods:
-            raise ProxyError(405, f"{method} is not allowed on {path}", code="method_not_allowed")
+            raise ProxyError(405, f"{method} is not allowed on {called}", code="method_not_allowed")
         if route.name in FAMILIES:
             await self.translate_request(flow, FAMILIES[route.name])
         elif route.name == "count_tokens":
@@ -73,7 +74,7 @@ class ApiGateway:
         elif route.name in ("models", "model"):
             flow.response = await self.models_answer(flow, path[len("/models/") :] or None)
         else:  # a local route the endpoints did not answer
-            raise ProxyError(404, f"no route for {method} {path}", code="not_found")
+            raise ProxyError(404, f"no route for {method} {called}", code="not_found")
 
     @staticmethod
     def json_body(flow: http.HTTPFlow) -> tuple[dict[str, Any], bytes]:

@@ -38,6 +38,7 @@ from typing import Any
 
 from ...core.errors import ProxyError, bad_request
 from ...core.sse import DONE, frame
+from .. import tool_names, tool_order
 from ..accumulate import usage_of
 from ..base import RequestContext, StreamTranslator, client_errors
 from ..cache_key import prompt_cache_key
@@ -117,6 +118,8 @@ def to_upstream(body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
         out["service_tier"] = body["service_tier"]
     key = body.get("prompt_cache_key")
     out["prompt_cache_key"] = key if isinstance(key, str) and key else prompt_cache_key(ctx.headers, items)
+    ctx.options["tool_names"] = tool_names.shorten(out)
+    tool_order.arrange(out, ctx.options)
 
     stream_options = body.get("stream_options")
     ctx.options["include_usage"] = isinstance(stream_options, dict) and bool(
@@ -157,6 +160,7 @@ def _message(role: str, content: list[dict[str, Any]]) -> dict[str, Any]:
 def _input_items(messages: list[Any]) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     legacy_call: str | None = None  # call id of the last legacy function_call not yet answered
+    custom_calls: set[str] = set()  # call ids of custom (free-form) tool calls: their outputs differ
     for i, msg in enumerate(messages):
         where = f"messages[{i}]"
         if not isinstance(msg, dict):
@@ -176,7 +180,9 @@ def _input_items(messages: list[Any]) -> list[dict[str, Any]]:
             if parts:
                 items.append(_message("user", parts))
         elif role == "assistant":
-            items += _assistant_items(msg, i)
+            new = _assistant_items(msg, i)
+            custom_calls |= {it["call_id"] for it in new if it["type"] == "custom_tool_call"}
+            items += new
             if isinstance(msg.get("function_call"), dict):
                 legacy_call = _legacy_call_id(i)
         elif role == "tool":
@@ -185,7 +191,10 @@ def _input_items(messages: list[Any]) -> list[dict[str, Any]]:
                 raise bad_request(
                     f"{where}.tool_call_id is required for a tool message", f"{where}.tool_call_id"
                 )
-            items.append(_call_output(call_id, msg.get("content"), where))
+            output = _call_output(call_id, msg.get("content"), where)
+            if call_id in custom_calls:
+                output["type"] = "custom_tool_call_output"
+            items.append(output)
         elif role == "function":
             if legacy_call is None:
                 raise bad_request(
@@ -272,11 +281,15 @@ def _assistant_items(msg: dict[str, Any], position: int) -> list[dict[str, Any]]
         raise bad_request(f"{where}.tool_calls must be a list", f"{where}.tool_calls")
     for j, call in enumerate(calls):
         at = f"{where}.tool_calls[{j}]"
-        if not isinstance(call, dict) or call.get("type", "function") != "function":
-            raise bad_request(f"{at}: only function tool calls are supported", at)
+        kind = call.get("type", "function") if isinstance(call, dict) else None
+        if kind not in ("function", "custom"):
+            raise bad_request(f"{at}: only function and custom tool calls are supported", at)
         if not isinstance(call.get("id"), str) or not call["id"]:
             raise bad_request(f"{at}.id is required", f"{at}.id")
-        items.append(_function_call(call["id"], call.get("function"), f"{at}.function"))
+        if kind == "custom":
+            items.append(_custom_call(call["id"], call.get("custom"), f"{at}.custom"))
+        else:
+            items.append(_function_call(call["id"], call.get("function"), f"{at}.function"))
     legacy = msg.get("function_call")
     if legacy is not None:
         items.append(_function_call(_legacy_call_id(position), legacy, f"{where}.function_call"))
@@ -290,6 +303,13 @@ def _function_call(call_id: str, function: Any, where: str) -> dict[str, Any]:
     if not isinstance(arguments, str):
         arguments = "" if arguments is None else json.dumps(arguments, ensure_ascii=False)
     return {"type": "function_call", "call_id": call_id, "name": function["name"], "arguments": arguments}
+
+
+def _custom_call(call_id: str, custom: Any, where: str) -> dict[str, Any]:
+    if not isinstance(custom, dict) or not isinstance(custom.get("name"), str) or not custom["name"]:
+        raise bad_request(f"{where}.name is required", f"{where}.name")
+    text = custom.get("input")
+    return {"type": "custom_tool_call", "call_id": call_id, "name": custom["name"], "input": str(text or "")}
 
 
 def _call_output(call_id: str, content: Any, where: str) -> dict[str, Any]:
@@ -313,8 +333,14 @@ def _tools(body: dict[str, Any]) -> list[dict[str, Any]]:
         for i, tool in enumerate(tools):
             where = f"{name}[{i}]"
             if name == "tools":
-                if not isinstance(tool, dict) or tool.get("type") != "function":
-                    raise bad_request(f"{where}: only function tools are supported", f"{where}.type")
+                kind = tool.get("type") if isinstance(tool, dict) else None
+                if kind == "custom":
+                    out.append(_custom_tool(tool.get("custom"), f"{where}.custom"))
+                    continue
+                if kind != "function":
+                    raise bad_request(
+                        f"{where}: only function and custom tools are supported", f"{where}.type"
+                    )
                 tool, where = tool.get("function"), f"{where}.function"
             out.append(_function_tool(tool, where))
     return out
@@ -332,18 +358,44 @@ def _function_tool(fn: Any, where: str) -> dict[str, Any]:
     return tool
 
 
+def _custom_tool(spec: Any, where: str) -> dict[str, Any]:
+    """A free-form tool: Chat's `{"type": "custom", "custom": {name, description, format}}` -> the
+    Responses `custom` tool (a grammar format is flattened: `{type, syntax, definition}`)."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not spec["name"]:
+        raise bad_request(f"{where}.name is required", f"{where}.name")
+    tool: dict[str, Any] = {"type": "custom", "name": spec["name"]}
+    if isinstance(spec.get("description"), str):
+        tool["description"] = spec["description"]
+    fmt = spec.get("format")
+    if isinstance(fmt, dict) and fmt.get("type") == "grammar" and isinstance(fmt.get("grammar"), dict):
+        grammar = fmt["grammar"]
+        tool["format"] = {
+            "type": "grammar",
+            "syntax": grammar.get("syntax"),
+            "definition": grammar.get("definition"),
+        }
+    elif isinstance(fmt, dict):
+        tool["format"] = fmt
+    return tool
+
+
 def _tool_choice(choice: Any, param: str) -> Any:
     if choice in ("none", "auto", "required"):
         return choice
     kind = choice.get("type") if isinstance(choice, dict) else None
     if kind == "allowed_tools":
         spec = choice.get("allowed_tools") or {}
-        names = [
-            (t.get("function") or {}).get("name") for t in spec.get("tools") or [] if isinstance(t, dict)
+        tools = [
+            {"type": t.get("type", "function"), "name": (t.get(t.get("type", "function")) or {}).get("name")}
+            for t in spec.get("tools") or []
+            if isinstance(t, dict)
         ]
-        if names and all(isinstance(n, str) and n for n in names):
-            tools = [{"type": "function", "name": n} for n in names]
+        if tools and all(isinstance(t["name"], str) and t["name"] for t in tools):
             return {"type": "allowed_tools", "mode": spec.get("mode", "auto"), "tools": tools}
+    elif kind == "custom":
+        name = (choice.get("custom") or {}).get("name") if isinstance(choice.get("custom"), dict) else None
+        if isinstance(name, str) and name:
+            return {"type": "custom", "name": name}
     elif isinstance(choice, dict):
         # legacy function_call: {"name": ...}; tool_choice: {"type": "function", "function": {"name": ...}}
         fn = choice if param == "function_call" else choice.get("function") if kind == "function" else None
@@ -451,14 +503,32 @@ def _item_texts(item: dict[str, Any]) -> dict[str, str]:
         }
     if kind == "function_call":
         return {"arguments": item.get("arguments") or ""}
+    if kind == "custom_tool_call":
+        return {"input": item.get("input") or ""}
     if kind == "reasoning":
         return {"reasoning": "\n\n".join(s.get("text") or "" for s in item.get("summary") or [])}
     return {}
 
 
+_CALLS = ("function_call", "custom_tool_call")
+
+
+def _tool_call(item: dict[str, Any], names: dict[str, str], said: dict[str, str]) -> dict[str, Any]:
+    """A finished call item -> a Chat tool call (a custom one carries `custom: {name, input}`)."""
+    name = names.get(item.get("name") or "", item.get("name") or "")
+    if item.get("type") == "custom_tool_call":
+        return {"id": item.get("call_id"), "type": "custom", "custom": {"name": name, "input": said["input"]}}
+    return {
+        "id": item.get("call_id"),
+        "type": "function",
+        "function": {"name": name, "arguments": said["arguments"]},
+    }
+
+
 def from_response(response: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
     """The aggregated Responses object -> one `chat.completion`."""
     legacy = bool(ctx.options.get("legacy_functions"))
+    names = ctx.options.get("tool_names") or {}
     cutter = _StopCutter(list(ctx.options.get("stop") or []))
     text: list[str] = []
     refusal: list[str] = []
@@ -470,14 +540,8 @@ def from_response(response: dict[str, Any], ctx: RequestContext) -> dict[str, An
         if kind == "message":
             text += [cutter.feed(said["content"]), cutter.flush()]
             refusal.append(said["refusal"])
-        elif kind == "function_call":
-            calls.append(
-                {
-                    "id": item.get("call_id"),
-                    "type": "function",
-                    "function": {"name": item.get("name"), "arguments": said["arguments"]},
-                }
-            )
+        elif kind in _CALLS:
+            calls.append(_tool_call(item, names, said))
         elif kind == "reasoning" and said["reasoning"]:
             reasoning.append(said["reasoning"])
         if cutter.hit:
@@ -489,7 +553,7 @@ def from_response(response: dict[str, Any], ctx: RequestContext) -> dict[str, An
         "refusal": refused or None,
     }
     if legacy and calls:
-        message["function_call"] = calls[0]["function"]
+        message["function_call"] = calls[0].get("function") or calls[0]["custom"]
     elif calls:
         message["tool_calls"] = calls
     if ctx.options.get("expose_reasoning") and reasoning:
@@ -582,13 +646,15 @@ class Stream(StreamTranslator):
         idx = data.get("output_index")
         if kind == "response.output_item.added":
             item = data.get("item") or {}
-            return self._announce(idx, item) if item.get("type") == "function_call" else []
+            return self._announce(idx, item) if item.get("type") in _CALLS else []
         if kind == "response.output_text.delta":
             return self._emit(idx, "content", data.get("delta") or "")
         if kind == "response.refusal.delta":
             return self._emit(idx, "refusal", data.get("delta") or "")
         if kind == "response.function_call_arguments.delta":
             return self._emit(idx, "arguments", data.get("delta") or "")
+        if kind == "response.custom_tool_call_input.delta":
+            return self._emit(idx, "input", data.get("delta") or "")
         if kind == "response.reasoning_summary_text.delta":
             return self._reasoning(idx, data.get("summary_index", 0), data.get("delta") or "")
         if kind == "response.output_item.done":
@@ -597,7 +663,7 @@ class Stream(StreamTranslator):
 
     def _emit(self, idx: Any, channel: str, piece: str) -> list[bytes]:
         state = self._item(idx)
-        if not piece or (channel == "arguments" and state.tool_index is None):
+        if not piece or (channel in ("arguments", "input") and state.tool_index is None):
             return []  # arguments before their call was announced are sent at output_item.done
         state.seen[channel] = state.seen.get(channel, "") + piece
         if channel == "content":
@@ -614,6 +680,8 @@ class Stream(StreamTranslator):
             return self._send({"refusal": piece})
         if self.legacy:
             return self._send({"function_call": {"arguments": piece}}) if state.tool_index == 0 else []
+        if channel == "input":
+            return self._send({"tool_calls": [{"index": state.tool_index, "custom": {"input": piece}}]})
         return self._send({"tool_calls": [{"index": state.tool_index, "function": {"arguments": piece}}]})
 
     def _reasoning(self, idx: Any, part: Any, piece: str) -> list[bytes]:
@@ -642,6 +710,10 @@ class Stream(StreamTranslator):
         state.tool_index, self.calls = self.calls, self.calls + 1
         out = self._flush_text()
         name, call_id = call.get("name") or "", call.get("call_id") or f"call_{uuid.uuid4().hex[:24]}"
+        name = (self.ctx.options.get("tool_names") or {}).get(name, name)
+        if call.get("type") == "custom_tool_call" and not self.legacy:
+            head = {"index": state.tool_index, "id": call_id, "type": "custom"}
+            return out + self._send({"tool_calls": [{**head, "custom": {"name": name, "input": ""}}]})
         if not self.legacy:
             head = {"index": state.tool_index, "id": call_id, "type": "function"}
             return out + self._send({"tool_calls": [{**head, "function": {"name": name, "arguments": ""}}]})
@@ -656,7 +728,7 @@ class Stream(StreamTranslator):
 
     def _complete(self, idx: Any, item: dict[str, Any]) -> list[bytes]:
         """An item is done: send whatever of it the deltas did not carry (all of it, without deltas)."""
-        out = self._announce(idx, item) if item.get("type") == "function_call" else []
+        out = self._announce(idx, item) if item.get("type") in _CALLS else []
         state = self._item(idx)
         for channel, full in _item_texts(item).items():
             seen = state.seen.get(channel, "")

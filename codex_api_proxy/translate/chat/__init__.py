@@ -595,6 +595,7 @@ class Stream(StreamTranslator):
         self.stopped = False  # a stop string ended the answer; the rest of upstream is discarded
         self.items: dict[int, _Item] = {}
         self.calls = 0
+        self.spoke = False  # some content or refusal came (else the answer's content is "")
         self.reasoned = False  # some reasoning was sent (the next summary part starts a paragraph)
         self.cutter = _StopCutter(list(ctx.options.get("stop") or []))
         self.legacy = bool(ctx.options.get("legacy_functions"))
@@ -667,6 +668,7 @@ class Stream(StreamTranslator):
             return []  # arguments before their call was announced are sent at output_item.done
         state.seen[channel] = state.seen.get(channel, "") + piece
         if channel == "content":
+            self.spoke = True
             out = self._send({"content": text}) if (text := self.cutter.feed(piece)) else []
             if self.cutter.hit:
                 self.stopped = True
@@ -677,6 +679,7 @@ class Stream(StreamTranslator):
                     out.append(DONE)
             return out
         if channel == "refusal":
+            self.spoke = True
             return self._send({"refusal": piece})
         if self.legacy:
             return self._send({"function_call": {"arguments": piece}}) if state.tool_index == 0 else []
@@ -748,6 +751,8 @@ class Stream(StreamTranslator):
         out: list[bytes] = []
         if not self.stopped:
             out += self._flush_text()
+            if not self.spoke and not self.calls:  # an empty answer: content "", as from_response says
+                out += self._send({"content": ""})
             out += self._send({}, _finish_reason(response, self.calls > 0, self.legacy))
         if self.ctx.options.get("include_usage"):
             out.append(self._envelope(choices=[], usage=_usage(response)))

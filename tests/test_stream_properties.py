@@ -12,6 +12,7 @@ call may lose its name or arguments. The SDKs read the translated bytes through 
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,7 +49,7 @@ words = st.text(alphabet='abc xyzé😀\n{}"', min_size=1, max_size=12)
 def _pieces(draw: st.DrawFn, value: str) -> list[str]:
     cuts = sorted(draw(st.sets(st.integers(1, max(1, len(value) - 1)), max_size=3)))
     bounds = [0, *[c for c in cuts if c < len(value)], len(value)]
-    return [value[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if value[a:b]]
+    return [value[a:b] for a, b in itertools.pairwise(bounds) if value[a:b]]
 
 
 @st.composite
@@ -152,7 +153,7 @@ def upstream_streams(draw: st.DrawFn, custom: bool = True, search: bool = True) 
 def split_bytes(draw: st.DrawFn, data: bytes) -> list[bytes]:
     cuts = sorted(draw(st.sets(st.integers(1, max(1, len(data) - 1)), max_size=12)))
     bounds = [0, *cuts, len(data)]
-    return [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if data[a:b]]
+    return [data[a:b] for a, b in itertools.pairwise(bounds) if data[a:b]]
 
 
 def translate(stream: StreamTranslator, chunks: list[bytes]) -> bytes:

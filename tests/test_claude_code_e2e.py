@@ -309,7 +309,10 @@ def test_a_tool_loaded_later_keeps_every_earlier_prompt_token(
     run = run_claude(proxy.url, "echo a, then find the notebook tool", tmp_path,
                      env={"ENABLE_TOOL_SEARCH": "true"}, claude=claude)  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
-    turns = [r.body for r in fake.responses_requests[:3]]
+    recorded = fake.responses_requests[:3]
+    for header in ("session-id", "thread-id"):  # one per conversation, as the Codex CLI sends them
+        assert len({r.headers[header] for r in recorded}) == 1, header
+    turns = [r.body for r in recorded]
     names = [[t.get("name") for t in body["tools"]] for body in turns]
     assert "NotebookEdit" not in names[1] and names[2][-1] == "NotebookEdit"  # appended, not alphabetical
     for before, after in itertools.pairwise(turns):

@@ -180,6 +180,9 @@ def test_refusals_are_400_invalid_request_never_retried(
         ("slow_down", 529, "overloaded_error"),
         ("rate_limit_exceeded", 429, "rate_limit_error"),
         ("usage_not_included", 403, "permission_error"),
+        ("insufficient_quota", 429, "rate_limit_error"),
+        ("previous_response_not_found", 400, "invalid_request_error"),
+        ("token_expired", 401, "authentication_error"),
         ("server_error", 502, "api_error"),
         ("some_new_code", 502, "api_error"),
     ],
@@ -191,6 +194,9 @@ def test_other_failure_codes_map_to_what_clients_retry_or_not(
     body = {"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": [{"role": "user", "content": "x"}]}
     r = http.post("/v1/messages", json=body)
     assert (r.status_code, r.json()["error"]["type"]) == (status, kind)
+    assert ("codex login" in r.json()["error"]["message"]) == (
+        status == 401
+    )  # the re-login hint: credentials only
 
 
 # ---- requests: the field policy, tool types, custom tools, long names -----------------------------

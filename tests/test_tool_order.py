@@ -67,6 +67,8 @@ def test_order_is_per_conversation_and_bounded() -> None:
     assert order.arrange("k1", [a, b, c]) == [b, c, a]
     assert order.arrange("k2", [a, b]) == [a, b]  # another conversation: its own order
     assert order.arrange("k1", [a, c]) == [c, a]  # a removed tool leaves the rest in their order
+    assert order.arrange("k1", [c, b]) == [b, c]  # a sub-agent's subset: in the key's order
+    assert order.arrange("k1", [a, b, c]) == [b, c, a]  # and the main conversation's order is unchanged
     order.arrange("k3", [c])
     order.arrange("k4", [c])
     assert order.arrange("k1", [a, b, c]) == [a, b, c]  # k1 was evicted: the client's order again

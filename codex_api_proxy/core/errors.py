@@ -45,7 +45,7 @@ _TRY_AGAIN = re.compile(r"try again in\s+([0-9.]+)\s*(ms|s)", re.IGNORECASE)
 # Fields of an upstream error object that carry meaning for clients (the Codex CLI reads them to
 # show "You've hit your usage limit ... try again at 6:45 AM" instead of retrying): kept as they came.
 _KEPT_FIELDS = ("plan_type", "resets_at", "resets_in_seconds", "rate_limit_reached_type", "promo_message")
-_USAGE_TYPES = ("usage_limit_reached", "usage_not_included")
+_USAGE_TYPES = ("usage_limit_reached", "usage_not_included", "insufficient_quota")
 # Upstream response headers that go back to the client with an error (rate-limit windows and the
 # active limit the Codex CLI reads from x-codex-*).
 PASSED_BACK = ("retry-after", "x-request-id", "request-id", "openai-processing-ms")

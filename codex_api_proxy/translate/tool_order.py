@@ -5,7 +5,9 @@ The backend caches a prompt by its prefix, and `tools` is rendered before the co
 Code's tool search adds a deferred tool to `tools` at its alphabetical position once loaded; sent
 there, every tool after it and the whole history would miss the cache on that turn. So, per
 conversation (`prompt_cache_key`), the tools already sent keep their upstream order and new ones are
-appended at the end: the earlier prompt tokens stay as they were. One shared `ToolOrder` (on the
+appended at the end: the earlier prompt tokens stay as they were. The order is every tool ever sent
+under the key, by first appearance, so a sub-agent sharing the key with other tools, or a turn that
+drops one, moves nothing for the others. One shared `ToolOrder` (on the
 Runtime, given to translators as `ctx.options["tool_order"]`) remembers a bounded number of
 conversations, least recently used first out.
 """
@@ -17,6 +19,7 @@ from collections import OrderedDict
 from typing import Any
 
 OPTION = "tool_order"  # ctx.options key
+TOOLS_PER_CONVERSATION = 2048  # tool ids remembered per conversation, the oldest forgotten first
 
 
 def tool_id(tool: Any) -> str:
@@ -40,11 +43,13 @@ class ToolOrder:
             return tools
         by_id = {tool_id(t): t for t in tools}
         with self._lock:
-            before = self._orders.pop(key, [])
-            kept = [i for i in before if i in by_id]
-            seen = set(kept)
-            order = kept + [i for i in by_id if i not in seen]
-            self._orders[key] = order
+            known = self._orders.pop(key, [])
+            seen = set(known)
+            new = [i for i in by_id if i not in seen]
+            order = [i for i in known if i in by_id] + new
+            # every tool ever sent under the key keeps its place: a sub-agent sharing the key with a
+            # subset of the tools (or a turn without some) does not reorder the main conversation's
+            self._orders[key] = (known + new)[-TOOLS_PER_CONVERSATION:]
             while len(self._orders) > self.capacity:
                 self._orders.popitem(last=False)
         return [by_id[i] for i in order] if len(by_id) == len(tools) else tools

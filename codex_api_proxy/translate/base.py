@@ -15,7 +15,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ..core.errors import ERROR_EVENT, HEARTBEAT_EVENT, ProxyError, bad_request, from_event
 from ..core.sse import SSEEvent, SSEParser, comment
@@ -36,6 +36,18 @@ class RequestContext:
     stream: bool = False
     headers: dict[str, str] = field(default_factory=dict)  # lower-case names
     options: dict[str, Any] = field(default_factory=dict)  # family-specific settings and state
+
+
+class Translator(Protocol):
+    """What the exchange needs of a family's translator (each family's package is one): the request
+    going up, the whole answer coming back, and the stream translator; a unary family (compact) also
+    has `aggregate`, reading the upstream's JSON answer."""
+
+    def to_upstream(self, body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]: ...
+
+    def from_response(self, response: dict[str, Any], ctx: RequestContext) -> dict[str, Any]: ...
+
+    def Stream(self, ctx: RequestContext) -> StreamTranslator: ...  # the class, called like a function
 
 
 def client_errors(translate: Callable[..., Any]) -> Callable[..., Any]:

@@ -292,3 +292,60 @@ def test_responses_stream_equals_response(data: st.DataObject) -> None:
              for i in response.output if i.type in ("function_call", "custom_tool_call")]  # fmt: skip
     assert calls == up.calls
     assert response.output_text == up.text
+
+
+def test_the_codex_cli_fixture_shape_reads_the_same_in_every_sdk() -> None:
+    """The Codex CLI's own tests' streams: no response.created, items only as output_item.done (calls
+    with a call_id and no id), a terminal event with nothing but id, usage and an empty output."""
+    usage = {"input_tokens": 0, "input_tokens_details": None, "output_tokens": 0, "output_tokens_details": None,
+             "total_tokens": 0}  # fmt: skip
+    message = {
+        "type": "message",
+        "role": "assistant",
+        "id": "msg1",
+        "content": [{"type": "output_text", "text": "hi"}],
+    }
+    events = [
+        {"type": "response.output_item.done", "item": message},
+        {"type": "response.output_item.done",
+         "item": {"type": "function_call", "call_id": "c1", "name": "lookup", "arguments": '{"a":1}'}},
+        {"type": "response.output_item.done",
+         "item": {"type": "function_call", "call_id": "c2", "name": "Bash", "arguments": '{"b":2}'}},
+        {"type": "response.completed", "response": {"id": "resp1", "usage": usage, "output": []}},
+    ]  # fmt: skip
+    up = Upstream(events, [("c1", "lookup", '{"a":1}'), ("c2", "Bash", '{"b":2}')], "hi")
+    chunks = [encode(up)]
+    streamed, whole = both(up, chunks, _anthropic_ctx)
+    request: dict[str, Any] = {
+        "model": "claude-x",
+        "max_tokens": 100,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    ANSWERS.set(streamed, stream=True)
+    with CLAUDE.messages.stream(**request) as stream:
+        from_stream = stream.get_final_message()
+    ANSWERS.set(whole, stream=False)
+    # the message id: a stream that never named its response cannot start with the final one's
+    assert from_stream.model_dump(exclude={"id"}) == CLAUDE.messages.create(**request).model_dump(
+        exclude={"id"}
+    )
+    streamed, whole = both(up, chunks, _chat_ctx)
+    request = {"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}], "tools": CHAT_TOOLS}
+    ANSWERS.set(streamed, stream=True)
+    with OPENAI.chat.completions.stream(**request) as chat_stream:
+        message_streamed = chat_stream.get_final_completion().choices[0].message
+    assert [
+        (c.id, c.function.name, c.function.arguments) for c in message_streamed.tool_calls or []
+    ] == up.calls
+    assert message_streamed.content == "hi"
+    streamed, whole = both(up, chunks, _responses_ctx)
+    request = {"model": "gpt-5.5", "input": "hi", "store": False}
+    ANSWERS.set(streamed, stream=True)
+    with OPENAI.responses.stream(**request) as responses_stream:
+        final = responses_stream.get_final_response()
+    ANSWERS.set(whole, stream=False)
+    response = OPENAI.responses.create(**request)
+    assert final.output_text == response.output_text == "hi"
+    assert [i.model_dump(exclude_none=True) for i in final.output] == [
+        i.model_dump(exclude_none=True) for i in response.output
+    ]

@@ -10,6 +10,7 @@ output items, because the backend leaves its `output` empty and the openai SDK t
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -218,23 +219,50 @@ class Stream(StreamTranslator):
         self.ctx = ctx
         self.acc = ResponseAccumulator()
         self.sequence = -1  # the last sequence_number sent (the Responses API counts from 0)
+        self.started = False  # response.created was sent (the upstream's or one made up, see _created)
+        self.own_id: str | None = None  # the id given to a response whose stream named none
 
     def on_event(self, kind: str, data: dict[str, Any]) -> list[bytes]:
         names, original = self.ctx.options.get(TOOL_NAMES), data
         if names and isinstance(data.get("item"), dict):
             item = tool_names.restore(data["item"], names)
             data = data if item is data["item"] else {**data, "item": item}
+        out = self._created(kind, data)
         self.acc.feed(data)
         upstream_number = data.get("sequence_number")
         self.sequence += 1  # numbered in the order sent: events.py may have held some back
         if kind in ("response.completed", "response.incomplete"):
-            data = {**data, "response": self.acc.response(), "sequence_number": self.sequence}
+            response = self.acc.response()
+            if self.own_id:
+                response["id"] = self.own_id
+            data = {**data, "response": response, "sequence_number": self.sequence}
             remember(data["response"], self.ctx)
-            return [frame(data, kind)]
+            return [*out, frame(data, kind)]
         raw = self.raw_data if data is original else ""  # as it came, unless reshaped or renamed
         if raw and "\n" not in raw and upstream_number == self.sequence:
-            return [frame(raw, kind)]
-        return [frame({**data, "sequence_number": self.sequence}, kind)]
+            return [*out, frame(raw, kind)]
+        return [*out, frame({**data, "sequence_number": self.sequence}, kind)]
+
+    def _created(self, kind: str, data: dict[str, Any]) -> list[bytes]:
+        """A stream must open with `response.created` (the openai SDK refuses anything else first). A
+        stream that has none (as in the Codex CLI's own test fixtures) gets one: with the id of the
+        first event that names its response, else an id of ours that the final event then carries."""
+        if self.started:
+            return []
+        self.started = True
+        if kind == "response.created":
+            return []
+        response = (
+            dict(data.get("response") or {}) if kind in ("response.in_progress", "response.queued") else {}
+        )
+        if not response.get("id"):
+            self.own_id = response["id"] = "resp_" + uuid.uuid4().hex
+        response.update(object="response", status="in_progress", output=[])
+        response.setdefault("model", self.ctx.model)
+        self.sequence += 1
+        event = {"type": "response.created", "response": response, "sequence_number": self.sequence}
+        self.acc.feed(event)
+        return [frame(event, "response.created")]
 
     def on_failure(self, error: ProxyError) -> list[bytes]:
         if self.failure_event and self.failure_event.get("type") == "response.failed":

@@ -62,16 +62,18 @@ def item_events(draw: st.DrawFn, n: int, custom: bool, search: bool) -> tuple[li
         part = {"type": "output_text", "text": value, "annotations": []}
         item = {"type": "message", "id": iid, "role": "assistant", "status": "completed", "content": [part]}
         done = {"type": "response.output_item.done", "item": item}
-        if draw(st.booleans()):  # text only at done (the Codex CLI's own fixtures)
+        shape = draw(st.sampled_from(["full", "done only", "no added", "deltas only"]))
+        if shape == "done only":  # text only at done (the Codex CLI's own fixtures)
             return [done], ("text", value)
         at = {"item_id": iid, "content_index": 0}
-        events = [
-            {"type": "response.output_item.added", "item": {**item, "status": "in_progress", "content": []}}
-        ]
-        if draw(st.booleans()):
-            events.append({"type": "response.content_part.added", **at, "part": {**part, "text": ""}})
+        events = []
+        if shape == "full":
+            added = {**item, "status": "in_progress", "content": []}
+            events.append({"type": "response.output_item.added", "item": added})
+            if draw(st.booleans()):
+                events.append({"type": "response.content_part.added", **at, "part": {**part, "text": ""}})
         events += [{"type": "response.output_text.delta", **at, "delta": d} for d in _pieces(draw, value)]
-        return [*events, done], ("text", value)
+        return (events if shape == "deltas only" else [*events, done]), ("text", value)
     if kind == "reasoning":
         iid = f"rs_{n}"
         summaries = draw(st.lists(words, max_size=2))
@@ -115,6 +117,10 @@ def item_events(draw: st.DrawFn, n: int, custom: bool, search: bool) -> tuple[li
     )
 
 
+def _item_id(event: dict[str, Any]) -> str:
+    return event["item"]["id"] if "item" in event else event["item_id"]
+
+
 @st.composite
 def upstream_streams(draw: st.DrawFn, custom: bool = True, search: bool = True) -> Upstream:
     count = draw(st.integers(1, 5))
@@ -126,15 +132,18 @@ def upstream_streams(draw: st.DrawFn, custom: bool = True, search: bool = True) 
         live = [q for q in queues if q]
         queue = live[draw(st.integers(0, len(live) - 1))] if interleave else live[0]
         body.append(queue.pop(0))
+
+    def item_id(event: dict[str, Any]) -> str:
+        return event["item"]["id"] if "item" in event else event["item_id"]
+
     # output_index: the item's position by first appearance, as the backend numbers them (or none)
     order: dict[str, int] = {}
     with_index = draw(st.booleans())
     for event in body:
-        iid = event["item"]["id"] if "item" in event else event["item_id"]
-        order.setdefault(iid, len(order))
+        order.setdefault(_item_id(event), len(order))
         if with_index:
-            event["output_index"] = order[iid]
-    meanings = sorted(((order[events[-1]["item"]["id"]], m) for events, m in per_item), key=lambda x: x[0])
+            event["output_index"] = order[_item_id(event)]
+    meanings = sorted(((order[_item_id(events[-1])], m) for events, m in per_item), key=lambda x: x[0])
     resp = {"id": RID, "object": "response", "created_at": 1, "model": "gpt-5.5", "status": "in_progress",
             "output": []}  # fmt: skip
     events = [

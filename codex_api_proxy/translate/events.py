@@ -15,20 +15,25 @@ deltas), so the stream is put in that shape once, here, before any family sees i
   it arrives); a later item's events wait behind it and go out whole, in order, when it is done.
 - A call announced without a name waits until a name is known (its `done`), then goes out with it.
 - An item that never had an `output_item.added` goes out as added (its done item emptied) + done, so
-  the deltas that came without an announcement are not needed; a content or summary part that was
-  never announced gets its `.added` before its first delta.
+  the deltas that came without an announcement are not needed (text or reasoning deltas without an
+  announcement announce their item at once as what they say it is); a content or summary part that was never
+  announced gets its `.added` before its first delta.
 
 What is held is only what must wait; nothing is dropped but deltas the done item repeats in full.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 _CALLS = ("function_call", "custom_tool_call")
 _RESPONSE_LEVEL = ("response.created", "response.in_progress", "response.queued")
 _TEXT_DELTAS = ("response.output_text.delta", "response.refusal.delta")
+_ANNOUNCING_DELTAS = (*_TEXT_DELTAS, "response.reasoning_summary_text.delta")
 
 
 @dataclass
@@ -98,15 +103,48 @@ class EventOrder:
             return [*self.flush(), data]  # terminal, failure or unknown: everything before it first
         item = self._item(kind, data)
         item.held += self._shaped(item, kind, data)
+        if not (item.announced or item.done) and kind in _ANNOUNCING_DELTAS:
+            item.held = self._announce_late(item)  # text without an announcement: what it is is clear
         return self._pump()
 
     def flush(self) -> list[dict[str, Any]]:
         """Everything still held, in order (the stream is ending)."""
         out: list[dict[str, Any]] = []
         for item in self._queue:
+            if not item.announced and not item.done:
+                out += self._announce_late(item)
             out += item.held
             item.held = []
         self._queue = []
+        return out
+
+    def _announce_late(self, item: _Item) -> list[dict[str, Any]]:
+        """An item whose deltas came without an `added` (at its first text delta, or at the stream's end):
+        announced as what its deltas say it is, so its text is not lost. Arguments of a call nobody named are dropped:
+        a call without a name cannot be answered."""
+        kinds = {e.get("type") for e in item.held}
+        if kinds & {*_TEXT_DELTAS, "response.output_text.annotation.added"}:
+            body: dict[str, Any] = {
+                "type": "message",
+                "role": "assistant",
+                "status": "in_progress",
+                "content": [],
+            }
+        elif "response.reasoning_summary_text.delta" in kinds:
+            body = {"type": "reasoning", "summary": []}
+        else:
+            if item.held:
+                log.warning("dropped %d events of an output item that never said what it is", len(item.held))
+            item.held = []
+            return []
+        item_id = next((e["item_id"] for e in item.held if isinstance(e.get("item_id"), str)), None)
+        if item_id:
+            body["id"] = item_id
+        held, item.held = item.held, []
+        item.announced, item.kind = True, body["type"]
+        out = [{"type": "response.output_item.added", "output_index": item.index, "item": body}]
+        for event in held:
+            out += self._shaped(item, str(event.get("type")), event)
         return out
 
     # ---------------------------------------------------------------------------------------------

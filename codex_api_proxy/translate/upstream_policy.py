@@ -7,8 +7,8 @@ service_tier, prompt_cache_key, text {verbosity, format}, client_metadata) and w
 seed-behaviour.md §2.3-2.4 documents the backend refusing (max_output_tokens, sampling parameters,
 metadata, stream_options, truncation, user, ... and any field outside that body, such as
 prompt_cache_retention, context_management, background, safety_identifier). A field not listed here
-is dropped before the request leaves (logged once per field name at debug), so a client written for
-the OpenAI API keeps working instead of getting the backend's 400.
+is dropped before the request leaves, whichever family built it (logged once per field name at
+debug), so a client written for the OpenAI API keeps working instead of getting the backend's 400.
 
 The backend's hosted search is `web_search`; the OpenAI API's `web_search_preview` and its dated
 variants (`web_search_preview_2025_03_11`) are the same tool under older names, renamed here.

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...core.errors import bad_request
-from .. import tool_order
+from .. import tool_order, upstream_policy
 from ..base import RequestContext, client_errors
 from ..cache_key import prompt_cache_key
 from ..tool_names import upstream_tool_name
@@ -155,7 +155,7 @@ def to_upstream(body: Any, ctx: RequestContext) -> dict[str, Any]:
     ctx.options.update(cache_key=out["prompt_cache_key"], request_body=body)  # for token calibration
     out["stream"] = True
     out["store"] = False
-    return out
+    return upstream_policy.apply(out)  # what the backend takes, whichever family built it
 
 
 def _instructions(system: Any) -> str:

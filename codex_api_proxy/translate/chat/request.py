@@ -8,7 +8,7 @@ import logging
 from typing import Any
 
 from ...core.errors import bad_request
-from .. import tool_names, tool_order
+from .. import tool_names, tool_order, upstream_policy
 from ..base import RequestContext, client_errors
 from ..cache_key import prompt_cache_key
 
@@ -100,7 +100,7 @@ def to_upstream(body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
     ignored = sorted(k for k in body if k not in _HANDLED)
     if ignored:
         log.debug("chat request: not forwarded to the backend: %s", ", ".join(ignored))
-    return out
+    return upstream_policy.apply(out)  # what the backend takes, whichever family built it
 
 
 def _refuse_unanswerable(body: dict[str, Any]) -> None:

@@ -42,10 +42,15 @@ WEB_SEARCH_ALIASES = ("web_search_preview",)  # and their dated variants (prefix
 _reported: set[str] = set()
 
 
+_REPORTED_MAX = 1024  # field names remembered as logged (clients choose them: bounded)
+
+
 def _note(field: str) -> None:
-    if field not in _reported:
+    if field in _reported:
+        return
+    if len(_reported) < _REPORTED_MAX:
         _reported.add(field)
-        log.debug("not forwarded to the Codex backend, which does not take it: %s", field)
+    log.debug("not forwarded to the Codex backend, which does not take it: %.100s", field)
 
 
 def _tool(tool: Any) -> Any:

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 _CALLS = ("function_call", "custom_tool_call")
 _RESPONSE_LEVEL = ("response.created", "response.in_progress", "response.queued")
+_ENDINGS = ("response.completed", "response.incomplete", "response.failed", "error")
 _TEXT_DELTAS = ("response.output_text.delta", "response.refusal.delta")
 _ANNOUNCING_DELTAS = (*_TEXT_DELTAS, "response.reasoning_summary_text.delta")
 
@@ -98,9 +99,9 @@ class EventOrder:
     def feed(self, data: dict[str, Any]) -> list[dict[str, Any]]:
         kind = str(data.get("type") or "")
         if not _is_item_event(kind, data):
-            if kind in _RESPONSE_LEVEL or not kind.startswith("response."):
-                return [data]
-            return [*self.flush(), data]  # terminal, failure or unknown: everything before it first
+            if kind in _ENDINGS:
+                return [*self.flush(), data]  # everything before the end goes out first
+            return [data]
         item = self._item(kind, data)
         item.held += self._shaped(item, kind, data)
         if not (item.announced or item.done) and kind in _ANNOUNCING_DELTAS:

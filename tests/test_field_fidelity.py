@@ -7,6 +7,7 @@ Each class of issue 19's table has a test here: the fake backend is switched int
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -15,6 +16,7 @@ import httpx
 import openai
 import pytest
 
+from codex_api_proxy.core.sse import parse_all
 from codex_api_proxy.testing.fake_backend import (
     STREAM_SHAPES,
     FakeBackend,
@@ -310,3 +312,35 @@ def test_the_fake_refuses_what_the_backend_refuses(fake: FakeBackend) -> None:
                   {"tools": [{"type": "function", "name": "x" * 65, "parameters": WEATHER}]}):  # fmt: skip
         r = httpx.post(fake.url + "/responses", json={**base, **extra}, headers=headers, trust_env=False)
         assert r.status_code == 400, extra
+
+
+def test_the_fake_stream_shapes_do_what_they_say(fake: FakeBackend) -> None:
+    """The opt-in shapes (issue 19), each visible in the fake's raw stream."""
+    headers = {"authorization": "Bearer " + next(iter(fake.access_tokens or {"x"}))}
+    if fake.account_id:
+        headers["chatgpt-account-id"] = fake.account_id
+    body = {"model": MODEL, "input": [], "stream": True, "store": False}
+
+    def stream(shapes: frozenset[str]) -> list[dict[str, Any]]:
+        turn = Turn(output=[text("hi"), function_call("a", "{}", "ca"), function_call("b", "{}", "cb")])
+        fake.enqueue(dataclasses.replace(turn, shapes=shapes))
+        r = httpx.post(fake.url + "/responses", json=body, headers=headers, trust_env=False)
+        return [json.loads(e.data) for e in parse_all(r.content)]
+
+    def at(events: list[dict[str, Any]], kind: str, call_id: str) -> int:
+        return next(
+            n for n, e in enumerate(events) if e["type"] == kind and e["item"].get("call_id") == call_id
+        )
+
+    events = stream(frozenset({"interleaved"}))
+    added, done = "response.output_item.added", "response.output_item.done"
+    assert at(events, added, "cb") < at(events, done, "ca") and at(events, done, "cb") < at(
+        events, done, "ca"
+    )
+    events = stream(frozenset({"names_at_done", "no_output_index", "no_sequence_number"}))
+    assert [e["item"]["name"] for e in events if e["type"] == added and e["item"].get("call_id")] == ["", ""]
+    assert not any("output_index" in e or "sequence_number" in e for e in events)
+    events = stream(frozenset({"text_at_done"}))
+    message = [e["type"] for e in events if (e.get("item") or {}).get("type") == "message" or
+               str(e.get("item_id", "")).startswith("msg")]  # fmt: skip
+    assert message == [done]

@@ -6,7 +6,12 @@ connections, SSE answers written as one chunk per event and flushed, so delays, 
 connections look to a client exactly like the real backend's. It enforces the backend's request rules
 (stream/store, rejected parameters, item ids with store=false, reasoning replay, tool-call pairing)
 with the backend's own error bodies, and reproduces its quirks: `response.completed` carries
-`output: []`, the finished items only arrive as `response.output_item.done`.
+`output: []`, the finished items only arrive as `response.output_item.done`. Like the backend it
+refuses any top-level field outside the Codex CLI's own request body, `web_search_preview*` tool types
+and tool names over 64 characters. A Turn may opt into stream shapes other backend builds send
+(`Turn(shapes=...)`, see STREAM_SHAPES: names only at done, interleaved parallel calls finished in
+reverse, no output_index, no sequence_number, text only at done); the default stream, and the demo
+model's, has none of them.
 
     with FakeBackend(access_tokens={"access-1"}, account_id="acct-1") as fb:
         fb.enqueue(Turn(output=[reasoning("hmm"), function_call("exec", {"cmd": "ls"})]), Turn())

@@ -18,7 +18,9 @@ from ..core.settings import (
     DEFAULT_UPSTREAM_URL,
     OPENAI_URL_ENV,
     UPSTREAM_URL_ENV,
+    Proxies,
     Settings,
+    check_proxies,
     default_auth_path,
     is_loopback,
     parse_model_map,
@@ -112,7 +114,7 @@ class ProxyOptions:
             "codex_outbound_proxy",
             str,
             "",
-            "Outbound HTTP(S) proxy (default: HTTPS_PROXY etc. and NO_PROXY).",
+            "Outbound proxy, http(s):// or socks5(h):// (default: HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY).",
         )
         # seconds are strings: mitmproxy's --set cannot parse a float option (mitmdump/mitmweb users)
         add("codex_connect_timeout", str, "15", "Seconds to connect to the upstream.")
@@ -159,7 +161,7 @@ class ProxyOptions:
             openai_url=o.codex_openai_url.rstrip("/"),
             auth_path=Path(o.codex_auth_file).expanduser() if o.codex_auth_file else default_auth_path(),
             api_key=api_key or os.environ.get(API_KEY_ENV) or None,
-            outbound_proxy=o.codex_outbound_proxy or None,  # else httpx reads HTTPS_PROXY/NO_PROXY itself
+            proxies=Proxies.from_environ(o.codex_outbound_proxy or None),
             connect_timeout=seconds["codex_connect_timeout"],
             first_byte_timeout=seconds["codex_first_byte_timeout"],
             idle_timeout=seconds["codex_idle_timeout"],
@@ -168,6 +170,11 @@ class ProxyOptions:
             model_map=model_map,
             expose_reasoning=o.codex_expose_reasoning,
         )
+        credentials = Credentials(settings.auth_path, refresh_wait=settings.first_byte_timeout)
+        try:  # first: a proxy from the environment stays wrong when a failed update is rolled back
+            check_proxies(settings, credentials.token_url)
+        except ValueError as exc:
+            raise exceptions.OptionsError(str(exc)) from None
         check_bind(o, settings)
         rt = self.runtime
         rt.configured = True
@@ -180,7 +187,7 @@ class ProxyOptions:
         )
         rt.settings = settings
         # a client waits for a token refresh as long as for the upstream's first byte; the refresh goes on
-        rt.credentials = Credentials(settings.auth_path, refresh_wait=settings.first_byte_timeout)
+        rt.credentials = credentials
         rt.models = models.ModelCache(settings.models_cache_ttl)
         if rt.backend:  # options changed while running (mitmweb): rebuild the transport
             rt.restarting = asyncio.get_running_loop().create_task(rt.restart_transport())

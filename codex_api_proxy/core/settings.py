@@ -173,6 +173,17 @@ class Proxies:
     def _variable(self, kind: str) -> str | None:
         return next((n for n in PROXY_VARIABLES[kind] if n in self.environ), None)
 
+    def check(self) -> None:
+        """ValueError naming the variable (or the option) when a proxy setting in effect cannot be used:
+        refused at start in one line, not found on the first request it would fail. A variable shadowed by
+        another (HTTPS_PROXY by https_proxy, every one by --proxy) is not in effect."""
+        if self.explicit:
+            parse_proxy_url(self.explicit, PROXY_OPTION)
+            return
+        for kind in ("https", "http", "all"):
+            if name := self._variable(kind):
+                parse_proxy_url(self.environ[name], name)
+
     def for_url(self, url: str) -> OutboundProxy | None:
         """The proxy for this URL, or None to connect directly; ValueError naming the variable (or the
         option) when the proxy that applies cannot be used."""
@@ -196,7 +207,7 @@ class Settings:
     openai_url: str = DEFAULT_OPENAI_URL
     auth_path: Path = field(default_factory=default_auth_path)
     api_key: str | None = None  # local key clients must present; None = no local auth (loopback only)
-    proxies: Proxies = field(default_factory=Proxies)  # outbound proxies, checked at start (check_proxies)
+    proxies: Proxies = field(default_factory=Proxies)  # outbound proxies, checked at start (Proxies.check)
     connect_timeout: float = 15.0
     first_byte_timeout: float = 300.0  # upstream status line; reasoning models can think for minutes
     idle_timeout: float = 300.0  # silence inside a stream before it is declared dead
@@ -207,13 +218,6 @@ class Settings:
 
     def __repr__(self) -> str:  # never print the key
         return f"Settings(upstream_url={self.upstream_url!r}, auth_path={str(self.auth_path)!r}, api_key={'set' if self.api_key else None})"
-
-
-def check_proxies(settings: Settings, token_url: str) -> None:
-    """Refuse at start, in one line naming the variable, a proxy that an upstream URL would go through
-    but that cannot be used: found on the first request it would fail every one."""
-    for url in (settings.upstream_url, settings.openai_url, token_url):
-        settings.proxies.for_url(url)
 
 
 def parse_model_map(spec: str) -> dict[str, str]:

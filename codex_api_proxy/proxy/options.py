@@ -20,7 +20,6 @@ from ..core.settings import (
     UPSTREAM_URL_ENV,
     Proxies,
     Settings,
-    check_proxies,
     default_auth_path,
     is_loopback,
     parse_model_map,
@@ -170,9 +169,8 @@ class ProxyOptions:
             model_map=model_map,
             expose_reasoning=o.codex_expose_reasoning,
         )
-        credentials = Credentials(settings.auth_path, refresh_wait=settings.first_byte_timeout)
         try:  # first: a proxy from the environment stays wrong when a failed update is rolled back
-            check_proxies(settings, credentials.token_url)
+            settings.proxies.check()
         except ValueError as exc:
             raise exceptions.OptionsError(str(exc)) from None
         check_bind(o, settings)
@@ -187,7 +185,7 @@ class ProxyOptions:
         )
         rt.settings = settings
         # a client waits for a token refresh as long as for the upstream's first byte; the refresh goes on
-        rt.credentials = credentials
+        rt.credentials = Credentials(settings.auth_path, refresh_wait=settings.first_byte_timeout)
         rt.models = models.ModelCache(settings.models_cache_ttl)
         if rt.backend:  # options changed while running (mitmweb): rebuild the transport
             rt.restarting = asyncio.get_running_loop().create_task(rt.restart_transport())

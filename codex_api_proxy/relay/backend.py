@@ -66,8 +66,9 @@ class Backend:
         # is the refresh's only bound: a sent refresh is awaited that long, whoever stopped waiting.
         context = trust_context()
         proxy = settings.proxies.for_url(credentials.token_url)
+        proxy_tls = context if proxy and proxy.scheme == "https" else None  # TLS to an https:// proxy itself
         self.refresh_client = httpx.AsyncClient(
-            proxy=httpx.Proxy(proxy.url(), ssl_context=context) if proxy else None,
+            proxy=httpx.Proxy(proxy.url(), ssl_context=proxy_tls) if proxy else None,
             verify=context,
             trust_env=False,
             timeout=httpx.Timeout(REFRESH_TIMEOUT, connect=settings.connect_timeout),

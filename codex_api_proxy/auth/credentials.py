@@ -666,20 +666,13 @@ def owner_problem(path: Path) -> str | None:
     )
 
 
-def _give_to_owner(path: Path | str, owner: os.stat_result, fd: int | None = None) -> None:
-    """Give `path` (or the open `fd`) the owner, group and mode of `owner`."""
-    st = os.fstat(fd) if fd is not None else os.stat(path)
+def _give_to_owner(file: int | Path, owner: os.stat_result) -> None:
+    """Give `file` (a path, or an open descriptor: fchown/fchmod) the owner, group and mode of `owner`."""
+    st = os.stat(file)
     if (st.st_uid, st.st_gid) != (owner.st_uid, owner.st_gid):
-        if fd is not None:
-            os.fchown(fd, owner.st_uid, owner.st_gid)
-        else:
-            os.chown(path, owner.st_uid, owner.st_gid)
-    mode = stat.S_IMODE(owner.st_mode)
-    if stat.S_IMODE(st.st_mode) != mode:
-        if fd is not None:
-            os.fchmod(fd, mode)
-        else:
-            os.chmod(path, mode)
+        os.chown(file, owner.st_uid, owner.st_gid)
+    if stat.S_IMODE(st.st_mode) != stat.S_IMODE(owner.st_mode):
+        os.chmod(file, stat.S_IMODE(owner.st_mode))
 
 
 def write_keeping_owner(path: Path, raw: bytes) -> tuple[int, int, int]:
@@ -698,7 +691,7 @@ def write_keeping_owner(path: Path, raw: bytes) -> tuple[int, int, int]:
     try:
         with os.fdopen(fd, "wb") as f:
             if owner is not None:  # before the secret is written: never readable by more than the original
-                _give_to_owner(tmp, owner, f.fileno())
+                _give_to_owner(f.fileno(), owner)
             f.write(raw)
             f.flush()
             os.fsync(f.fileno())

@@ -56,9 +56,8 @@ PROXY_VARIABLES = {
     "all": ("all_proxy", "ALL_PROXY"),
     "no": ("no_proxy", "NO_PROXY"),
 }
-PROXY_OPTION = (
-    "--proxy"  # how messages name the explicit proxy (the option codex_outbound_proxy under mitmdump)
-)
+# how messages name the explicit proxy (the option codex_outbound_proxy under mitmdump and mitmweb)
+PROXY_OPTION = "--proxy"
 
 
 @dataclass(frozen=True)

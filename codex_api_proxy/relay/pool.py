@@ -478,7 +478,7 @@ class Pool:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _route(self, origin: Origin) -> OutboundProxy | None:
-        if origin not in self._routes:  # the proxies were checked at start (settings.check_proxies)
+        if origin not in self._routes:  # every proxy setting was checked at start (Proxies.check)
             self._routes[origin] = self.proxies.for_origin(origin.scheme, origin.host, origin.port)
         return self._routes[origin]
 

@@ -280,7 +280,7 @@ def run_foreground(values: dict[str, Any], api_key: str | None) -> None:
 
         asyncio.run(serve(values["host"], values["port"], confdir, cfg.addon_options(values), ready))
     except exceptions.OptionsError as exc:
-        fail(f"bad option: {exc}", 2)
+        fail(str(exc), 2)  # each names its option or variable
     except SystemExit as exc:  # mitmproxy's startup check: say it in our words when the port was taken
         # ...by another process: a failure after our own bind (any other startup error) is not the port's
         ours = listens_on(os.getpid(), int(values["port"]))

@@ -13,6 +13,7 @@ from typing import Any
 from ..core.routes import route_path
 from . import mitm_patches, observe
 from .boundary import Boundary
+from .dashboard import Dashboard
 from .endpoints import LocalEndpoints
 from .gateway import ApiGateway
 from .options import ProxyOptions
@@ -30,6 +31,7 @@ def make_addons(runtime: Runtime | None = None) -> list[Any]:
         UpstreamRelay(runtime),
         Boundary(runtime),
         LocalEndpoints(runtime),
+        Dashboard(runtime),
         ApiGateway(runtime),
         # they only watch, after the gateway so they see its final answers; RequestMetrics last
         observe.RequestIds(),

@@ -139,8 +139,9 @@ class ApiGateway:
                 "originator", os.environ.get("CODEX_INTERNAL_ORIGINATOR_OVERRIDE", "codex_cli_rs")
             )
             headers = conversation_headers(headers, upstream_body.get("prompt_cache_key"))
+        key = upstream_body.get("prompt_cache_key")
+        ctx.options["conversation"] = key if isinstance(key, str) else ""  # the usage page's conversation
         if not passthrough:
-            key = upstream_body.get("prompt_cache_key")
             ctx.options["cache_thread"] = cache_health.HEALTH.note_request(key, upstream_body, headers)
         state = FlowState(
             family, ctx, passthrough, route, upstream_path, str(upstream_body.get("model") or "")

@@ -259,3 +259,25 @@ def test_the_page_in_a_browser_shows_the_same_figures(dash: Proxy, tmp_path: Pat
     if os.environ.get("UPDATE_SCREENSHOT"):
         SCREENSHOT.parent.mkdir(exist_ok=True)
         shutil.copy(shot, SCREENSHOT)
+
+
+def test_dashboard_prints_the_url_and_doctor_the_status_line_setting(dash: Proxy) -> None:
+    port = dash.url.rsplit(":", 1)[1]
+
+    def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "codex_api_proxy", *args], env=cli_env(dash, **env),
+                              capture_output=True, text=True, timeout=120, cwd=ROOT)  # fmt: skip
+
+    r = run("dashboard", "--port", port, CODEX_API_PROXY_API_KEY=KEY)
+    assert r.returncode == 0 and r.stdout == page_url(dash) + "\n" and r.stderr == ""
+    assert httpx.get(r.stdout.strip(), trust_env=False).status_code == 200
+    r = run("dashboard", CODEX_API_PROXY_PORT=port)  # no key in this shell: the bare URL, which wants one
+    assert r.stdout == f"{dash.url}/dashboard\n"
+    r = run("doctor", CODEX_API_PROXY_PORT=port, CODEX_API_PROXY_API_KEY=KEY)
+    settings = json.loads(
+        r.stdout.split("Claude Code (~/.claude/settings.json):\n", 1)[1].split("\n\n", 1)[0]
+    )
+    assert settings["statusLine"] == {
+        "type": "command",
+        "command": f"codex-api-proxy statusline --port {port}",
+    }

@@ -395,13 +395,16 @@ def statusline(ctx: click.Context, port: int | None, **kw: Any) -> None:
 
 @main.command()
 @config_option
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=None, help="The proxy's port (default: as `status`)."
+)
 @click.option("--open", "open_browser", is_flag=True, help="Open it in the default browser too.")
 @click.pass_context
-def dashboard(ctx: click.Context, open_browser: bool, **kw: Any) -> None:
+def dashboard(ctx: click.Context, port: int | None, open_browser: bool, **kw: Any) -> None:
     """Print the URL of the running proxy's usage page (tokens, quota, conversations, latency)."""
     from .dashboard import dashboard_lines
 
-    values, saved = settings_from(ctx, kw)
+    values, saved = settings_from(ctx, {**kw, **({"port": port} if port else {})})
     try:
         url, warnings = dashboard_lines(values, saved)
     except (OSError, ValueError) as exc:

@@ -16,6 +16,7 @@ from .boundary import Boundary
 from .dashboard import Dashboard
 from .endpoints import LocalEndpoints
 from .gateway import ApiGateway
+from .inspector import Inspector
 from .options import ProxyOptions
 from .quota import Quota
 from .runtime import Runtime
@@ -30,6 +31,7 @@ def make_addons(runtime: Runtime | None = None) -> list[Any]:
         ProxyOptions(runtime),
         UpstreamRelay(runtime),
         Boundary(runtime),
+        Inspector(runtime),  # after the boundary masked the key, before anything rewrites the flow
         LocalEndpoints(runtime),
         Dashboard(runtime),
         ApiGateway(runtime),

@@ -9,7 +9,7 @@ POLL_SECONDS = 5
 PAGE = (
     """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
-<meta name="referrer" content="no-referrer">
+<meta name="referrer" content="no-referrer"><link rel="icon" href="data:,">
 <title>codex-api-proxy usage</title>
 <style>
 :root{--fg:#1d2330;--mute:#667085;--line:#e4e7ec;--bg:#f7f8fa;--card:#fff;--in:#7aa2f7;--cached:#3fb68b;

@@ -143,7 +143,7 @@ class RequestMetrics:
 
     def _timing(self, flow: http.HTTPFlow) -> _Timing:
         timing = flow.metadata.get(_TIMING)
-        if timing is None:
+        if not isinstance(timing, _Timing):  # new, or a plain copy (a flow mitmweb duplicated or replays)
             route = self.route_of(flow.request.path)
             family = ROUTE_FAMILIES.get(route)
             timing = flow.metadata[_TIMING] = _Timing(route if family else "other", family or "other")

@@ -1,4 +1,5 @@
-"""`codex-api-proxy`: start, stop, restart, status, logs, doctor, demo and addon-path.
+"""`codex-api-proxy`: start, stop, restart, status, logs, doctor, demo, statusline, dashboard and
+addon-path.
 
 Every daemon option reads a CODEX_API_PROXY_* variable and the config file `start` saves
 (flag > variable > file > default; see config.py). The local API key is never left in any argv: a
@@ -511,6 +512,50 @@ def demo(port: int, once: bool) -> None:
         if problem:
             raise click.ClickException(problem)
     run_demo(port, once)
+
+
+@main.command()
+@config_option
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=None, help="The proxy's port (default: as `status`)."
+)
+@click.pass_context
+def statusline(ctx: click.Context, port: int | None, **kw: Any) -> None:
+    """One line for Claude Code's statusLine setting: routed model, plan usage, cached share. Exit 0 always."""
+    from .statusline import local_key, status_line
+
+    try:
+        values, _ = settings_from(ctx, {**kw, **({"port": port} if port else {})})
+        stdin = "" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.read(1 << 20)
+        text = status_line(values["host"], int(values["port"]), stdin, local_key(values))
+    except Exception as exc:  # Claude Code shows the line: one short reason, never a failure
+        text = f"codex-api-proxy: {type(exc).__name__}: {str(exc)[:80]}"
+    click.echo(text)
+
+
+@main.command()
+@config_option
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=None, help="The proxy's port (default: as `status`)."
+)
+@click.option("--open", "open_browser", is_flag=True, help="Open it in the default browser too.")
+@click.pass_context
+def dashboard(ctx: click.Context, port: int | None, open_browser: bool, **kw: Any) -> None:
+    """Print the URL of the running proxy's usage page (tokens, quota, conversations, latency)."""
+    from .dashboard import dashboard_lines
+
+    values, saved = settings_from(ctx, {**kw, **({"port": port} if port else {})})
+    try:
+        url, warnings = dashboard_lines(values, saved)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"cannot read --api-key-file: {exc}") from None
+    for warning in warnings:
+        report(f"warning: {warning}")
+    click.echo(url)
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(url)
 
 
 CLIENT_COMMAND = {"context_settings": {"ignore_unknown_options": True, "allow_interspersed_args": False}}

@@ -24,7 +24,6 @@ from .runtime import Runtime, error_response, fail_closed, handled, json_respons
 
 log = logging.getLogger("codex_api_proxy")
 
-INSPECT_LIMIT = 64 << 10  # of a client's request kept in the flow's comment for mitmweb
 # Client headers worth keeping upstream: conversation identity and Codex CLI's own metadata.
 _FORWARDED_HEADERS = ("session_id", "session-id", "thread-id", "x-client-request-id", "originator")
 _FORWARDED_PREFIXES = ("x-codex-",)
@@ -141,8 +140,9 @@ class ApiGateway:
                 "originator", os.environ.get("CODEX_INTERNAL_ORIGINATOR_OVERRIDE", "codex_cli_rs")
             )
             headers = conversation_headers(headers, upstream_body.get("prompt_cache_key"))
+        key = upstream_body.get("prompt_cache_key")
+        ctx.options["conversation"] = key if isinstance(key, str) else ""  # the usage page's conversation
         if not passthrough:
-            key = upstream_body.get("prompt_cache_key")
             ctx.options["cache_thread"] = cache_health.HEALTH.note_request(key, upstream_body, headers)
         state = FlowState(
             family, ctx, passthrough, route, upstream_path, str(upstream_body.get("model") or "")
@@ -165,23 +165,11 @@ class ApiGateway:
             else json.dumps(upstream_body, ensure_ascii=False, separators=(",", ":")).encode()
         )
         flow.metadata["codex_api_proxy"] = state
-        flow.comment = self.label(flow, state, body if rt.inspecting else None)
+        flow.comment = f"{ctx.model} -> {state.model_sent}"  # mitmweb's label (proxy/inspector.py)
         rt.relay.expect(flow.id, state)
         log.debug(
             "%s -> %s %s (model %s, stream %s)", family.name, route, upstream_path, ctx.model, ctx.stream
         )
-
-    @staticmethod
-    def label(flow: http.HTTPFlow, state: FlowState, original: dict[str, Any] | None) -> str:
-        """What mitmweb shows for the flow: what the client called and what went upstream; when
-        inspecting, the client's own request too (the flow's request is the translated one)."""
-        label = f"{flow.request.method} {flow.request.path.split('?', 1)[0]} {state.ctx.model} -> {state.model_sent}"
-        if original is None:
-            return label
-        text = json.dumps(original, ensure_ascii=False, indent=1)
-        if len(text) > INSPECT_LIMIT:
-            text = text[:INSPECT_LIMIT] + f"\n... ({len(text) - INSPECT_LIMIT} more characters)"
-        return f"{label}\n\nThe client's request:\n{text}"
 
     async def list_models(self, flow: http.HTTPFlow) -> dict[str, Any]:
         rt = self.runtime

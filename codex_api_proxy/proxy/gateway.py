@@ -17,7 +17,7 @@ from ..core.errors import ProxyError, bad_request
 from ..core.routes import route_path
 from ..relay.exchange import Family, FlowState
 from ..relay.server import FLOW_HEADER
-from ..translate import anthropic, chat, responses
+from ..translate import anthropic, chat, responses, tool_order
 from ..translate.base import RequestContext
 from ..translate.responses import compact
 from .runtime import Runtime, error_response, fail_closed, handled, json_response, to_relay
@@ -97,11 +97,12 @@ class ApiGateway:
 
     def family_options(self, family: Family, account: str | None) -> dict[str, Any]:
         settings = self.runtime.settings
+        shared = {tool_order.OPTION: self.runtime.tool_order}
         if family.name == "anthropic":
-            return {"model_map": settings.model_map}
+            return {**shared, "model_map": settings.model_map}
         if family.name == "chat":
-            return {"expose_reasoning": settings.expose_reasoning}
-        return {responses.CONVERSATIONS: self.runtime.conversations.conversation(account)}
+            return {**shared, "expose_reasoning": settings.expose_reasoning}
+        return {**shared, responses.CONVERSATIONS: self.runtime.conversations.conversation(account)}
 
     async def translate_request(self, flow: http.HTTPFlow, family: Family) -> None:
         rt = self.runtime

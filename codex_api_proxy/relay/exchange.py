@@ -17,13 +17,12 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any, Protocol
 
 from ..core.errors import ERROR_EVENT, HEARTBEAT_EVENT, ProxyError, from_upstream, passed_back
 from ..core.sse import frame
 from ..translate.accumulate import StreamFolder, usage_of
-from ..translate.base import RequestContext
+from ..translate.base import RequestContext, Translator
 from ..translate.passthrough import PassthroughStream, body_usage
 from .backend import Backend
 from .pool import Response
@@ -43,7 +42,7 @@ class Family:
     """One client API dialect: its translator module and its error envelope."""
 
     name: str
-    module: ModuleType
+    module: Translator
     anthropic: bool = False
     passthrough_path: str | None = None  # in API-key mode, forwarded unchanged to {openai_url}/<this>
     upstream_path: str = "responses"  # translated requests go to {upstream}/<this>

@@ -45,6 +45,8 @@ NEVER_UPSTREAM = frozenset(
     }
 )
 
+CREDENTIALS = frozenset({"authorization", "x-api-key"})  # a client's key: masked on every flow once checked
+
 # upstream -> client
 PASSED_BACK = frozenset({"retry-after", "x-request-id", "request-id", "openai-processing-ms"})
 QUOTA_PREFIX = "x-codex-"

@@ -13,6 +13,7 @@ KIB, MIB = 1 << 10, 1 << 20
 # beyond this is a flood or not an HTTP peer we know.
 MAX_HEAD = 64 * KIB
 MAX_HEADERS = 200  # header fields in a client's request
+MAX_CONNECT_HEAD = 16 * KIB  # an outbound proxy's answer to CONNECT is a few lines
 
 # Bodies
 MAX_BODY = 64 * MIB  # a client's request, declared or once decoded: beyond any real prompt with images
@@ -21,7 +22,7 @@ MITMPROXY_BODY = 80 * MIB  # mitmproxy's own cut for bodies of no declared lengt
 MAX_JSON_ANSWER = 64 * MIB  # a non-streamed upstream answer relayed to the client
 MAX_UPSTREAM_JSON = 16 * MIB  # a small upstream document the proxy reads itself (the model catalog)
 MAX_ERROR_BODY = 1 * MIB  # an upstream error body: only its message and fields are kept
-INSPECT_CHARS = 64 * KIB  # of a client's original request shown in mitmweb's flow comment
+INSPECT_CHARS = 64 * KIB  # of the translated request shown in mitmweb's flow comment
 
 # The relay's connections from mitmproxy (on loopback)
 RELAY_IDLE_TIMEOUT = 900.0  # an idle keep-alive connection (mitmproxy's own client timeout is 600 s)

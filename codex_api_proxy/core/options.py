@@ -69,20 +69,23 @@ class File:
 
 @dataclass(frozen=True)
 class Url:
-    """An absolute URL with one of the given schemes and a host, checked before anything starts."""
+    """An absolute URL with one of the given schemes and a host, checked before anything starts.
+    `echo`: whether a message may repeat the value (not for a proxy URL: it may hold a password)."""
 
     schemes: tuple[str, ...]
+    echo: bool = True
     name: str = "url"
 
     def __call__(self, value: Any) -> str:
         text = str(value).strip()
+        shown = repr(text) if self.echo else "the value"
         try:
             parts = urlsplit(text)
             parts.port  # noqa: B018 - raises ValueError on a bad port
         except ValueError:
-            raise ValueError(f"{text!r} is not a URL") from None
+            raise ValueError(f"{shown} is not a URL") from None
         if parts.scheme not in self.schemes or not parts.hostname:
-            raise ValueError(f"{text!r} is not a URL like {self.schemes[0]}://host:port")
+            raise ValueError(f"{shown} is not a URL like {self.schemes[0]}://host:port")
         return text
 
 
@@ -211,8 +214,9 @@ OPTIONS: tuple[Option, ...] = (
            addon="codex_upstream_url"),
     Option("openai_url", HTTP_URL, DEFAULT_OPENAI_URL,
            "OpenAI API base URL (auth.json with an OPENAI_API_KEY).", ENV + "OPENAI_URL", addon="codex_openai_url"),
-    Option("proxy", Url(("http", "https")), None,
-           "Outbound proxy for upstream calls; without it HTTPS_PROXY/ALL_PROXY and NO_PROXY apply.",
+    Option("proxy", Url(("http", "https", "socks5", "socks5h"), echo=False), None,
+           "Outbound proxy (http, https, socks5, socks5h) for upstream calls and token refreshes; without it "
+           "HTTPS_PROXY/HTTP_PROXY/ALL_PROXY and NO_PROXY apply.",
            ENV + "HTTPS_PROXY", addon="codex_outbound_proxy"),
     Option("heartbeat", Seconds(), 10.0, "Seconds of upstream silence between keep-alives to clients.",
            ENV + "HEARTBEAT", addon="codex_heartbeat"),

@@ -20,6 +20,7 @@ class Route:
     family: str  # responses, compact, chat, anthropic, models or local
     methods: frozenset[str]
     open: bool = False  # answered without the local key, any body type (liveness, Claude Code's telemetry)
+    page: bool = False  # the usage page: its URL token opens it too, other web pages never (boundary.py)
     prefix: bool = False  # also serves `{path}/{id}`
 
 
@@ -40,6 +41,9 @@ ROUTES: tuple[Route, ...] = (
     _route("ready", "/ready", "local", "GET"),
     _route("metrics", "/metrics", "local", "GET"),
     _route("prometheus", "/metrics/prometheus", "local", "GET"),
+    _route("dashboard", "/dashboard", "local", "GET", "HEAD", page=True),
+    _route("dashboard_data", "/dashboard/data.json", "local", "GET", "HEAD", page=True),
+    _route("dashboard_status", "/dashboard/status.json", "local", "GET", "HEAD", page=True),
     _route("event_logging", "/api/event_logging/batch", "local", "POST", open=True),
     _route("event_logging", "/api/event_logging/v2/batch", "local", "POST", open=True),
 )

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .options import default_of
+from .proxies import Proxies
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
@@ -50,7 +51,7 @@ class Settings:
     openai_url: str = default_of("openai_url")
     auth_path: Path = field(default_factory=default_auth_path)
     api_key: str | None = None  # local key clients must present; None = no local auth (loopback only)
-    outbound_proxy: str | None = None
+    proxies: Proxies = field(default_factory=Proxies)  # outbound proxies, checked at start (Proxies.check)
     connect_timeout: float = default_of("connect_timeout")
     first_byte_timeout: float = default_of("first_byte_timeout")  # reasoning models think for minutes
     idle_timeout: float = default_of("idle_timeout")  # silence inside a stream before it is declared dead

@@ -6,18 +6,32 @@ import logging
 
 from mitmproxy import http
 
-from ..core import boundary
+from ..core import boundary, routes
 from ..core.errors import ProxyError
-from ..core.routes import is_anthropic_path, route_path
+from ..core.headers import CREDENTIALS
+from ..core.routes import is_anthropic_path
 from ..relay.server import FLOW_HEADER, Canned
 from .runtime import ORIGIN, REFUSED, Runtime, error_response, to_relay
 
 log = logging.getLogger("codex_api_proxy")
 
 
+_CREDENTIALS = frozenset(name.encode() for name in CREDENTIALS)
+
+
 def _discard(chunk: bytes) -> list[bytes]:
     """The body of a refused request: read from the client (it may still be sending) and dropped."""
     return []
+
+
+def mask_credentials(request: http.Request) -> None:
+    """Once checked, a client's key is of no further use on the flow, and mitmweb (its list, File >
+    Save) and `mitmdump --set flow_detail=3` show every flow's headers: the value is masked."""
+    fields = request.headers.fields
+    if any(name.lower() in _CREDENTIALS for name, _ in fields):
+        request.headers.fields = tuple(
+            (name, b"***" if name.lower() in _CREDENTIALS else value) for name, value in fields
+        )
 
 
 class Boundary:
@@ -29,10 +43,17 @@ class Boundary:
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         try:
-            path = route_path(flow.request.path)
+            path = routes.route_path(flow.request.path)
+            route = routes.find(path)
+            token = ""
+            if route is not None and route.page:
+                token = flow.request.query.get("token", "")
+                if token:
+                    flow.request.query["token"] = "***"  # not in mitmweb's list nor in a dump
             headers, error = boundary.check_head(
-                self.runtime.policy, flow.request.method, path, flow.request.headers.fields
+                self.runtime.policy, flow.request.method, path, flow.request.headers.fields, token
             )
+            mask_credentials(flow.request)
             if error is None:
                 origin = headers.get("origin")
                 if origin is not None:
@@ -43,7 +64,9 @@ class Boundary:
         except Exception:
             log.exception("boundary check failed")
             error = ProxyError(500, "codex-api-proxy failed to check this request", code="internal_error")
-        log.info("refused %s %s: %s", flow.request.method, flow.request.path[:200], error.message)
+        mask_credentials(flow.request)
+        where = flow.request.path.split("?", 1)[0][:200]  # a query may carry a token
+        log.info("refused %s %s: %s", flow.request.method, where, error.message)
         self.refuse(flow, error)
 
     def response(self, flow: http.HTTPFlow) -> None:
@@ -81,4 +104,4 @@ class Boundary:
         relay.expect(flow.id, Canned(response.status_code, dict(response.headers), response.content or b""))
         request.stream = _discard
         to_relay(flow, relay.port, {"content-length": "0", FLOW_HEADER: flow.id})
-        flow.metadata[REFUSED] = error
+        flow.metadata[REFUSED] = error.code or str(error.status)  # plain data: mitmweb saves metadata

@@ -14,10 +14,9 @@ from ..core import boundary, models, routes
 from ..core import headers as header_policy
 from ..core.conversations import conversation_headers
 from ..core.errors import ProxyError, bad_request
-from ..core.limits import INSPECT_CHARS
 from ..relay.exchange import Family, FlowState
 from ..relay.server import FLOW_HEADER
-from ..translate import anthropic, chat, responses
+from ..translate import anthropic, chat, responses, tool_order
 from ..translate.base import RequestContext
 from ..translate.responses import compact
 from .runtime import Runtime, error_response, fail_closed, handled, json_response, to_relay
@@ -96,15 +95,17 @@ class ApiGateway:
 
     def family_options(self, family: Family, account: str | None) -> dict[str, Any]:
         rt = self.runtime
+        shared = {tool_order.OPTION: rt.tool_order}
         if family.name == "anthropic":  # the per-conversation records its turns feed
             return {
+                **shared,
                 "model_map": rt.settings.model_map,
                 "calibration": rt.calibration,
                 "cache_health": rt.cache_health,
             }
         if family.name == "chat":
-            return {"expose_reasoning": rt.settings.expose_reasoning}
-        return {responses.CONVERSATIONS: rt.conversations.conversation(account)}
+            return {**shared, "expose_reasoning": rt.settings.expose_reasoning}
+        return {**shared, responses.CONVERSATIONS: rt.conversations.conversation(account)}
 
     async def translate_request(self, flow: http.HTTPFlow, family: Family) -> None:
         rt = self.runtime
@@ -136,8 +137,9 @@ class ApiGateway:
         if route == "codex":
             headers.setdefault("originator", header_policy.originator())
             headers = conversation_headers(headers, upstream_body.get("prompt_cache_key"))
+        key = upstream_body.get("prompt_cache_key")
+        ctx.options["conversation"] = key if isinstance(key, str) else ""  # the usage page's conversation
         if not passthrough:
-            key = upstream_body.get("prompt_cache_key")
             ctx.options["cache_thread"] = rt.cache_health.note_request(key, upstream_body, headers)
         state = FlowState(
             family, ctx, passthrough, route, upstream_path, str(upstream_body.get("model") or "")
@@ -160,23 +162,11 @@ class ApiGateway:
             else json.dumps(upstream_body, ensure_ascii=False, separators=(",", ":")).encode()
         )
         flow.metadata["codex_api_proxy"] = state
-        flow.comment = self.label(flow, state, body if rt.inspecting else None)
+        flow.comment = f"{ctx.model} -> {state.model_sent}"  # mitmweb's label (proxy/inspector.py)
         rt.relay.expect(flow.id, state)
         log.debug(
             "%s -> %s %s (model %s, stream %s)", family.name, route, upstream_path, ctx.model, ctx.stream
         )
-
-    @staticmethod
-    def label(flow: http.HTTPFlow, state: FlowState, original: dict[str, Any] | None) -> str:
-        """What mitmweb shows for the flow: what the client called and what went upstream; when
-        inspecting, the client's own request too (the flow's request is the translated one)."""
-        label = f"{flow.request.method} {flow.request.path.split('?', 1)[0]} {state.ctx.model} -> {state.model_sent}"
-        if original is None:
-            return label
-        text = json.dumps(original, ensure_ascii=False, indent=1)
-        if len(text) > INSPECT_CHARS:
-            text = text[:INSPECT_CHARS] + f"\n... ({len(text) - INSPECT_CHARS} more characters)"
-        return f"{label}\n\nThe client's request:\n{text}"
 
     async def list_models(self, flow: http.HTTPFlow) -> dict[str, Any]:
         rt = self.runtime

@@ -18,11 +18,13 @@ spent translating) it leaves on the gateway's `FlowState`, which both read.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from mitmproxy import http
 from prometheus_client.core import CounterMetricFamily
@@ -32,6 +34,7 @@ from ..core.errors import ProxyError
 from ..core.headers import REQUEST_ID as REQUEST_ID_HEADER
 from ..core.headers import REQUEST_ID_HEADERS, UPSTREAM_REQUEST_ID
 from ..core.metrics import PREFIX
+from ..core.usage import RequestRecord
 from .runtime import Runtime
 
 log = logging.getLogger("codex_api_proxy")
@@ -88,12 +91,18 @@ class RequestIds:
 
 @dataclass
 class _Timing:
+    """Kept on flow.metadata, which mitmweb deep-copies and writes with tnetstring (File > Save,
+    Duplicate): a copy is a plain dict of the same fields."""
+
     route: str
     family: str
     dispatched: float | None = None  # wall clock when the last request hook was done
     first_byte: float | None = None  # wall clock of the first streamed body byte to the client
     streaming: bool = False  # counted in streams_in_flight
     counted: bool = False
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 class RequestMetrics:
@@ -117,7 +126,7 @@ class RequestMetrics:
 
     def _timing(self, flow: http.HTTPFlow) -> _Timing:
         timing = flow.metadata.get(_TIMING)
-        if timing is None:
+        if not isinstance(timing, _Timing):  # new, or a plain copy (a flow mitmweb duplicated or replays)
             # labels from the routes table only: any other path is route "other", family "other"
             route = routes.find(routes.route_path(flow.request.path))
             timing = flow.metadata[_TIMING] = (
@@ -201,6 +210,24 @@ class RequestMetrics:
                 "output_tokens": (usage or {}).get("output", 0),
                 "error": error_kind(error) if error is not None else (flow.error.msg if flow.error else ""),
             }
+            options = getattr(getattr(state, "ctx", None), "options", None) or {}
+            metrics.record(
+                RequestRecord(
+                    time=started,
+                    api=timing.family,
+                    route=timing.route,
+                    model=model[:64],
+                    model_sent=fields["model_sent"][:64],
+                    status=status,
+                    stream=fields["stream"],
+                    ttfb_ms=fields["ttfb_ms"],
+                    duration_ms=fields["duration_ms"],
+                    **{k: int((usage or {}).get(k, 0)) for k in ("input", "cached", "output", "reasoning")},
+                    error=str(fields["error"])[:200],
+                    conversation=str(options.get("conversation") or ""),
+                ),
+                getattr(options.get("cache_thread"), "miss", ""),
+            )
             sent = fields["model_sent"]
             model_text = f" model={model}" + (f"->{sent}" if sent else "") if model or sent else ""
             log.info(

@@ -13,6 +13,7 @@ from mitmproxy.proxy.mode_specs import ProxyMode
 from ..auth.credentials import Credentials
 from ..core import boundary, models
 from ..core.options import ADDON_OPTIONS, API_KEY_ENV, Option, parse_model_map
+from ..core.proxies import Proxies
 from ..core.settings import Settings, default_auth_path, is_loopback, read_api_key
 from .runtime import Runtime
 
@@ -100,7 +101,7 @@ class ProxyOptions:
             openai_url=v["openai_url"].rstrip("/"),
             auth_path=Path(v["auth_file"]).expanduser() if v["auth_file"] else default_auth_path(),
             api_key=api_key or os.environ.get(API_KEY_ENV) or None,
-            outbound_proxy=v["proxy"] or None,  # else httpx reads HTTPS_PROXY/NO_PROXY itself
+            proxies=Proxies.from_environ(v["proxy"] or None),  # else HTTPS_PROXY, ALL_PROXY, NO_PROXY...
             connect_timeout=v["connect_timeout"],
             first_byte_timeout=v["first_byte_timeout"],
             idle_timeout=v["idle_timeout"],
@@ -109,6 +110,10 @@ class ProxyOptions:
             model_map=parse_model_map(v["model_map"]),
             expose_reasoning=v["expose_reasoning"],
         )
+        try:  # first: a proxy from the environment stays wrong when a failed update is rolled back
+            settings.proxies.check()
+        except ValueError as exc:
+            raise exceptions.OptionsError(str(exc)) from None
         check_bind(o, settings)
         rt = self.runtime
         rt.configured = True

@@ -24,6 +24,7 @@ from ..core.settings import Settings
 from ..core.tokens import Calibration
 from ..relay.backend import Backend
 from ..relay.server import RelayServer
+from ..translate.tool_order import ToolOrder
 
 log = logging.getLogger("codex_api_proxy")
 
@@ -53,6 +54,7 @@ class Runtime:
     relay: RelayServer | None = None
     models: models.ModelCache = field(default_factory=lambda: models.ModelCache(300))
     conversations: ConversationStore = field(default_factory=ConversationStore.from_env)
+    tool_order: ToolOrder = field(default_factory=ToolOrder)  # per-conversation tool order (prompt cache)
     policy: boundary.Policy = field(default_factory=boundary.Policy)
     cache_health: CacheHealth = field(default_factory=CacheHealth)
     calibration: Calibration = field(default_factory=Calibration)  # token counts, by conversation

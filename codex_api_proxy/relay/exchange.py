@@ -17,7 +17,6 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any, Protocol
 
 from ..core.errors import ERROR_EVENT, HEARTBEAT_EVENT, ProxyError, from_upstream
@@ -25,7 +24,7 @@ from ..core.headers import passed_back
 from ..core.limits import MAX_ERROR_BODY, MAX_JSON_ANSWER
 from ..core.sse import frame
 from ..translate.accumulate import StreamFolder, usage_of
-from ..translate.base import RequestContext
+from ..translate.base import RequestContext, Translator
 from ..translate.passthrough import PassthroughStream, body_usage
 from .backend import Backend
 from .pool import Response
@@ -43,7 +42,7 @@ class Family:
     """One client API dialect: its translator module and its error envelope."""
 
     name: str
-    module: ModuleType
+    module: Translator
     anthropic: bool = False
     passthrough_path: str | None = None  # in API-key mode, forwarded unchanged to {openai_url}/<this>
     upstream_path: str = "responses"  # translated requests go to {upstream}/<this>
@@ -64,6 +63,12 @@ class FlowState:
     usage: dict[str, int] | None = None
     first_byte: float | None = None  # monotonic time of the first byte written toward the client
     translate_seconds: float = 0.0  # time spent translating the answer: the proxy's own share
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        """mitmweb deep-copies flow.metadata and writes it with tnetstring (File > Save, Duplicate,
+        Replay), which holds plain data only: a copy is what the flow was, not its live translator."""
+        return {"family": self.family.name, "route": self.route, "model": self.ctx.model,
+                "model_sent": self.model_sent, "stream": self.ctx.stream, "usage": dict(self.usage or {})}  # fmt: skip
 
 
 class Downstream(Protocol):

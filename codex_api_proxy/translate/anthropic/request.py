@@ -36,7 +36,6 @@ Choices a reader needs (each one is tested in tests/test_anthropic_translate.py)
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -45,8 +44,10 @@ from typing import Any
 
 from ...core.errors import bad_request
 from ...core.models import map_model
+from .. import tool_order, upstream_policy
 from ..base import RequestContext, client_errors
 from ..cache_key import prompt_cache_key
+from ..tool_names import upstream_tool_name
 from .signature import decode_signature
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,6 @@ THINKING_OFF_EFFORT = "low"
 BILLING_PREFIX = "x-anthropic-billing-header:"
 ERROR_PREFIX = "Error: "
 
-_TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _SCHEMA_DROP = frozenset({"$schema", "$id", "$comment"})
 _SCHEMA_MAPS = frozenset({"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"})
 _SCHEMA_LISTS = frozenset({"anyOf", "oneOf", "allOf", "prefixItems"})
@@ -86,17 +86,6 @@ _DROPPED_BLOCKS = {
     "container_upload": "a file for Anthropic's code-execution container, which the backend does not have",
 }
 _USER_DROPPED = {**_DROPPED_BLOCKS, "thinking": "reasoning belongs to assistant turns"}
-
-
-# --- names ---------------------------------------------------------------------------
-
-
-def upstream_tool_name(name: str) -> str:
-    """A name the Responses API accepts; unchanged when it already is one."""
-    if _TOOL_NAME.fullmatch(name):
-        return name
-    digest = hashlib.sha1(name.encode()).hexdigest()[:8]
-    return re.sub(r"[^A-Za-z0-9_-]", "_", name)[:55] + "_" + digest
 
 
 # --- request ---------------------------------------------------------------------------------
@@ -138,10 +127,11 @@ def to_upstream(body: Any, ctx: RequestContext) -> dict[str, Any]:
     if thinking:
         out["include"] = ["reasoning.encrypted_content"]
     out["prompt_cache_key"] = prompt_cache_key(ctx.headers, items, instructions)
+    tool_order.arrange(out, ctx.options)
     ctx.options.update(cache_key=out["prompt_cache_key"], request_body=body)  # for token calibration
     out["stream"] = True
     out["store"] = False
-    return out
+    return upstream_policy.apply(out)  # what the backend takes, whichever family built it
 
 
 def _instructions(system: Any) -> str:

@@ -189,11 +189,7 @@ class Option:
 
     def as_text(self, value: Any) -> str:
         """A value as a mitmproxy str option holds it (`--set` cannot parse a float option)."""
-        if value is None:
-            return ""
-        if isinstance(value, float):
-            return f"{value:g}"
-        return str(value)
+        return "" if value is None else str(value)
 
 
 def _state(name: str) -> Callable[[], str]:

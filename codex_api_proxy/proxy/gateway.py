@@ -20,6 +20,7 @@ from ..relay.server import FLOW_HEADER
 from ..translate import anthropic, chat, responses, tool_order
 from ..translate.base import RequestContext
 from ..translate.responses import compact
+from . import observe
 from .runtime import Runtime, error_response, fail_closed, handled, json_response, to_relay
 
 log = logging.getLogger("codex_api_proxy")
@@ -140,6 +141,8 @@ class ApiGateway:
                 "originator", os.environ.get("CODEX_INTERNAL_ORIGINATOR_OVERRIDE", "codex_cli_rs")
             )
             headers = conversation_headers(headers, upstream_body.get("prompt_cache_key"))
+        # no conversation (or the OpenAI API): the request's own id, the one the client gets back
+        headers.setdefault("x-client-request-id", flow.metadata[observe.REQUEST_ID])
         key = upstream_body.get("prompt_cache_key")
         ctx.options["conversation"] = key if isinstance(key, str) else ""  # the usage page's conversation
         if not passthrough:

@@ -22,7 +22,7 @@ FORWARDED = frozenset({"session_id", "session-id", "thread-id", "x-client-reques
 FORWARDED_PREFIXES = ("x-codex-",)
 SESSION_HEADERS = ("session_id", "session-id")  # the conversation's session, as sent upstream
 REQUEST_ID_HEADERS = ("x-request-id", "x-correlation-id", "x-client-request-id")  # a client's, by preference
-UPSTREAM_REQUEST_ID = "x-client-request-id"
+UPSTREAM_REQUEST_ID = "x-client-request-id"  # the thread id (conversations.py), else the request's id
 INTERNAL_PREFIX = "x-cxp-"  # between the addon and the relay, never sent upstream
 NEVER_UPSTREAM = frozenset(
     {

@@ -19,6 +19,7 @@ from ..relay.server import FLOW_HEADER
 from ..translate import anthropic, chat, responses, tool_order
 from ..translate.base import RequestContext
 from ..translate.responses import compact
+from . import observe
 from .runtime import Runtime, error_response, fail_closed, handled, json_response, to_relay
 
 log = logging.getLogger("codex_api_proxy")
@@ -137,6 +138,8 @@ class ApiGateway:
         if route == "codex":
             headers.setdefault("originator", header_policy.originator())
             headers = conversation_headers(headers, upstream_body.get("prompt_cache_key"))
+        # no conversation (or the OpenAI API): the request's own id, the one the client gets back
+        headers.setdefault(header_policy.UPSTREAM_REQUEST_ID, flow.metadata[observe.REQUEST_ID])
         key = upstream_body.get("prompt_cache_key")
         ctx.options["conversation"] = key if isinstance(key, str) else ""  # the usage page's conversation
         if not passthrough:

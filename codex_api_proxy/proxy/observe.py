@@ -1,8 +1,9 @@
 """Request ids and request metrics: two mitmproxy addons that watch every flow and change no answer.
 
 `RequestIds` gives every request one id (the client's `x-request-id` / `x-correlation-id` /
-`x-client-request-id`, else a new one): it goes upstream as `x-client-request-id`, back to the client as
-`x-request-id` on every answer, and into `flow.metadata["request_id"]` for the log line.
+`x-client-request-id`, else a new one): back to the client as `x-request-id` on every answer, and into
+`flow.metadata["request_id"]` for the log line (upstream it goes as `x-client-request-id` only where the
+request has no conversation, whose thread id that header carries as the Codex CLI sends it).
 
 `RequestMetrics` counts every flow exactly once, in one place: its `response` and `error` hooks both end
 in `count`, which marks the flow, so a flow that sees both is still one request. It runs after every
@@ -32,7 +33,7 @@ from prometheus_client.core import CounterMetricFamily
 from ..core import routes
 from ..core.errors import ProxyError
 from ..core.headers import REQUEST_ID as REQUEST_ID_HEADER
-from ..core.headers import REQUEST_ID_HEADERS, UPSTREAM_REQUEST_ID
+from ..core.headers import REQUEST_ID_HEADERS
 from ..core.metrics import PREFIX
 from ..core.usage import RequestRecord
 from .runtime import Runtime
@@ -66,14 +67,15 @@ def error_kind(error: ProxyError) -> str:
 
 
 class RequestIds:
-    """One id per request: upstream as `x-client-request-id`, to the client as `x-request-id`."""
+    """One id per request, to the client as `x-request-id` and in the log line. Upstream,
+    `x-client-request-id` is the conversation's thread id as the Codex CLI sends it (the gateway's
+    conversation headers), the request's own id only where there is no conversation."""
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         given = {k.lower(): v for k, v in flow.request.headers.fields if k.lower() in _ID_HEADERS}
         ids = (given.get(name, b"").decode("latin-1").strip() for name in _ID_HEADERS)
         rid = next((v for v in ids if _VALID_ID.fullmatch(v)), "") or secrets.token_hex(16)
         flow.metadata[REQUEST_ID] = rid
-        flow.request.headers[UPSTREAM_REQUEST_ID] = rid  # before the gateway, which forwards it
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response is not None and flow.response.stream:

@@ -12,7 +12,6 @@ flow to the relay, which hands it to an `Exchange`. Where things happen, each in
 from __future__ import annotations
 
 import asyncio
-import http
 import json
 import logging
 import time
@@ -25,6 +24,7 @@ from ..core.sse import frame
 from ..translate.accumulate import StreamFolder, usage_of
 from ..translate.base import RequestContext
 from ..translate.passthrough import PassthroughStream, body_usage
+from . import http11
 from .backend import Backend
 from .pool import Response
 
@@ -64,6 +64,23 @@ class FlowState:
     usage: dict[str, int] | None = None
     first_byte: float | None = None  # monotonic time of the first byte written toward the client
     translate_seconds: float = 0.0  # time spent translating the answer: the proxy's own share
+    body: bytes = b""  # the upstream request body: the relay sends it, mitmproxy need not carry it
+
+
+class _Flow(Protocol):
+    metadata: dict[str, Any]
+
+
+_STATE_KEY = "codex_api_proxy"  # where a flow carries its FlowState: read and written only below
+
+
+def flow_state(flow: _Flow) -> FlowState | None:
+    """The FlowState the gateway registered for a flow it translated; None for every other flow."""
+    return flow.metadata.get(_STATE_KEY)
+
+
+def set_flow_state(flow: _Flow, state: FlowState) -> None:
+    flow.metadata[_STATE_KEY] = state
 
 
 def error_body(error: ProxyError, anthropic: bool) -> bytes:
@@ -79,26 +96,13 @@ class Downstream(Protocol):
     def close(self) -> None: ...
 
 
-def http_head(status: int, headers: dict[str, str], body: bytes | None = None) -> bytes:
-    """An HTTP/1.1 response head, framed by content-length when a body is given, else chunked."""
-    try:
-        reason = http.HTTPStatus(status).phrase
-    except ValueError:
-        reason = "Unknown"
-    lines = [
-        f"HTTP/1.1 {status} {reason}",
-        *(f"{k}: {v}" for k, v in headers.items() if k != "content-length"),
-    ]
-    lines.append(f"content-length: {len(body)}" if body is not None else "transfer-encoding: chunked")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
-
-
 @dataclass
 class RelayRequest:
+    """The request head mitmproxy sent to the relay (its body, if any, is not used: see FlowState.body)."""
+
     method: str
     path: str
     headers: dict[str, str]
-    body: bytes
 
 
 class Exchange:
@@ -136,7 +140,7 @@ class Exchange:
         state, request = self.state, self.request
         try:
             response = await self.backend.send(
-                state.route, request.method, state.path, request.body or None, request.headers
+                state.route, request.method, state.path, state.body or None, request.headers
             )
             self.response = response
             headers = passed_back(response.headers)
@@ -181,7 +185,7 @@ class Exchange:
         if self.finished:
             return
         self.mark_first_byte()
-        self.downstream.write(http_head(status, headers, body))
+        self.downstream.write(http11.response(status, headers, body))
         self.finish()
 
     def respond_error(self, error: ProxyError, headers: dict[str, str]) -> None:
@@ -194,7 +198,7 @@ class Exchange:
             self.state.first_byte = time.monotonic()
 
     def write_head(self, status: int, headers: dict[str, str]) -> None:
-        self.downstream.write(http_head(status, headers))
+        self.downstream.write(http11.response(status, headers))
 
     def write_chunk(self, data: bytes) -> None:
         """Stream bytes toward the client. The first bytes after a pause go at once; bytes that follow
@@ -217,7 +221,7 @@ class Exchange:
             data = self._out[0] if len(self._out) == 1 else b"".join(self._out)
             self._out.clear()
             self.mark_first_byte()
-            self.downstream.write(b"%x\r\n%b\r\n" % (len(data), data))
+            self.downstream.write(http11.chunk(data))
             self._last_flush = self._loop.time()
 
     def end_chunks(self) -> None:
@@ -225,7 +229,7 @@ class Exchange:
             if self._flush_timer is not None:
                 self._flush_timer.cancel()
             self.flush()
-            self.downstream.write(b"0\r\n\r\n")
+            self.downstream.write(http11.LAST_CHUNK)
             self.finish()
 
     def finish(self) -> None:
@@ -323,8 +327,9 @@ class _StreamSink:
 
     def error(self, error: ProxyError) -> None:
         log.warning("upstream stream failed: %s", error.message)
-        sep = b"" if self.at_boundary else b"\n\n"
-        out = self.translator(sep + frame(error.event(), ERROR_EVENT))
+        if not self.at_boundary:  # cut inside an event: its half is dropped, the failure is what is told
+            self.translator.discard_partial()
+        out = self.translator(frame(error.event(), ERROR_EVENT))
         self._emit(out + self.translator(b""), last=True)
 
     def _emit(self, out: list[bytes], last: bool = False) -> None:

@@ -135,7 +135,7 @@ class _RelayConnection(asyncio.Protocol):
         self.server._connections.add(self)
         self.started = self.last_activity
         self.parser.next_message()
-        self._arm(self.server.head_timeout)
+        self._arm(min(self.server.head_timeout, self.server.idle_timeout))
 
     def data_received(self, data: bytes) -> None:
         if self.transport is None or self.transport.is_closing():
@@ -248,7 +248,7 @@ class _RelayConnection(asyncio.Protocol):
             return
         server, now = self.server, self.loop.time()
         if self.exchange is not None:
-            self._arm(server.head_timeout)
+            self._arm(min(server.head_timeout, server.idle_timeout))
         elif self.started is not None:  # a request is arriving: whole within head_timeout, or cut
             late = now - self.started - server.head_timeout
             if late >= 0:

@@ -131,6 +131,7 @@ class Exchange:
         self._out: list[bytes] = []  # stream bytes waiting for the next write (see write_chunk)
         self._flush_timer: asyncio.TimerHandle | None = None
         self._last_flush = float("-inf")
+        self._head = b""  # a stream's head, sent with its first chunk when that is already here
 
     def start(self) -> None:
         """Runs at once up to its first wait: the upstream request is written in this same turn."""
@@ -197,9 +198,6 @@ class Exchange:
         if self.state.first_byte is None:
             self.state.first_byte = time.monotonic()
 
-    def write_head(self, status: int, headers: dict[str, str]) -> None:
-        self.downstream.write(http11.response(status, headers))
-
     def write_chunk(self, data: bytes) -> None:
         """Stream bytes toward the client. The first bytes after a pause go at once; bytes that follow
         within COALESCE of the last write go together with it: each write costs a loopback send on
@@ -217,12 +215,17 @@ class Exchange:
 
     def flush(self) -> None:
         self._flush_timer = None
-        if self._out and not self.finished:
+        if self.finished:
+            return
+        head, self._head = self._head, b""
+        if self._out:
             data = self._out[0] if len(self._out) == 1 else b"".join(self._out)
             self._out.clear()
             self.mark_first_byte()
-            self.downstream.write(http11.chunk(data))
+            self.downstream.write(head + http11.chunk(data) if head else http11.chunk(data))
             self._last_flush = self._loop.time()
+        elif head:
+            self.downstream.write(head)
 
     def end_chunks(self) -> None:
         if not self.finished:
@@ -247,10 +250,16 @@ class Exchange:
             translator: Any = PassthroughStream(responses_dialect=state.family.name == "responses")
         else:
             translator = state.family.module.Stream(state.ctx)
-        self.write_head(200, {**headers, **_STREAM_HEADERS})
         self._done = asyncio.get_running_loop().create_future()
         sink = _StreamSink(self, translator, response)
+        # The first events most often came in the same read as the upstream's head: they and the
+        # client's head go in one write (one loopback send, one pass through mitmproxy). If none did,
+        # the head goes alone at once, in this same turn.
+        self._head = http11.response(200, {**headers, **_STREAM_HEADERS})
         response.start(sink)
+        if self._head and not self.finished:
+            head, self._head = self._head, b""
+            self.downstream.write(head)
         sink.schedule_heartbeat()
         try:
             await self._done

@@ -468,8 +468,9 @@ class Pool:
             bound = self.first_byte_timeout
             if reused and attempt == 0:
                 bound = min(bound, self.reused_first_byte_timeout)
-            try:
-                return await asyncio.wait_for(asyncio.shield(future), bound)
+            try:  # (no shield: a cancelled head future is one the connection no longer answers)
+                async with asyncio.timeout(bound):
+                    return await future
             except TimeoutError:
                 conn.abandon()
                 if bound < self.first_byte_timeout and not conn.got_bytes:

@@ -145,9 +145,9 @@ OPTIONS: tuple[Option, ...] = (
            ENV + "LOG_LEVEL"),
     Option("log_format", click.Choice(["text", "json"]), "text", "Daemon log lines as text or JSON.",
            ENV + "LOG_FORMAT"),
-    Option("log_file", click.Path(dir_okay=False), _state("codex-api-proxy.log"), "The daemon's log.",
+    Option("log_file", click.Path(dir_okay=False), _state("codex-api-proxy.log"), "The daemon's log (default: beside the config).",
            ENV + "LOG_FILE"),
-    Option("pid_file", click.Path(dir_okay=False), _state("codex-api-proxy.pid"), "The daemon's pid file.",
+    Option("pid_file", click.Path(dir_okay=False), _state("codex-api-proxy.pid"), "The daemon's pid file (default: beside the config).",
            ENV + "PID_FILE"),
     Option("allow_no_login", bool, False, "Start even when no Codex login is found.", ENV + "ALLOW_NO_LOGIN"),
     Option("web", bool, False, "Run under mitmweb, to look at every translated request in a browser.",
@@ -167,6 +167,16 @@ API_KEY_OPTION = Option("api_key", str, None, f"Local key clients must send; pre
 
 def config_path(given: str | None) -> Path:
     return Path(given).expanduser() if given else default_state_dir() / "config.toml"
+
+
+def files_of(config: Path) -> dict[str, str]:
+    """The pid file and log beside a config (`config.toml` -> codex-api-proxy.pid/.log, `b.toml` ->
+    b.pid/.log): each config's daemon has its own, so two daemons with two configs never share one."""
+    stem = "codex-api-proxy" if config.stem == "config" else config.stem
+    return {
+        "pid_file": str(config.with_name(stem + ".pid")),
+        "log_file": str(config.with_name(stem + ".log")),
+    }
 
 
 def private_dir(path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,8 +36,13 @@ def is_loopback(host: str) -> bool:
 
 
 def read_api_key(path: str) -> str:
-    """A local API key from a file (0600 recommended), so it never appears in any process's argv."""
-    key = Path(path).expanduser().read_text().strip()
+    """A local API key from a file, so it never appears in any process's argv. The file must be the
+    person's alone (no group or other bits, like ~/.ssh keys): a key others can read guards nothing."""
+    file = Path(path).expanduser()
+    mode = stat.S_IMODE(file.stat().st_mode)
+    if mode & 0o077:
+        raise ValueError(f"API key file {path} has mode {mode:04o}, readable by others: chmod 600 it")
+    key = file.read_text().strip()
     if not key:
         raise ValueError(f"API key file {path} is empty")
     return key

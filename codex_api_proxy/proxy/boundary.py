@@ -47,13 +47,14 @@ class Boundary:
         self.refuse(flow, error)
 
     def response(self, flow: http.HTTPFlow) -> None:
-        self.done(flow)
+        self.finish(flow)
 
     def error(self, flow: http.HTTPFlow) -> None:
-        self.done(flow)
+        self.finish(flow)
 
-    def done(self, flow: http.HTTPFlow) -> None:
-        """A refused flow's canned answer is dropped if mitmproxy never sent the flow to the relay."""
+    def finish(self, flow: http.HTTPFlow) -> None:
+        """A refused flow's canned answer is dropped if mitmproxy never sent the flow to the relay.
+        (Not named `done`: that is mitmproxy's shutdown event, which would call it with no flow.)"""
         if REFUSED in flow.metadata and self.runtime.relay is not None:
             self.runtime.relay.forget(flow.id)
 

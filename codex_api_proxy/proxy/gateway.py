@@ -60,6 +60,7 @@ class ApiGateway:
         if handled(flow):
             return
         path, method = route_path(flow.request.path), flow.request.method
+        called = flow.request.path.split("?", 1)[0][:200]  # error texts name the path as the client wrote it
         family = FAMILIES.get(path)
         if path == "/responses" and method == "GET":
             responses.refuse_websocket(flow.request.headers)  # 426: clients fall back to HTTP at once
@@ -73,9 +74,9 @@ class ApiGateway:
         elif (path == "/models" or path.startswith("/models/")) and method == "GET":
             flow.response = await self.models_answer(flow, path[len("/models/") :] or None)
         elif family or path in ("/messages/count_tokens", "/models"):
-            raise ProxyError(405, f"{method} is not allowed on {path}", code="method_not_allowed")
+            raise ProxyError(405, f"{method} is not allowed on {called}", code="method_not_allowed")
         else:
-            raise ProxyError(404, f"no route for {method} {path}", code="not_found")
+            raise ProxyError(404, f"no route for {method} {called}", code="not_found")
 
     @staticmethod
     def json_body(flow: http.HTTPFlow) -> tuple[dict[str, Any], bytes]:

@@ -201,6 +201,7 @@ class RequestMetrics:
                 "request_id": request_id(flow),
                 "method": request.method,
                 "route": timing.route,
+                "path": request.path.split("?", 1)[0][:200],  # as the client called it, /v1 and all
                 "family": timing.family,
                 "model": model,
                 "model_sent": getattr(state, "model_sent", "") or "",
@@ -212,12 +213,15 @@ class RequestMetrics:
                 "output_tokens": (usage or {}).get("output", 0),
                 "error": error_kind(error) if error is not None else (flow.error.msg if flow.error else ""),
             }
+            sent = fields["model_sent"]
+            model_text = f" model={model}" + (f"->{sent}" if sent else "") if model or sent else ""
             log.info(
-                "%(request_id)s %(method)s %(route)s %(family)s model=%(model)s->%(model_sent)s "
+                "%(request_id)s %(method)s %(path)s %(family)s%(model_text)s "
                 "status=%(status)s stream=%(stream)s ttfb=%(ttfb_ms)sms duration=%(duration_ms)sms "
                 "tokens=%(input_tokens)s/%(output_tokens)s%(error_text)s",
-                {**fields, "error_text": f" error={fields['error']}" if fields["error"] else ""},
+                {**fields, "model_text": model_text,
+                 "error_text": f" error={fields['error']}" if fields["error"] else ""},
                 extra=fields,
-            )
+            )  # fmt: skip
         except Exception:  # metrics must never break an answer
             log.exception("could not record the metrics of a request")

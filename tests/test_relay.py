@@ -10,8 +10,11 @@ import asyncio
 import json
 import time
 
+from codex_api_proxy.core.errors import ProxyError
 from codex_api_proxy.relay import http11
+from codex_api_proxy.relay.exchange import FlowState
 from codex_api_proxy.relay.server import FLOW_HEADER, Canned, RelayServer
+from codex_api_proxy.translate.base import RequestContext
 
 
 async def started(idle: float = 30.0, head: float = 30.0) -> RelayServer:
@@ -97,6 +100,45 @@ def test_bad_and_unknown_requests_are_refused_in_json() -> None:
                 assert head.status == status, answer
                 assert json.loads(body)["error"]["code"] == "relay_refused"
                 writer.close()
+        finally:
+            await relay.stop()
+
+    asyncio.run(main())
+
+
+class RecordingBackend:
+    """Stands where the upstream call goes: records what the relay would send, answers 502."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes | None]] = []
+
+    async def send(self, route: str, method: str, path: str, body: bytes | None, headers: dict) -> None:
+        self.sent.append((path, body))
+        raise ProxyError(502, "recorded", code="recorded")
+
+
+def test_the_upstream_body_is_the_registered_one_not_the_hops() -> None:
+    """mitmproxy sends an empty body over the loopback hop: the relay holds the translated one."""
+    from codex_api_proxy.proxy.gateway import FAMILIES
+
+    async def main() -> None:
+        backend = RecordingBackend()
+        relay = RelayServer(backend=backend, heartbeat=0)  # type: ignore[arg-type]
+        await relay.start()
+        try:
+            translated = b'{"model":"gpt-5.5","input":[],"stream":true}'
+            state = FlowState(FAMILIES["/responses"], RequestContext(stream=True), False, body=translated)
+            relay.expect("flow-3", state)
+            reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
+            writer.write(request("flow-3"))  # content-length: 0
+            parser = http11.Parser("client")
+            parser.next_message("POST")
+            events: list = []
+            while http11.END not in events:
+                events += parser.feed(await reader.read(1 << 16))
+            assert events[0].status == 502
+            assert backend.sent == [("responses", translated)]
+            writer.close()
         finally:
             await relay.stop()
 

@@ -1,7 +1,8 @@
 """One generation request on the relay's side: sent upstream, read back, translated, written out.
 
-The addon translates the client's request and registers a `FlowState`; mitmproxy then sends the
-flow to the relay, which hands it to an `Exchange`. Where things happen, each in one place:
+The addon translates the client's request and registers a `FlowState` (with the upstream body, so
+mitmproxy sends none over the loopback hop; `flow_state(flow)` is the one way to a flow's state);
+mitmproxy then sends the flow to the relay, which hands it to an `Exchange`. Where things happen, each in one place:
 - the request goes upstream in `Exchange.run` (through `Backend.send`: credentials, 401 retry);
 - a stream is read in `_StreamSink.data`: each upstream read is translated and written toward the
   client as one chunk, however many events it held (one syscall per read, not per event);

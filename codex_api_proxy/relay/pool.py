@@ -454,7 +454,7 @@ class Pool:
             fields.append(("content-length", str(len(body or b""))))
         head = http11.request_head(method, target, fields)
         for attempt in (0, 1):
-            conn = self._checkout(origin)
+            conn = self._checkout(origin) if attempt == 0 else None  # a second try is on a fresh one
             if conn is not None and time.monotonic() - conn.idle_since > 1.0:
                 # long idle: a server closing it may have sent its FIN already; let the loop read it
                 # first (a connection reused at once costs no extra turn of the loop)
@@ -474,7 +474,10 @@ class Pool:
             except TimeoutError:
                 conn.abandon()
                 if bound < self.first_byte_timeout and not conn.got_bytes:
+                    # the network under it probably changed (sleep, VPN, Wi-Fi): its siblings are as dead
                     log.info("a reused upstream connection answered nothing in %.0f s: retrying", bound)
+                    for idle in self._idle.pop(origin, []):
+                        idle._drop()
                     continue
                 raise _timeout(origin, "response") from None
             except _ConnectionLost as lost:

@@ -78,3 +78,20 @@ def test_a_trickled_head_is_cut_by_the_real_proxy(proxy: Proxy) -> None:
             pytest.fail("the proxy took a 20-second head, one byte every 50 ms")
         assert time.monotonic() - started < mitm_patches.CLIENT_HEAD_TIMEOUT + 5
         assert answer.startswith(b"HTTP/1.1 408") and b'"error"' in answer
+
+
+def test_a_busy_keep_alive_connection_keeps_one_timer() -> None:
+    from mitmproxy.proxy.layers.http import ResponseEndOfMessage, ResponseHeaders
+    from mitmproxy.test import tutils
+
+    layer, client, cmds = server_layer()
+    armed = wakeups(cmds)
+    head = b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n"
+    for stream_id in (1, 3, 5):
+        armed += wakeups(list(layer.handle_event(events.DataReceived(client, head))))
+        response = tutils.tresp()
+        armed += wakeups(list(layer.handle_event(ResponseHeaders(stream_id, response, False))))
+        armed += wakeups(list(layer.handle_event(ResponseEndOfMessage(stream_id))))
+        assert layer.state == layer.read_headers  # waiting again, on the same connection
+    # one idle clock for the connection's whole life so far (a head that arrives whole needs none)
+    assert len([t for t in armed if t.delay > mitm_patches.CLIENT_HEAD_TIMEOUT + 1]) == 1

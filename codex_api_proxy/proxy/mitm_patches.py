@@ -50,12 +50,14 @@ _handle_event = _http1.Http1Server._handle_event
 
 def timed_handle_event(self: Any, event: Any) -> Any:
     """Http1Server's event handler, timing the wait for a request: it notes when the connection began
-    waiting and when a head began arriving, and asks for a wakeup at each deadline; only this wrapper
-    receives those. A request in flight is never timed here (the relay and the upstream bound it)."""
-    timers: list[Any] = self.__dict__.setdefault("_cxp_timers", [])
-    if isinstance(event, events.Wakeup) and event.command in timers:
-        timers.remove(event.command)
-        yield from _waited_too_long(self, timers)
+    waiting and when a head began arriving, and keeps at most one wakeup pending per clock (a busy
+    keep-alive connection does not pile them up); only this wrapper receives them. A request in flight
+    is never timed here (the relay and the upstream bound it)."""
+    timers: dict[str, Any] = self.__dict__.setdefault("_cxp_timers", {})
+    if isinstance(event, events.Wakeup) and event.command in timers.values():
+        clock = "head" if timers.get("head") is event.command else "idle"
+        del timers[clock]
+        yield from _on_wakeup(self, timers, clock)
         return
     yield from _handle_event(self, event)
     if self.state != self.read_headers:
@@ -64,30 +66,42 @@ def timed_handle_event(self: Any, event: Any) -> Any:
     now = time.monotonic()
     if getattr(self, "_cxp_waiting", None) is None:  # began waiting for a request: the idle clock
         self._cxp_waiting, self._cxp_head = now, None
-        timers.append(commands.RequestWakeup(CLIENT_IDLE_TIMEOUT + 0.01))
-        yield timers[-1]
+        if "idle" not in timers:
+            yield from _arm(timers, "idle", CLIENT_IDLE_TIMEOUT)
     if self.buf and self._cxp_head is None:  # a head began arriving: its deadline
         self._cxp_head = now
-        timers.append(commands.RequestWakeup(CLIENT_HEAD_TIMEOUT + 0.01))
-        yield timers[-1]
+        if "head" not in timers:
+            yield from _arm(timers, "head", CLIENT_HEAD_TIMEOUT)
 
 
-def _waited_too_long(self: Any, timers: list[Any]) -> Any:
+def _arm(timers: dict[str, Any], clock: str, delay: float) -> Any:
+    timers[clock] = commands.RequestWakeup(max(delay, 0.0) + 0.01)
+    yield timers[clock]
+
+
+def _on_wakeup(self: Any, timers: dict[str, Any], clock: str) -> Any:
     if self.state != self.read_headers or self._cxp_waiting is None:
-        return  # a request came since: the clocks start again when the connection next waits
+        return  # a request is in flight: the clocks start again when the connection next waits
     now = time.monotonic()
-    head = self._cxp_head
-    if head is not None and now - head >= CLIENT_HEAD_TIMEOUT:
-        message = f"request head not received within {CLIENT_HEAD_TIMEOUT:.0f} s"
-        yield commands.SendData(self.conn, _http1.make_error_response(408, message))
-    elif head is not None or now - self._cxp_waiting < CLIENT_IDLE_TIMEOUT:
-        if not timers:  # woken early (a request came and went in between): wait for the rest
-            due = head + CLIENT_HEAD_TIMEOUT if head is not None else self._cxp_waiting + CLIENT_IDLE_TIMEOUT
-            timers.append(commands.RequestWakeup(due - now + 0.01))
-            yield timers[-1]
-        return
-    yield commands.CloseConnection(self.conn)  # idle, or a head too slow: closed
-    self.state = self.done
+    if clock == "head":
+        if self._cxp_head is None:
+            return  # that head became a request, and no new one has begun
+        left = self._cxp_head + CLIENT_HEAD_TIMEOUT - now
+        if left <= 0:
+            message = f"request head not received within {CLIENT_HEAD_TIMEOUT:.0f} s"
+            yield commands.SendData(self.conn, _http1.make_error_response(408, message))
+            yield commands.CloseConnection(self.conn)
+            self.state = self.done
+            return
+    else:
+        left = self._cxp_waiting + CLIENT_IDLE_TIMEOUT - now
+        if left <= 0 and self._cxp_head is None:
+            yield commands.CloseConnection(self.conn)  # idle: closed without a word, as keep-alive allows
+            self.state = self.done
+            return
+        if self._cxp_head is not None:
+            return  # a head is arriving: its own clock decides
+    yield from _arm(timers, clock, left)  # woken early (the clock restarted since): the rest
 
 
 def apply() -> None:

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from codex_api_proxy.core.errors import ProxyError
+from codex_api_proxy.core.settings import Proxies
 from codex_api_proxy.relay import http11
 from codex_api_proxy.relay.pool import Pool
 
@@ -52,7 +53,12 @@ async def serve(handler: Handler) -> tuple[asyncio.Server, str, list[int]]:
 
 
 def make_pool(**overrides: float) -> Pool:
-    settings: dict = {"connect_timeout": 5, "first_byte_timeout": 30, "idle_timeout": 30, "proxy": None}
+    settings: dict = {
+        "connect_timeout": 5,
+        "first_byte_timeout": 30,
+        "idle_timeout": 30,
+        "proxies": Proxies(),
+    }
     return Pool(**{**settings, **overrides})
 
 

@@ -120,8 +120,9 @@ OPTIONS: tuple[Option, ...] = (
            UPSTREAM_URL_ENV, addon="codex_upstream_url"),
     Option("openai_url", Url(("https", "http")), DEFAULT_OPENAI_URL,
            "OpenAI API base URL (auth.json with an OPENAI_API_KEY).", OPENAI_URL_ENV, addon="codex_openai_url"),
-    Option("proxy", Url(("http", "https")), None,
-           "Outbound proxy for upstream calls; without it HTTPS_PROXY/ALL_PROXY and NO_PROXY apply.",
+    Option("proxy", Url(("http", "https", "socks5", "socks5h")), None,
+           "Outbound proxy (http, https, socks5, socks5h) for upstream calls and token refreshes; without it "
+           "HTTPS_PROXY/HTTP_PROXY/ALL_PROXY and NO_PROXY apply.",
            ENV + "HTTPS_PROXY", addon="codex_outbound_proxy"),
     Option("heartbeat", POSITIVE, 10.0, "Seconds of upstream silence between keep-alives to clients.",
            ENV + "HEARTBEAT", addon="codex_heartbeat"),

@@ -18,7 +18,7 @@ from .. import __version__
 from ..auth.credentials import Credentials, _jwt_claims
 from ..core import models
 from ..core.errors import ProxyError
-from ..core.settings import API_KEY_ENV, is_loopback, parse_model_map
+from ..core.settings import API_KEY_ENV, DEFAULT_PORT, is_loopback, parse_model_map
 from .daemon import Daemon, get_json, health, hostport, is_ours, port_problem
 
 Check = tuple[bool | None, str, str]  # ok, FAIL, or None: a warning (shown, not failing)
@@ -143,13 +143,21 @@ def context_settings(values: dict[str, Any], api_key: str | None = None) -> dict
     return models.claude_code_settings(parse_model_map(values.get("model_map") or ""), data)
 
 
+def statusline_command(values: dict[str, Any]) -> str:
+    """Claude Code's statusLine command: it finds the proxy as `status` does; a port named here holds
+    even when Claude Code runs with another environment."""
+    port = int(values["port"])
+    return "codex-api-proxy statusline" + (f" --port {port}" if port != DEFAULT_PORT else "")
+
+
 def client_snippets(values: dict[str, Any], saved: dict[str, Any]) -> str:
     """Claude Code's settings.json and the Codex CLI's config.toml for this proxy."""
     base = f"http://{hostport(values['host'], values['port'])}"
     key_in_force = keyed(values, saved)
     token = f"<the value of ${API_KEY_ENV}>" if key_in_force else "unused"
     settings = {"env": {"ANTHROPIC_BASE_URL": base, "ANTHROPIC_AUTH_TOKEN": token,
-                        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", **context_settings(values)}}  # fmt: skip
+                        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", **context_settings(values)},
+                "statusLine": {"type": "command", "command": statusline_command(values)}}  # fmt: skip
     codex = (
         'model = "gpt-5.5"\nmodel_provider = "codex-api-proxy"\n\n[model_providers.codex-api-proxy]\n'
         f'name = "codex-api-proxy"\nbase_url = "{base}/v1"\nwire_api = "responses"\n'

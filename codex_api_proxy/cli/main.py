@@ -1,9 +1,11 @@
-"""`codex-api-proxy`: start, stop, restart, status, logs, doctor, demo and addon-path.
+"""`codex-api-proxy`: start, stop, restart, status, logs, doctor, demo, statusline, dashboard and
+addon-path.
 
 Every daemon option reads a CODEX_API_PROXY_* variable and the config file `start` saves
-(flag > variable > file > default; see config.py). The local API key is never put in any argv: the
-daemon gets it through its environment, and `--api-key-file` reads it from a file. Every error is one
-line on stderr, never a traceback.
+(flag > variable > file > default; see config.py). The local API key is never left in any argv: a
+`--api-key KEY` given to `start` or `restart` moves into the environment of a re-executed process
+before anything runs, the daemon gets it through its environment, and `--api-key-file` reads it from a
+file. Every error is one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -26,7 +28,48 @@ from ..core.conversations import MAX_ENTRIES_ENV as STORE_MAX_ITEMS_ENV
 from ..core.conversations import TTL_ENV as STORE_TTL_ENV
 from ..core.settings import API_KEY_ENV, is_loopback, read_api_key
 from . import config as cfg
-from .daemon import ERROR_PREFIX, PORT_IN_USE, Daemon, hostport, port_problem
+from .daemon import ERROR_PREFIX, PORT_IN_USE, Daemon, hostport, listens_on, port_problem
+
+API_KEY_FLAG = "--api-key"
+KEY_COMMANDS = frozenset({"start", "restart"})  # the commands that take --api-key
+KEY_MOVED_ENV = "CODEX_API_PROXY_KEY_FROM_ARGV"  # the re-executed process's key came as --api-key
+
+
+def without_api_key(args: list[str]) -> tuple[list[str], str | None]:
+    """(`args` without `--api-key KEY` / `--api-key=KEY`, the key) for `start` and `restart`; the key is
+    None (and `args` as given) for other commands, after `--`, or when the flag has no value."""
+    command = next((a for a in args if not a.startswith("-")), None)
+    if command not in KEY_COMMANDS:
+        return args, None
+    kept: list[str] = []
+    key = None
+    rest = iter(args)
+    for arg in rest:
+        if arg == "--":
+            kept += [arg, *rest]
+        elif arg == API_KEY_FLAG:  # every one goes; the last one counts, as for click
+            key = next(rest, None)
+            if key is None:
+                return args, None  # click reports the missing value
+        elif arg.startswith(API_KEY_FLAG + "="):
+            key = arg.partition("=")[2]
+        else:
+            kept.append(arg)
+    return kept, key
+
+
+def move_api_key_out_of_argv() -> None:
+    """`--api-key KEY` would stay in /proc/PID/cmdline for as long as the process runs, readable by every
+    local user with `ps`: execute this same program again, at once, with the key in its environment
+    (readable by this user only) instead. The flag keeps working (0.1.6's users script it)."""
+    args, key = without_api_key(sys.argv[1:])
+    if key is None:
+        return
+    interpreter_args = sys.orig_argv[1 : len(sys.orig_argv) - len(sys.argv) + 1]  # `-m codex_api_proxy`
+    env = {**os.environ, API_KEY_ENV: key, KEY_MOVED_ENV: "1"}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, *interpreter_args, *args], env)
 
 
 class OneLineErrors(click.Group):
@@ -42,6 +85,8 @@ class OneLineErrors(click.Group):
                 formatter.write_dl(rows)
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
+        if not args and kwargs.get("args") is None:  # the real command line, not a test's argument list
+            move_api_key_out_of_argv()
         try:
             rv = super().main(*args, **{**kwargs, "standalone_mode": False})
         except click.ClickException as exc:
@@ -141,7 +186,8 @@ def resolve_api_key(
             raise click.ClickException(f"cannot read --api-key-file: {exc}") from None
     source = click.get_current_context().get_parameter_source("api_key")
     if kw.get("api_key"):
-        from_env = source == click.core.ParameterSource.ENVIRONMENT
+        moved = os.environ.pop(KEY_MOVED_ENV, None) is not None  # given as --api-key: saved as such
+        from_env = source == click.core.ParameterSource.ENVIRONMENT and not moved
         return kw["api_key"], {"api_key_env": API_KEY_ENV} if from_env else {"api_key_from": "command line"}
     if saved.get("api_key_env") or saved.get("api_key_from"):
         where = f"${saved['api_key_env']}" if saved.get("api_key_env") else "--api-key"
@@ -235,9 +281,11 @@ def run_foreground(values: dict[str, Any], api_key: str | None) -> None:
 
         asyncio.run(serve(values["host"], values["port"], confdir, cfg.addon_options(values), ready))
     except exceptions.OptionsError as exc:
-        fail(f"bad option: {exc}", 2)
+        fail(str(exc), 2)  # each names its option or variable
     except SystemExit as exc:  # mitmproxy's startup check: say it in our words when the port was taken
-        problem = port_problem(values["host"], values["port"]) if exc.code else None
+        # ...by another process: a failure after our own bind (any other startup error) is not the port's
+        ours = listens_on(os.getpid(), int(values["port"]))
+        problem = port_problem(values["host"], values["port"]) if exc.code and not ours else None
         if problem:
             fail(problem, PORT_IN_USE)
         raise
@@ -464,6 +512,50 @@ def demo(port: int, once: bool) -> None:
         if problem:
             raise click.ClickException(problem)
     run_demo(port, once)
+
+
+@main.command()
+@config_option
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=None, help="The proxy's port (default: as `status`)."
+)
+@click.pass_context
+def statusline(ctx: click.Context, port: int | None, **kw: Any) -> None:
+    """One line for Claude Code's statusLine setting: routed model, plan usage, cached share. Exit 0 always."""
+    from .statusline import local_key, status_line
+
+    try:
+        values, _ = settings_from(ctx, {**kw, **({"port": port} if port else {})})
+        stdin = "" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.read(1 << 20)
+        text = status_line(values["host"], int(values["port"]), stdin, local_key(values))
+    except Exception as exc:  # Claude Code shows the line: one short reason, never a failure
+        text = f"codex-api-proxy: {type(exc).__name__}: {str(exc)[:80]}"
+    click.echo(text)
+
+
+@main.command()
+@config_option
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=None, help="The proxy's port (default: as `status`)."
+)
+@click.option("--open", "open_browser", is_flag=True, help="Open it in the default browser too.")
+@click.pass_context
+def dashboard(ctx: click.Context, port: int | None, open_browser: bool, **kw: Any) -> None:
+    """Print the URL of the running proxy's usage page (tokens, quota, conversations, latency)."""
+    from .dashboard import dashboard_lines
+
+    values, saved = settings_from(ctx, {**kw, **({"port": port} if port else {})})
+    try:
+        url, warnings = dashboard_lines(values, saved)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"cannot read --api-key-file: {exc}") from None
+    for warning in warnings:
+        report(f"warning: {warning}")
+    click.echo(url)
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(url)
 
 
 CLIENT_COMMAND = {"context_settings": {"ignore_unknown_options": True, "allow_interspersed_args": False}}

@@ -17,14 +17,14 @@ from ..core.errors import ProxyError, bad_request
 from ..core.routes import route_path
 from ..relay.exchange import Family, FlowState, flow_state, set_flow_state
 from ..relay.server import FLOW_HEADER
-from ..translate import anthropic, chat, responses
+from ..translate import anthropic, chat, responses, tool_order
 from ..translate.base import RequestContext
 from ..translate.responses import compact
+from . import observe
 from .runtime import Runtime, error_response, fail_closed, handled, json_response, to_relay
 
 log = logging.getLogger("codex_api_proxy")
 
-INSPECT_LIMIT = 64 << 10  # of a client's request kept in the flow's comment for mitmweb
 # Client headers worth keeping upstream: conversation identity and Codex CLI's own metadata.
 _FORWARDED_HEADERS = ("session_id", "session-id", "thread-id", "x-client-request-id", "originator")
 _FORWARDED_PREFIXES = ("x-codex-",)
@@ -98,11 +98,12 @@ class ApiGateway:
 
     def family_options(self, family: Family, account: str | None) -> dict[str, Any]:
         settings = self.runtime.settings
+        shared = {tool_order.OPTION: self.runtime.tool_order}
         if family.name == "anthropic":
-            return {"model_map": settings.model_map}
+            return {**shared, "model_map": settings.model_map}
         if family.name == "chat":
-            return {"expose_reasoning": settings.expose_reasoning}
-        return {responses.CONVERSATIONS: self.runtime.conversations.conversation(account)}
+            return {**shared, "expose_reasoning": settings.expose_reasoning}
+        return {**shared, responses.CONVERSATIONS: self.runtime.conversations.conversation(account)}
 
     async def translate_request(self, flow: http.HTTPFlow, family: Family) -> None:
         rt = self.runtime
@@ -140,8 +141,11 @@ class ApiGateway:
                 "originator", os.environ.get("CODEX_INTERNAL_ORIGINATOR_OVERRIDE", "codex_cli_rs")
             )
             headers = conversation_headers(headers, upstream_body.get("prompt_cache_key"))
+        # no conversation (or the OpenAI API): the request's own id, the one the client gets back
+        headers.setdefault("x-client-request-id", flow.metadata[observe.REQUEST_ID])
+        key = upstream_body.get("prompt_cache_key")
+        ctx.options["conversation"] = key if isinstance(key, str) else ""  # the usage page's conversation
         if not passthrough:
-            key = upstream_body.get("prompt_cache_key")
             ctx.options["cache_thread"] = cache_health.HEALTH.note_request(key, upstream_body, headers)
         # passthrough forwards the client's bytes as they came, not a re-serialisation of them
         upstream_bytes = (
@@ -169,26 +173,15 @@ class ApiGateway:
             rt.relay.port,
             {**headers, "content-type": "application/json", "accept": accept, FLOW_HEADER: flow.id},
         )
-        # the relay sends the body from the state: over the loopback hop only mitmweb needs to see it
-        flow.request.content = upstream_bytes if rt.inspecting else b""
+        # the relay sends the body from the state: the loopback hop carries none (and the inspector
+        # shows the state's body in mitmweb)
+        flow.request.content = b""
         set_flow_state(flow, state)
-        flow.comment = self.label(flow, state, body if rt.inspecting else None)
+        flow.comment = f"{ctx.model} -> {state.model_sent}"  # mitmweb's label (proxy/inspector.py)
         rt.relay.expect(flow.id, state)
         log.debug(
             "%s -> %s %s (model %s, stream %s)", family.name, route, upstream_path, ctx.model, ctx.stream
         )
-
-    @staticmethod
-    def label(flow: http.HTTPFlow, state: FlowState, original: dict[str, Any] | None) -> str:
-        """What mitmweb shows for the flow: what the client called and what went upstream; when
-        inspecting, the client's own request too (the flow's request is the translated one)."""
-        label = f"{flow.request.method} {flow.request.path.split('?', 1)[0]} {state.ctx.model} -> {state.model_sent}"
-        if original is None:
-            return label
-        text = json.dumps(original, ensure_ascii=False, indent=1)
-        if len(text) > INSPECT_LIMIT:
-            text = text[:INSPECT_LIMIT] + f"\n... ({len(text) - INSPECT_LIMIT} more characters)"
-        return f"{label}\n\nThe client's request:\n{text}"
 
     async def list_models(self, flow: http.HTTPFlow) -> dict[str, Any]:
         rt = self.runtime

@@ -1,8 +1,9 @@
 """Request ids and request metrics: two mitmproxy addons that watch every flow and change no answer.
 
 `RequestIds` gives every request one id (the client's `x-request-id` / `x-correlation-id` /
-`x-client-request-id`, else a new one): it goes upstream as `x-client-request-id`, back to the client as
-`x-request-id` on every answer, and into `flow.metadata["request_id"]` for the log line.
+`x-client-request-id`, else a new one): back to the client as `x-request-id` on every answer, and into
+`flow.metadata["request_id"]` for the log line (upstream it goes as `x-client-request-id` only where the
+request has no conversation, whose thread id that header carries as the Codex CLI sends it).
 
 `RequestMetrics` counts every flow exactly once, in one place: its `response` and `error` hooks both end
 in `count`, which marks the flow, so a flow that sees both is still one request. It runs after every
@@ -17,18 +18,21 @@ spent translating) it leaves on the gateway's `FlowState`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from mitmproxy import http
 from prometheus_client.core import CounterMetricFamily
 
 from ..core.errors import ProxyError
 from ..core.metrics import PREFIX
+from ..core.usage import RequestRecord
 from ..relay.exchange import flow_state
 from .runtime import Runtime
 
@@ -53,6 +57,9 @@ ROUTE_FAMILIES = {
     "/metrics/prometheus": "local",
     "/api/event_logging/batch": "local",
     "/api/event_logging/v2/batch": "local",
+    "/dashboard": "local",
+    "/dashboard/data.json": "local",
+    "/dashboard/status.json": "local",
 }
 
 
@@ -76,14 +83,15 @@ def error_kind(error: ProxyError) -> str:
 
 
 class RequestIds:
-    """One id per request: upstream as `x-client-request-id`, to the client as `x-request-id`."""
+    """One id per request, to the client as `x-request-id` and in the log line. Upstream,
+    `x-client-request-id` is the conversation's thread id as the Codex CLI sends it (the gateway's
+    conversation headers), the request's own id only where there is no conversation."""
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         given = {k.lower(): v for k, v in flow.request.headers.fields if k.lower() in _ID_HEADERS}
         ids = (given.get(name, b"").decode("latin-1").strip() for name in _ID_HEADERS)
         rid = next((v for v in ids if _VALID_ID.fullmatch(v)), "") or secrets.token_hex(16)
         flow.metadata[REQUEST_ID] = rid
-        flow.request.headers["x-client-request-id"] = rid  # before the gateway, which forwards it
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response is not None and flow.response.stream:
@@ -101,12 +109,18 @@ class RequestIds:
 
 @dataclass
 class _Timing:
+    """Kept on flow.metadata, which mitmweb deep-copies and writes with tnetstring (File > Save,
+    Duplicate): a copy is a plain dict of the same fields."""
+
     route: str
     family: str
     dispatched: float | None = None  # wall clock when the last request hook was done
     first_byte: float | None = None  # wall clock of the first streamed body byte to the client
     streaming: bool = False  # counted in streams_in_flight
     counted: bool = False
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 class RequestMetrics:
@@ -131,7 +145,7 @@ class RequestMetrics:
 
     def _timing(self, flow: http.HTTPFlow) -> _Timing:
         timing = flow.metadata.get(_TIMING)
-        if timing is None:
+        if not isinstance(timing, _Timing):  # new, or a plain copy (a flow mitmweb duplicated or replays)
             route = self.route_of(flow.request.path)
             family = ROUTE_FAMILIES.get(route)
             timing = flow.metadata[_TIMING] = _Timing(route if family else "other", family or "other")
@@ -213,6 +227,24 @@ class RequestMetrics:
                 "output_tokens": (usage or {}).get("output", 0),
                 "error": error_kind(error) if error is not None else (flow.error.msg if flow.error else ""),
             }
+            options = getattr(getattr(state, "ctx", None), "options", None) or {}
+            metrics.record(
+                RequestRecord(
+                    time=started,
+                    api=timing.family,
+                    route=timing.route,
+                    model=model[:64],
+                    model_sent=fields["model_sent"][:64],
+                    status=status,
+                    stream=fields["stream"],
+                    ttfb_ms=fields["ttfb_ms"],
+                    duration_ms=fields["duration_ms"],
+                    **{k: int((usage or {}).get(k, 0)) for k in ("input", "cached", "output", "reasoning")},
+                    error=str(fields["error"])[:200],
+                    conversation=str(options.get("conversation") or ""),
+                ),
+                getattr(options.get("cache_thread"), "miss", ""),
+            )
             sent = fields["model_sent"]
             model_text = f" model={model}" + (f"->{sent}" if sent else "") if model or sent else ""
             log.info(

@@ -17,13 +17,12 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any, Protocol
 
 from ..core.errors import ERROR_EVENT, HEARTBEAT_EVENT, ProxyError, from_upstream, passed_back
 from ..core.sse import frame
 from ..translate.accumulate import StreamFolder, usage_of
-from ..translate.base import RequestContext
+from ..translate.base import RequestContext, Translator
 from ..translate.passthrough import PassthroughStream, body_usage
 from . import http11
 from .backend import Backend
@@ -44,7 +43,7 @@ class Family:
     """One client API dialect: its translator module and its error envelope."""
 
     name: str
-    module: ModuleType
+    module: Translator
     anthropic: bool = False
     passthrough_path: str | None = None  # in API-key mode, forwarded unchanged to {openai_url}/<this>
     upstream_path: str = "responses"  # translated requests go to {upstream}/<this>
@@ -82,6 +81,12 @@ def flow_state(flow: _Flow) -> FlowState | None:
 
 def set_flow_state(flow: _Flow, state: FlowState) -> None:
     flow.metadata[_STATE_KEY] = state
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        """mitmweb deep-copies flow.metadata and writes it with tnetstring (File > Save, Duplicate,
+        Replay), which holds plain data only: a copy is what the flow was, not its live translator."""
+        return {"family": self.family.name, "route": self.route, "model": self.ctx.model,
+                "model_sent": self.model_sent, "stream": self.ctx.stream, "usage": dict(self.usage or {})}  # fmt: skip
 
 
 def error_body(error: ProxyError, anthropic: bool) -> bytes:

@@ -6,8 +6,8 @@ per chunk. Here a connection is an `asyncio.Protocol`: `data_received` de-chunks
 it to the response's sink in one call, so one socket read upstream becomes one translation and one
 write toward the client, whatever number of events it held.
 
-What it does: HTTP/1.1 over TCP or TLS (ALPN http/1.1), through an HTTP(S) proxy (CONNECT for https,
-absolute-form for http), keep-alive connections pooled per origin across all clients, a connect
+What it does: HTTP/1.1 over TCP or TLS (ALPN http/1.1), through an outbound proxy (outbound.py: HTTP,
+HTTPS or SOCKS5), keep-alive connections pooled per origin across all clients, a connect
 timeout, a first-byte timeout (status line) and an idle timeout inside a body, and `close()`, which
 drops the connection at once: the upstream sees its request end when the client goes away.
 """
@@ -17,17 +17,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import socket
 import ssl
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import urlsplit
 
 from ..core.errors import ProxyError
-from . import http11
+from ..core.settings import OutboundProxy, Proxies
+from . import http11, outbound
 
 log = logging.getLogger(__name__)
 
@@ -373,52 +372,6 @@ def keep_probing(transport: asyncio.BaseTransport) -> None:
                 sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
 
-def _ssl_context() -> ssl.SSLContext:
-    """System trust as curl and the Codex CLI use it: SSL_CERT_FILE/SSL_CERT_DIR, else certifi."""
-    cafile = os.environ.get("SSL_CERT_FILE") or None
-    capath = os.environ.get("SSL_CERT_DIR") or None
-    if not (cafile or capath):
-        try:
-            import certifi
-
-            cafile = certifi.where()
-        except ImportError:  # pragma: no cover - httpx depends on certifi
-            pass
-    context = ssl.create_default_context(cafile=cafile, capath=capath)
-    context.set_alpn_protocols(["http/1.1"])
-    return context
-
-
-@dataclass(frozen=True)
-class ProxyRoute:
-    """How to reach an origin: directly, or through an HTTP proxy."""
-
-    proxy: Origin | None = None
-    authorization: str | None = None  # Proxy-Authorization, from user:password in the proxy URL
-
-
-def proxy_route(origin: Origin, explicit: str | None) -> ProxyRoute:
-    """An explicit proxy always applies; otherwise HTTPS_PROXY/HTTP_PROXY/ALL_PROXY and NO_PROXY."""
-    url = explicit
-    if url is None:
-        proxies = urllib.request.getproxies_environment()
-        if proxies.get("no") and urllib.request.proxy_bypass_environment(origin.host, proxies):
-            return ProxyRoute()
-        url = proxies.get(origin.scheme) or proxies.get("all")
-        if not url:
-            return ProxyRoute()
-    parts = urlsplit(url if "://" in url else "http://" + url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"outbound proxy {url!r} is not an http:// URL")
-    auth = None
-    if parts.username:
-        import base64
-
-        raw = f"{parts.username}:{parts.password or ''}".encode()
-        auth = "Basic " + base64.b64encode(raw).decode()
-    return ProxyRoute(Origin(parts.scheme, parts.hostname, parts.port or 8080), auth)
-
-
 class Pool:
     """Keep-alive upstream connections shared by every client of the proxy."""
 
@@ -428,31 +381,30 @@ class Pool:
         connect_timeout: float,
         first_byte_timeout: float,
         idle_timeout: float,
-        proxy: str | None,
+        proxies: Proxies,
         reused_first_byte_timeout: float = REUSED_FIRST_BYTE_TIMEOUT,
     ) -> None:
         self.connect_timeout = connect_timeout
         self.first_byte_timeout = first_byte_timeout
         self.reused_first_byte_timeout = reused_first_byte_timeout
         self.idle_timeout = idle_timeout
-        self.explicit_proxy = proxy
+        self.proxies = proxies
         self._idle: dict[Origin, list[_Connection]] = {}
-        self._routes: dict[Origin, ProxyRoute] = {}
+        self._routes: dict[Origin, OutboundProxy | None] = {}
         self._ssl: ssl.SSLContext | None = None
         self._live: set[_Connection] = set()
 
     async def request(self, method: str, url: str, headers: dict[str, str], body: bytes | None) -> Response:
         """Send a request and wait for the response head. Raises ProxyError 502 (unreachable) or 504."""
         origin, target = parse_url(url)
-        route = self._route(origin)
-        if route.proxy is not None and origin.scheme == "http":
-            target = url  # absolute-form to a plain HTTP proxy
+        proxy = self._route(origin)
+        forward = outbound.absolute_form(proxy, origin.scheme)
         fields = [("host", origin.hostport), *headers.items()]
-        if route.proxy is not None and origin.scheme == "http" and route.authorization:
-            fields.append(("proxy-authorization", route.authorization))
+        if forward and proxy is not None and (authorization := proxy.basic_authorization()):
+            fields.append(("proxy-authorization", authorization))
         if body or method in ("POST", "PUT", "PATCH"):
             fields.append(("content-length", str(len(body or b""))))
-        head = http11.request_head(method, target, fields)
+        head = http11.request_head(method, url if forward else target, fields)
         for attempt in (0, 1):
             conn = self._checkout(origin) if attempt == 0 else None  # a second try is on a fresh one
             if conn is not None and time.monotonic() - conn.idle_since > 1.0:
@@ -463,7 +415,7 @@ class Pool:
                     conn = None
             reused = conn is not None
             if conn is None:
-                conn = await self._connect(origin, route)
+                conn = await self._connect(origin, proxy)
             future = conn.send(head, body, method)
             bound = self.first_byte_timeout
             if reused and attempt == 0:
@@ -492,11 +444,10 @@ class Pool:
                 raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _route(self, origin: Origin) -> ProxyRoute:
-        route = self._routes.get(origin)
-        if route is None:
-            route = self._routes[origin] = proxy_route(origin, self.explicit_proxy)
-        return route
+    def _route(self, origin: Origin) -> OutboundProxy | None:
+        if origin not in self._routes:  # every proxy setting was checked at start (Proxies.check)
+            self._routes[origin] = self.proxies.for_origin(origin.scheme, origin.host, origin.port)
+        return self._routes[origin]
 
     def _checkout(self, origin: Origin) -> _Connection | None:
         idle = self._idle.get(origin)
@@ -509,29 +460,16 @@ class Pool:
             conn._drop()
         return None
 
-    async def _connect(self, origin: Origin, route: ProxyRoute) -> _Connection:
-        loop = asyncio.get_running_loop()
+    async def _connect(self, origin: Origin, proxy: OutboundProxy | None) -> _Connection:
         conn = _Connection(self, origin)
-        via = route.proxy or origin
-        tls = origin.scheme == "https"
+        tls = self._context() if origin.scheme == "https" else None
         try:
             async with asyncio.timeout(self.connect_timeout):
-                if route.proxy is None:
-                    await loop.create_connection(
-                        lambda: conn,
-                        origin.host,
-                        origin.port,
-                        ssl=self._context() if tls else None,
-                        server_hostname=origin.host if tls else None,
-                    )
-                else:
-                    await loop.create_connection(lambda: conn, via.host, via.port)
-                    if tls:
-                        await self._tunnel(conn, origin, route)
+                await outbound.connect(conn, origin.host, origin.port, tls=tls, proxy=proxy)
         except TimeoutError:
             conn._drop()
             raise _timeout(origin, "connect") from None
-        except (OSError, ssl.SSLError, _ConnectionLost) as exc:
+        except (OSError, ssl.SSLError) as exc:
             conn._drop()
             raise _unreachable(origin, exc) from None
         except ProxyError:
@@ -540,28 +478,9 @@ class Pool:
         self._live.add(conn)
         return conn
 
-    async def _tunnel(self, conn: _Connection, origin: Origin, route: ProxyRoute) -> None:
-        authority = f"{origin.host}:{origin.port}"
-        fields = [("host", authority)]
-        if route.authorization:
-            fields.append(("proxy-authorization", route.authorization))
-        response = await conn.send(http11.request_head("CONNECT", authority, fields), None, "CONNECT")
-        if response.status != 200:
-            raise ProxyError(
-                502, f"outbound proxy refused CONNECT ({response.status})", code="upstream_unreachable"
-            )
-        assert conn.transport is not None
-        transport = await asyncio.get_running_loop().start_tls(
-            conn.transport, conn, self._context(), server_hostname=origin.host
-        )
-        assert isinstance(transport, asyncio.Transport)
-        conn.transport = transport
-        conn.parser = http11.Parser("client")  # what follows the tunnel's 200 is a new connection
-        conn.state = _IDLE
-
     def _context(self) -> ssl.SSLContext:
         if self._ssl is None:
-            self._ssl = _ssl_context()
+            self._ssl = outbound.trust_context()
         return self._ssl
 
     def release(self, conn: _Connection) -> None:

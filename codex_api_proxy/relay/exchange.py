@@ -66,6 +66,12 @@ class FlowState:
     translate_seconds: float = 0.0  # time spent translating the answer: the proxy's own share
     body: bytes = b""  # the upstream request body: the relay sends it, mitmproxy need not carry it
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        """mitmweb deep-copies flow.metadata and writes it with tnetstring (File > Save, Duplicate,
+        Replay), which holds plain data only: a copy is what the flow was, not its live translator."""
+        return {"family": self.family.name, "route": self.route, "model": self.ctx.model,
+                "model_sent": self.model_sent, "stream": self.ctx.stream, "usage": dict(self.usage or {})}  # fmt: skip
+
 
 class _Flow(Protocol):
     metadata: dict[str, Any]
@@ -75,18 +81,14 @@ _STATE_KEY = "codex_api_proxy"  # where a flow carries its FlowState: read and w
 
 
 def flow_state(flow: _Flow) -> FlowState | None:
-    """The FlowState the gateway registered for a flow it translated; None for every other flow."""
-    return flow.metadata.get(_STATE_KEY)
+    """The FlowState the gateway registered for a flow it translated; None for every other flow (and
+    for a flow mitmweb duplicated or loaded from a file: its copy is plain data, see __deepcopy__)."""
+    state = flow.metadata.get(_STATE_KEY)
+    return state if isinstance(state, FlowState) else None
 
 
 def set_flow_state(flow: _Flow, state: FlowState) -> None:
     flow.metadata[_STATE_KEY] = state
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
-        """mitmweb deep-copies flow.metadata and writes it with tnetstring (File > Save, Duplicate,
-        Replay), which holds plain data only: a copy is what the flow was, not its live translator."""
-        return {"family": self.family.name, "route": self.route, "model": self.ctx.model,
-                "model_sent": self.model_sent, "stream": self.ctx.stream, "usage": dict(self.usage or {})}  # fmt: skip
 
 
 def error_body(error: ProxyError, anthropic: bool) -> bytes:

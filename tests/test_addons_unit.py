@@ -17,10 +17,12 @@ from codex_api_proxy.core.options import ADDON_OPTIONS
 from codex_api_proxy.proxy import observe
 from codex_api_proxy.proxy.boundary import Boundary
 from codex_api_proxy.proxy.endpoints import LocalEndpoints
-from codex_api_proxy.proxy.gateway import ApiGateway
+from codex_api_proxy.proxy.gateway import FAMILIES, ApiGateway
 from codex_api_proxy.proxy.options import ProxyOptions
 from codex_api_proxy.proxy.quota import Quota
 from codex_api_proxy.proxy.runtime import Runtime
+from codex_api_proxy.relay.exchange import FlowState, set_flow_state
+from codex_api_proxy.translate.base import RequestContext
 
 LOOPBACK = {"mode": ["reverse:http://127.0.0.1:9@8765"], "listen_host": "127.0.0.1"}
 
@@ -232,19 +234,12 @@ async def test_gateway_answers_a_bad_body_in_the_families_envelope(
 # -- quota, ids, metrics ------------------------------------------------------------------------------
 
 
-class Relayed:
-    """What the gateway leaves on a flow it sent upstream, as far as the watchers read it."""
-
-    failure = None
-    usage = None
-
-
 def test_quota_reads_relayed_answers_and_passes_the_figures_on(
     tctx: taddons.context, runtime: Runtime
 ) -> None:
     quota = Quota(runtime)
     upstream = flow("POST", "/v1/responses")
-    upstream.metadata["codex_api_proxy"] = Relayed()
+    set_flow_state(upstream, FlowState(FAMILIES["responses"], RequestContext(), passthrough=False))
     upstream.response = tutils.tresp(headers=http.Headers([(b"x-codex-primary-used-percent", b"42"),
                                                            (b"x-codex-plan-type", b"plus")]))  # fmt: skip
     quota.responseheaders(upstream)

@@ -14,7 +14,7 @@ from ..core import boundary, models, routes
 from ..core import headers as header_policy
 from ..core.conversations import conversation_headers
 from ..core.errors import ProxyError, bad_request
-from ..relay.exchange import Family, FlowState
+from ..relay.exchange import Family, FlowState, flow_state, set_flow_state
 from ..relay.server import FLOW_HEADER
 from ..translate import anthropic, chat, responses, tool_order
 from ..translate.base import RequestContext
@@ -144,8 +144,20 @@ class ApiGateway:
         ctx.options["conversation"] = key if isinstance(key, str) else ""  # the usage page's conversation
         if not passthrough:
             ctx.options["cache_thread"] = rt.cache_health.note_request(key, upstream_body, headers)
+        # passthrough forwards the client's bytes as they came, not a re-serialisation of them
+        upstream_bytes = (
+            sent
+            if passthrough
+            else json.dumps(upstream_body, ensure_ascii=False, separators=(",", ":")).encode()
+        )
         state = FlowState(
-            family, ctx, passthrough, route, upstream_path, str(upstream_body.get("model") or "")
+            family,
+            ctx,
+            passthrough,
+            route,
+            upstream_path,
+            str(upstream_body.get("model") or ""),
+            body=upstream_bytes,
         )
         # the flow keeps the client's path, so mitmweb lists it as what the client called
         accept = (
@@ -158,13 +170,10 @@ class ApiGateway:
             rt.relay.port,
             {**headers, "content-type": "application/json", "accept": accept, FLOW_HEADER: flow.id},
         )
-        # passthrough forwards the client's bytes as they came, not a re-serialisation of them
-        flow.request.content = (
-            sent
-            if passthrough
-            else json.dumps(upstream_body, ensure_ascii=False, separators=(",", ":")).encode()
-        )
-        flow.metadata["codex_api_proxy"] = state
+        # the relay sends the body from the state: the loopback hop carries none (and the inspector
+        # shows the state's body in mitmweb)
+        flow.request.content = b""
+        set_flow_state(flow, state)
         flow.comment = f"{ctx.model} -> {state.model_sent}"  # mitmweb's label (proxy/inspector.py)
         rt.relay.expect(flow.id, state)
         log.debug(
@@ -217,20 +226,20 @@ class ApiGateway:
         """The relay has translated the answer already: streams go to the client as they come."""
         response = flow.response
         if (
-            "codex_api_proxy" in flow.metadata
+            flow_state(flow) is not None
             and response is not None
             and response.headers.get("content-type", "").startswith("text/event-stream")
         ):
             response.stream = True
 
     def response(self, flow: http.HTTPFlow) -> None:
-        state: FlowState | None = flow.metadata.get("codex_api_proxy")
+        state = flow_state(flow)
         if state is not None and self.runtime.relay is not None:
             self.runtime.relay.forget(flow.id)
 
     def error(self, flow: http.HTTPFlow) -> None:
         """The flow ended without an answer, most often because its client went away."""
-        state: FlowState | None = flow.metadata.get("codex_api_proxy")
+        state = flow_state(flow)
         if state is not None:
             if self.runtime.relay is not None:
                 self.runtime.relay.forget(flow.id)

@@ -36,13 +36,13 @@ from ..core.headers import REQUEST_ID as REQUEST_ID_HEADER
 from ..core.headers import REQUEST_ID_HEADERS
 from ..core.metrics import PREFIX
 from ..core.usage import RequestRecord
+from ..relay.exchange import flow_state
 from .runtime import Runtime
 
 log = logging.getLogger("codex_api_proxy")
 
 REQUEST_ID = "request_id"  # flow.metadata key, read by log lines
 _TIMING = "cxp_timing"
-_GATEWAY_STATE = "codex_api_proxy"  # the gateway's FlowState: the client's model and the stream translator
 _ID_HEADERS = tuple(h.encode() for h in REQUEST_ID_HEADERS)
 _VALID_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
@@ -53,12 +53,12 @@ def request_id(flow: http.HTTPFlow) -> str:
 
 def relayed(flow: http.HTTPFlow) -> bool:
     """The gateway sent this flow upstream (through the relay)."""
-    return flow.metadata.get(_GATEWAY_STATE) is not None
+    return flow_state(flow) is not None
 
 
 def upstream_error(flow: http.HTTPFlow) -> ProxyError | None:
     """The upstream failure this flow's answer reported, streamed or not."""
-    failure = getattr(flow.metadata.get(_GATEWAY_STATE), "failure", None)
+    failure = getattr(flow_state(flow), "failure", None)
     return failure if isinstance(failure, ProxyError) else None
 
 
@@ -169,7 +169,7 @@ class RequestMetrics:
             request, response = flow.request, flow.response
             status = response.status_code if response is not None and flow.error is None else 0
             started = request.timestamp_start
-            state = flow.metadata.get(_GATEWAY_STATE)
+            state = flow_state(flow)
             overhead = getattr(state, "translate_seconds", 0.0)
             first_byte = getattr(state, "first_byte", None)
             if first_byte is not None:  # the relay's monotonic clock, onto the flow's wall clock

@@ -63,6 +63,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from ..core.sse import frame
+from ..relay import http11
 from .demo_model import DEMO_COMMAND, DemoModel
 from .events import (
     STREAM_SHAPES,
@@ -164,10 +165,8 @@ class _Reply:
 
     def _head(self, status: int, headers: dict[str, str]) -> None:
         self.rec.status = status
-        lines = [f"HTTP/1.1 {status} {phrase(status)}", *(f"{k}: {v}" for k, v in headers.items())]
-        if not self.keep_alive:
-            lines.append("connection: close")
-        self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        fields = [*headers.items(), *([("connection", "close")] if not self.keep_alive else [])]
+        self.writer.write(http11.response_head(status, fields, phrase(status)))
 
     async def json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body).encode()
@@ -187,24 +186,37 @@ class _Reply:
         await self.writer.drain()
 
     async def chunk(self, data: bytes) -> None:
-        self.writer.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.writer.write(http11.chunk(data))
         await self.writer.drain()
 
     async def end(self) -> None:
-        self.writer.write(b"0\r\n\r\n")
+        self.writer.write(http11.LAST_CHUNK)
         await self.writer.drain()
 
 
-async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+async def _read_request(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, parser: http11.Parser
+) -> tuple[http11.Request, bytes]:
+    """The next request on a connection, through the proxy's own codec (EOFError: the client left)."""
+    events = parser.next_message()
+    head: http11.Request | None = None
     body = bytearray()
     while True:
-        size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
-        if size == 0:
-            while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers
-                pass
-            return bytes(body)
-        body += await reader.readexactly(size)
-        await reader.readexactly(2)
+        for event in events:
+            if isinstance(event, http11.Request):
+                head = event
+                if head.headers.get("expect", "").lower() == "100-continue":
+                    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            elif event is http11.END:
+                assert head is not None
+                return head, bytes(body)
+            else:
+                body += event
+        data = await reader.read(1 << 16)
+        if not data:
+            parser.feed_eof()
+            raise EOFError("the client closed the connection")
+        events = parser.feed(data)
 
 
 # ---- the fake ----------------------------------------------------------------------------------------
@@ -389,10 +401,11 @@ class FakeBackend(TokenEndpoint, CodexRules, ResponsesStream):
         assert task is not None
         self._tasks.add(task)
         self.connections_opened += 1
+        parser = http11.Parser("server")
         try:
-            while await self._exchange(reader, writer):
+            while await self._exchange(reader, writer, parser):
                 pass
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
+        except (ConnectionError, EOFError, http11.ProtocolError):
             pass  # the client went away or sent garbage: drop the connection
         except asyncio.CancelledError:
             pass  # stop(): end quietly (a cancelled stream handler task gets logged as an error)
@@ -400,28 +413,18 @@ class FakeBackend(TokenEndpoint, CodexRules, ResponsesStream):
             self._tasks.discard(task)
             writer.close()
 
-    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+    async def _exchange(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, parser: http11.Parser
+    ) -> bool:
         """Serve one request; True to keep the connection open for the next one."""
-        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-        method, target, version = head[0].split(" ", 2)
-        headers: dict[str, str] = {}
-        for line in filter(None, head[1:]):
-            name, _, value = line.partition(":")
-            name, value = name.strip().lower(), value.strip()
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        if headers.get("expect", "").lower() == "100-continue":
-            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            raw = await _read_chunked(reader)
-        else:
-            raw = await reader.readexactly(int(headers.get("content-length") or 0))
+        request, raw = await _read_request(reader, writer, parser)
+        method, target, headers = request.method, request.target, request.headers
         url = urlsplit(target)
         body = _parse_body(raw, headers.get("content-type", ""))
         rec = Recorded(method, url.path, dict(parse_qsl(url.query)), headers, body, raw)
         with self._lock:
             self._requests.append(rec)
-        keep = version == "HTTP/1.1" and "close" not in headers.get("connection", "").lower()
-        reply = _Reply(writer, rec, keep)
+        reply = _Reply(writer, rec, request.keep_alive)
         watcher = asyncio.create_task(_watch_close(reader, rec))
         try:
             return await self._dispatch(method, url.path, rec, reply)

@@ -106,6 +106,10 @@ class StreamTranslator(ABC):
             out += self.fail(ProxyError(500, "codex-api-proxy failed to translate the upstream stream"))
         return out
 
+    def discard_partial(self) -> None:
+        """The upstream connection broke inside an event: drop its part (see SSEParser.discard)."""
+        self._parser.discard()
+
     def _dispatch(self, event: SSEEvent) -> list[bytes]:
         if not event.data or event.data == "[DONE]":
             return []

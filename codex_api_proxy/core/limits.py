@@ -14,6 +14,7 @@ KIB, MIB = 1 << 10, 1 << 20
 MAX_HEAD = 64 * KIB  # also a chunked body's trailers (relay/http11.py)
 MAX_HEADERS = 200  # header fields in a client's request
 MAX_CONNECT_HEAD = 16 * KIB  # an outbound proxy's answer to CONNECT is a few lines
+MAX_CHUNK_LINE = 4096  # a chunk-size line (with its extensions) longer than this is not a server we know
 
 # Bodies
 MAX_BODY = 64 * MIB  # a client's request, declared or once decoded: beyond any real prompt with images
@@ -23,8 +24,6 @@ MAX_JSON_ANSWER = 64 * MIB  # a non-streamed upstream answer relayed to the clie
 MAX_UPSTREAM_JSON = 16 * MIB  # a small upstream document the proxy reads itself (the model catalog)
 MAX_ERROR_BODY = 1 * MIB  # an upstream error body: only its message and fields are kept
 INSPECT_CHARS = 64 * KIB  # of the translated request shown in mitmweb's flow comment
-
-MAX_CHUNK_LINE = 4096  # a chunk-size line (with its extensions) longer than this is not a server we know
 
 # Client connections to the proxy (mitmproxy's, timed in mitm_patches)
 CLIENT_IDLE_TIMEOUT = 60.0  # a client connection with no request in it is closed after this

@@ -48,8 +48,8 @@ class Prefix:
     def of(cls, body: dict[str, Any], headers: dict[str, str]) -> Prefix:
         return cls(
             _digest(body.get("instructions") or ""),
-            [_digest(t) for t in body.get("tools") or []],
-            [_digest(i) for i in body.get("input") or []],
+            [_digest(t) for t in _listed(body.get("tools"))],
+            [_digest(i) for i in _listed(body.get("input"))],
             next((headers[h] for h in SESSION_HEADERS if headers.get(h)), None),
         )
 
@@ -134,6 +134,11 @@ class CacheHealth:
         if before is not None and not thread.changed and before - share >= SHARE_DROP:
             log.info("cache_miss conversation %s model %s: cached share of input fell from %.0f%% to %.0f%% "
                      "with an unchanged prefix", _short(key), model, before * 100, share * 100)  # fmt: skip
+
+
+def _listed(value: Any) -> list[Any]:
+    """A list field as sent; any other shape (the translators refuse those) is no prefix at all."""
+    return value if isinstance(value, list) else []
 
 
 def _short(key: str) -> str:

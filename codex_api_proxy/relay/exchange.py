@@ -127,6 +127,7 @@ class Exchange:
         self._out: list[bytes] = []  # stream bytes waiting for the next write (see write_chunk)
         self._flush_timer: asyncio.TimerHandle | None = None
         self._last_flush = float("-inf")
+        self.last_sent = self._loop.time()  # loop time of the last bytes written toward the client
 
     def start(self) -> None:
         """Runs at once up to its first wait: the upstream request is written in this same turn."""
@@ -195,6 +196,7 @@ class Exchange:
 
     def write_head(self, status: int, headers: dict[str, str]) -> None:
         self.downstream.write(http_head(status, headers))
+        self.last_sent = self._loop.time()
 
     def write_chunk(self, data: bytes) -> None:
         """Stream bytes toward the client. The first bytes after a pause go at once; bytes that follow
@@ -218,7 +220,7 @@ class Exchange:
             self._out.clear()
             self.mark_first_byte()
             self.downstream.write(b"%x\r\n%b\r\n" % (len(data), data))
-            self._last_flush = self._loop.time()
+            self._last_flush = self.last_sent = self._loop.time()
 
     def end_chunks(self) -> None:
         if not self.finished:
@@ -344,15 +346,18 @@ class _StreamSink:
             exchange.end_chunks()
 
     def schedule_heartbeat(self) -> None:
+        """Heartbeats follow what the CLIENT received, not what the upstream sent: an upstream busy
+        with events this client does not see (reasoning summaries on chat, SSE comments) leaves the
+        client's line as silent as no upstream bytes at all, and its read timeout as close."""
         if self.exchange.heartbeat > 0 and not self.exchange.finished:
-            due = self.response.last_activity + self.exchange.heartbeat
+            due = self.exchange.last_sent + self.exchange.heartbeat
             self._timer = self.loop.call_at(max(due, self.loop.time() + 0.01), self._tick)
 
     def _tick(self) -> None:
         self._timer = None
         if self.exchange.finished:
             return
-        silent = self.loop.time() - self.response.last_activity
+        silent = self.loop.time() - self.exchange.last_sent
         if silent >= self.exchange.heartbeat and self.at_boundary:
             self._emit(self.translator(_HEARTBEAT))
             self._timer = self.loop.call_later(self.exchange.heartbeat, self._tick)

@@ -1,6 +1,6 @@
-"""The one module that touches mitmproxy's internals: two answers mitmproxy writes itself, past every
-hook, replaced once (pinned by tests/test_mitmproxy_contract.py): its HTML error pages become JSON, and
-a request head is bounded."""
+"""The one module that touches mitmproxy's internals: answers mitmproxy writes itself (or does not),
+past every hook, replaced once (pinned by tests/test_mitmproxy_contract.py): its HTML error pages
+become JSON, a request head is bounded, and a request body it cannot parse gets an answer."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from typing import Any
 
 from mitmproxy import http
 from mitmproxy.net.http import http1
-from mitmproxy.proxy import commands
+from mitmproxy.proxy import commands, events
 from mitmproxy.proxy.layers.http import _http1
+from mitmproxy.proxy.layers.http._base import ReceiveHttp
+from mitmproxy.proxy.layers.http._events import RequestProtocolError
 
 from ..core import boundary
 from ..core.errors import ProxyError
@@ -40,7 +42,38 @@ def bounded_read_headers(self: Any, event: Any) -> Any:
         self.state = self.done
 
 
+_read_body = _http1.Http1Connection.read_body
+
+
+def answered_read_body(self: Any, event: Any) -> Any:
+    """mitmproxy closes a client's connection without a word when it cannot parse the request body
+    (a malformed chunk): the client gets a 400 JSON answer before the close, as for a bad head."""
+    body = _read_body(self, event)
+    reply = None
+    while True:
+        try:
+            command = body.send(reply)
+        except StopIteration as stop:
+            return stop.value
+        if isinstance(command, commands.CloseConnection) and command.connection is self.conn:
+            following = next(body, None)  # the protocol error that caused the close, if that is it
+            error = following.event if isinstance(following, ReceiveHttp) else None
+            if (
+                isinstance(error, RequestProtocolError)
+                and isinstance(event, events.DataReceived)  # not the close that follows it
+                and self.response is None
+            ):
+                message = error.message[:200]
+                yield commands.SendData(self.conn, _http1.make_error_response(400, message))
+            yield command
+            if following is None:
+                return None
+            command = following
+        reply = yield command
+
+
 def apply() -> None:
-    """Install both replacements (idempotent: the original head reader is kept aside once)."""
+    """Install the replacements (idempotent: the originals are kept aside once)."""
     _http1.make_error_response = json_error_page
     _http1.Http1Server.read_headers = bounded_read_headers
+    _http1.Http1Server.read_body = answered_read_body

@@ -251,7 +251,7 @@ def start_targets(tmp: Path, upstream: int, seed: bool) -> list[Target]:
         port = free_port()
         launcher = (
             "import sys, codex_api_proxy.auth as a; a.CHATGPT_CODEX_BASE_URL = sys.argv[1]; "
-            "from codex_api_proxy.cli.main import main; "
+            "from codex_api_proxy.cli import main; "
             "sys.exit(main(['start', '--foreground', '--port', sys.argv[2], '--log-level', 'warning', "
             "'--pid-file', sys.argv[3] + '/pid', '--log-file', sys.argv[3] + '/log', '--state-file', sys.argv[3] + '/state']))"
         )

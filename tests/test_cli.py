@@ -23,7 +23,7 @@ from codex_api_proxy.cli.daemon import is_ours
 from codex_api_proxy.core.models import claude_code_settings
 from codex_api_proxy.testing.fake_backend import FakeBackend, Turn, make_jwt, text
 
-from .conftest import ROOT, free_port, write_auth
+from .conftest import ROOT, Proxy, free_port, write_auth
 
 
 def cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -212,6 +212,7 @@ def test_missing_login_refuses_unless_allowed(env: dict[str, str], tmp_path: Pat
     allowed = cli("start", "--port", port, "--allow-no-login", env=env)
     assert allowed.returncode == 0, allowed.stderr
     assert "warning" in allowed.stderr and "codex login" in allowed.stderr
+    assert "clients get 401" in allowed.stderr  # what the proxy answers without a login
     assert "mode: no login" in cli("status", env=env).stdout
 
 
@@ -260,7 +261,7 @@ def test_logs_shows_the_daemon_log(env: dict[str, str]) -> None:
 
 def test_mitmdump_runs_the_shipped_script(env: dict[str, str], fake: FakeBackend, tmp_path: Path) -> None:
     script = cli("addon-path", env=env).stdout.strip()
-    assert Path(script).is_file() and Path(script).parent == ROOT / "codex_api_proxy"
+    assert Path(script).is_file() and Path(script).parent == ROOT / "codex_api_proxy" / "proxy"
     port = free_port()
     mitmdump = Path(sys.executable).parent / "mitmdump"
     for script_path in (script, str(ROOT / "addons/codex_api_proxy.py")):  # the package's, and the shim
@@ -283,6 +284,8 @@ def test_mitmdump_runs_the_shipped_script(env: dict[str, str], fake: FakeBackend
         finally:
             proc.terminate()
             proc.wait(10)
+        said = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+        assert "Traceback" not in said and "ERROR" not in said and "error" not in said.lower(), said
 
 
 def test_precedence_flag_env_file_default(env: dict[str, str], tmp_path: Path) -> None:
@@ -335,3 +338,129 @@ def test_every_option_has_help_default_and_variable(command: str, env: dict[str,
         assert opt.default is None or opt.default == "" or "default: " in entry, (flag, entry)
     for old_name in ("--log-format", "--models-cache-ttl", "--pid-file", "--log-file", "--state-file"):
         assert old_name in text  # the names 0.1.6 had
+
+
+def no_trouble(log: str) -> None:
+    """A log a person can read without alarm: no traceback, no ERROR line."""
+    assert "Traceback" not in log and " ERROR " not in log, log[-3000:]
+
+
+def test_two_configs_two_daemons_each_finds_its_own(env: dict[str, str], tmp_path: Path) -> None:
+    a, b = ({**env, "CODEX_API_PROXY_CONFIG": str(tmp_path / f"{n}.toml")} for n in "ab")
+    ports = {}
+    try:
+        for name, e in (("a", a), ("b", b)):
+            ports[name] = free_port()
+            r = cli("start", "--port", str(ports[name]), env=e)
+            assert r.returncode == 0 and "stale" not in r.stderr and "removed" not in r.stderr, r.stderr
+        pids = {n: int((tmp_path / f"{n}.pid").read_text()) for n in "ab"}
+        assert pids["a"] != pids["b"] and all(is_ours(pid) for pid in pids.values())
+        for name, e in (("a", a), ("b", b)):
+            r = cli("status", env=e)
+            assert r.returncode == 0 and r.stderr == "", r.stderr
+            assert f"http://127.0.0.1:{ports[name]} (pid {pids[name]}," in r.stdout
+        # a third config told to use a's pid file: refused, and the file stays with its live daemon
+        c = {**env, "CODEX_API_PROXY_CONFIG": str(tmp_path / "c.toml"),
+             "CODEX_API_PROXY_PID_FILE": str(tmp_path / "a.pid")}  # fmt: skip
+        r = cli("start", "--port", str(free_port()), env=c)
+        assert r.returncode != 0 and f"(pid {pids['a']})" in r.stderr and "another --config" in r.stderr
+        assert "removed" not in r.stderr and int((tmp_path / "a.pid").read_text()) == pids["a"]
+        assert cli("status", env=a).returncode == 0
+
+        assert cli("restart", env=a).returncode == 0
+        restarted = int((tmp_path / "a.pid").read_text())
+        r = cli("stop", env=a)
+        assert r.returncode == 0 and f"stopped (pid {restarted})" in r.stdout
+        assert cli("status", env=a).returncode == 1
+        assert cli("status", env=b).returncode == 0  # b is untouched
+    finally:
+        for e in (a, b):
+            cli("stop", env=e)
+    assert not (tmp_path / "a.pid").exists() and not (tmp_path / "b.pid").exists()
+    for name in "ab":  # stop and restart ended each daemon quietly
+        no_trouble((tmp_path / f"{name}.log").read_text())
+
+
+def test_any_address_status_and_unknown_variables(env: dict[str, str], tmp_path: Path) -> None:
+    port = free_port()
+    env = {**env, "CODEX_API_PROXY_API_KEY": "k-" + os.urandom(4).hex(), "CODEX_API_PROXY_PROXY": "notaurl"}
+    r = cli("start", "--host", "0.0.0.0", "--port", str(port), env=env)
+    assert r.returncode == 0, r.stderr
+    warnings = [line for line in r.stderr.splitlines() if "CODEX_API_PROXY_PROXY" in line]
+    assert len(warnings) == 1 and "CODEX_API_PROXY_HTTPS_PROXY" in warnings[0], r.stderr  # once, with a hint
+    assert f"running on http://127.0.0.1:{port}" in r.stdout
+    status = cli("status", env=env)
+    assert f"running on http://127.0.0.1:{port}" in status.stdout and "0.0.0.0" not in status.stdout
+    cli("stop", env=env)
+
+
+def test_help_everywhere(env: dict[str, str], tmp_path: Path) -> None:
+    bare = cli(env=env)
+    assert bare.returncode == 0 and bare.stdout.startswith("Usage:") and bare.stderr == ""
+    assert cli("-h", env=env).stdout == bare.stdout
+    commands = (
+        "start",
+        "stop",
+        "restart",
+        "status",
+        "logs",
+        "doctor",
+        "demo",
+        "claude",
+        "codex",
+        "addon-path",
+    )
+    listing = " ".join(bare.stdout.split())
+    from codex_api_proxy.cli.main import main
+
+    for name in commands:
+        summary = main.commands[name].get_short_help_str(limit=1000)
+        assert " ".join(summary.split()) in listing and "..." not in summary, name  # whole, not cut
+        r = cli(name, "-h", env=env)
+        assert r.returncode == 0 and r.stdout.startswith("Usage:"), (name, r.stderr)
+    state(tmp_path).mkdir(parents=True)
+    (state(tmp_path) / "config.toml").write_text("port = 9123\nheartbeat = 2.5\n")
+    shown = " ".join(cli("restart", "--help", env=env).stdout.split())
+    assert "saved: 9123" in shown and "saved: 2.5" in shown  # what restart will really use
+    assert "default: (8765)" not in shown
+
+
+def test_a_key_file_others_can_read_is_refused(env: dict[str, str], tmp_path: Path) -> None:
+    key = tmp_path / "key"
+    key.write_text("k-123456\n")
+    key.chmod(0o644)
+    r = cli("start", "--port", str(free_port()), "--api-key-file", str(key), env=env)
+    assert r.returncode != 0
+    (line,) = r.stderr.strip().splitlines()
+    assert "0644" in line and str(key) in line and "chmod 600" in line, line
+    assert not state(tmp_path).joinpath("codex-api-proxy.pid").exists()
+
+
+def test_doctor_says_what_it_can_tell_about_the_access_token(env: dict[str, str], tmp_path: Path) -> None:
+    def token_line(access_token: str) -> tuple[int, str]:
+        write_auth(tmp_path / "home/.codex", access_token=access_token)
+        r = cli("doctor", env=env)
+        return r.returncode, next(x for x in r.stdout.splitlines() if " access token: " in x)
+
+    code, line = token_line("made-up-token")
+    assert code == 0 and line.startswith("warn") and "not a JWT" in line, line
+    code, line = token_line(make_jwt({"exp": time.time() + 3600}))
+    assert (
+        code == 0 and line.startswith("ok") and ("valid for 59 min" in line or "valid for 60 min" in line)
+    ), line
+    assert "signature" in line and "no network call" in line
+    code, line = token_line("aaa.!!!.ccc")
+    assert code == 1 and line.startswith("FAIL") and "does not decode" in line, line
+
+
+def test_texts_keep_v1_and_a_demo_is_not_a_daemon(proxy: Proxy, env: dict[str, str]) -> None:
+    r = httpx.get(proxy.v1 + "/chat/completions", trust_env=False, timeout=30)
+    assert (
+        r.status_code == 405 and r.json()["error"]["message"] == "GET is not allowed on /v1/chat/completions"
+    )
+    httpx.get(proxy.v1 + "/models", trust_env=False, timeout=30)
+    log = proxy.log()
+    assert "GET /v1/chat/completions" in log and "model=->" not in log
+    busy = cli("demo", "--port", proxy.url.rsplit(":", 1)[1], env=env)
+    assert busy.returncode != 0 and "already runs there" in busy.stderr
+    assert "status" not in busy.stderr  # `status` cannot see a demo

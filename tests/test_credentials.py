@@ -6,10 +6,12 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -101,7 +103,7 @@ def make(
 
 
 class ScriptedTokenEndpoint:
-    """A token endpoint that answers every request with one fixed (status, JSON body)."""
+    """A token endpoint that answers every request with one fixed (status, JSON body or text)."""
 
     def __init__(self, status: int, body: Any) -> None:
         outer = self
@@ -111,9 +113,10 @@ class ScriptedTokenEndpoint:
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("content-length") or 0))
                 outer.requests += 1
-                raw = json.dumps(body).encode()
+                text = isinstance(body, str)  # e.g. an HTML page from a middlebox
+                raw = body.encode() if text else json.dumps(body).encode()
                 self.send_response(status)
-                self.send_header("content-type", "application/json")
+                self.send_header("content-type", "text/html" if text else "application/json")
                 self.send_header("content-length", str(len(raw)))
                 self.end_headers()
                 self.wfile.write(raw)
@@ -415,6 +418,7 @@ async def test_reused_after_another_program_won_adopts_its_tokens(auth_path: Pat
         (401, {"error": "refresh_token_expired"}, "refresh_token_expired"),
         (400, {"code": "refresh_token_invalidated"}, "refresh_token_invalidated"),
         (401, {"error": {"code": "refresh_token_reused", "message": "used"}}, "refresh_token_reused"),
+        (400, {"error": "invalid_grant", "error_description": "revoked"}, "invalid_grant"),  # RFC 6749
     ],
 )
 async def test_permanent_refresh_errors_in_every_shape(
@@ -465,17 +469,75 @@ async def test_network_error_is_502(
     assert_no_secrets([caplog.text, str(err.value)], expired, "rt-0")
 
 
-async def test_no_answer_by_the_deadline_is_504_and_not_asked_again(
-    auth_path: Path, fb: FakeBackend, monkeypatch: pytest.MonkeyPatch
+async def test_no_answer_within_the_http_clients_timeout_is_504_and_not_asked_again(
+    auth_path: Path, fb: FakeBackend
 ) -> None:
-    monkeypatch.setattr(credentials_module, "REFRESH_DEADLINE", 0.3)
+    """The HTTP client's own timeout is the refresh's only bound (the proxy's is minutes long)."""
     fb.token_delay = 2.0
     _, creds = make(auth_path, fb, -10)
-    with pytest.raises(ProxyError) as err:
-        await creds.get()
+    async with httpx.AsyncClient(timeout=httpx.Timeout(0.3)) as client:
+        creds.set_client(client)
+        with pytest.raises(ProxyError) as err:
+            await creds.get()
     assert (err.value.status, err.value.code) == (504, "refresh_timeout")
     assert len(fb.refresh_requests) == 1  # the endpoint had the request: it may have rotated the token
     assert creds.refresh_outcomes["timeout"] == 1
+
+
+async def test_refresh_answered_after_the_refresh_deadline_is_saved_and_used(
+    auth_path: Path, fb: FakeBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The old cut: a refresh not answered by REFRESH_DEADLINE was abandoned, its rotated token lost, and
+    the next request got `refresh_token_reused`. Now the deadline only ends the caller's wait (504)."""
+    monkeypatch.setattr(credentials_module, "REFRESH_DEADLINE", 0.3)
+    fb.token_delays.append(1.5)  # rotated at once, answered 1.5 s later
+    _, creds = make(auth_path, fb, -10)
+    loop = asyncio.get_running_loop()
+    sent = loop.time()
+    with pytest.raises(ProxyError) as err:
+        await creds.get()
+    gave_up = loop.time() - sent
+    assert (err.value.status, err.value.code) == (504, "upstream_timeout")
+    while not creds.refresh_outcomes["ok"]:
+        assert loop.time() - sent < 30, "the late answer was never saved"
+        await asyncio.sleep(0.02)
+    saved = loop.time() - sent
+    assert gave_up < 1.5 <= saved  # the client was answered before the token endpoint was
+    (grant,) = fb.token_grants
+    assert json.loads(auth_path.read_text())["tokens"]["refresh_token"] == grant["refresh_token"]
+    assert (await creds.get()).token == grant["access_token"]
+    assert len(fb.refresh_requests) == 1 and fb.used_refresh_tokens >= {"rt-0"}
+    print(f"client answered 504 after {gave_up:.2f} s; refresh saved after {saved:.2f} s")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"error": {"message": "token endpoint failure (fake)", "code": "server_error"}},
+        "<html><body>401 Authorization Required</body></html>",  # a captive portal or a middlebox
+        {"error": "invalid_client"},  # an OAuth error, but not one about the refresh token
+    ],
+)
+async def test_a_401_without_a_dead_token_code_is_transient(auth_path: Path, body: Any) -> None:
+    """One 401 whose OAuth error code does not say the refresh token is dead fails this request only: the
+    next one sends the same refresh token again (and works once the endpoint does)."""
+    endpoint = ScriptedTokenEndpoint(401, body)
+    try:
+        auth_path.parent.mkdir(parents=True)
+        write(auth_path, codex_auth(make_jwt({"exp": int(time.time()) - 5}), "rt-0"))
+        creds = Credentials(auth_path, token_url=endpoint.url)
+        for _ in range(2):
+            with pytest.raises(ProxyError) as err:
+                await creds.get()
+            assert (err.value.status, err.value.code) == (502, "refresh_failed")
+            assert "HTTP 401" in err.value.message and "codex login" not in err.value.message
+        assert endpoint.requests == 2  # not remembered as dead
+        assert creds.refresh_outcomes["failed"] == 2
+    finally:
+        endpoint.close()
+    with FakeBackend(refresh_tokens={"rt-0"}, account_id="acct-1") as fb:
+        creds.token_url = fb.token_url  # the endpoint is fine a minute later
+        assert (await creds.get()).token == fb.token_grants[0]["access_token"]
 
 
 async def test_caller_gives_up_but_the_sent_refresh_is_awaited_and_saved(
@@ -591,7 +653,7 @@ async def test_proactive_refresh_failure_keeps_a_still_valid_token(auth_path: Pa
 # ---- writing auth.json -----------------------------------------------------------------------------------
 
 
-async def test_atomic_write_keeps_keys_order_format_and_sets_0600(tmp_path: Path) -> None:
+async def test_atomic_write_keeps_keys_order_format_and_mode(tmp_path: Path) -> None:
     with FakeBackend(refresh_tokens={"rt-0"}, account_id="acct-new") as fb:
         path = tmp_path / "auth.json"
         original = {
@@ -630,8 +692,55 @@ async def test_atomic_write_keeps_keys_order_format_and_sets_0600(tmp_path: Path
     assert saved["last_refresh"].endswith("Z")
     age = datetime.now(UTC) - datetime.fromisoformat(saved["last_refresh"])
     assert timedelta(0) <= age < timedelta(seconds=30)
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # the person's choice, kept
     assert [p.name for p in tmp_path.iterdir() if p.name != "auth.json.lock"] == ["auth.json"]  # no temp left
+
+
+ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+PERSON = 1000  # the uid and gid whose login a proxy run with sudo or as a service refreshes
+
+
+@ROOT_ONLY
+async def test_a_refresh_as_root_keeps_owner_group_and_mode_of_the_login_and_its_lock(
+    tmp_path: Path, fb: FakeBackend
+) -> None:
+    path = tmp_path / "auth.json"
+    write(path, codex_auth(fb.mint_access_token(-5), "rt-0"), mode=0o640)
+    os.chown(path, PERSON, PERSON)
+    auth = await Credentials(path, token_url=fb.token_url).get()
+    assert json.loads(path.read_text())["tokens"]["access_token"] == auth.token  # it was rewritten
+    for name in ("auth.json", "auth.json.lock"):
+        st = (tmp_path / name).stat()
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (PERSON, PERSON, 0o640), name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["auth.json", "auth.json.lock"]  # no temp left
+
+
+@ROOT_ONLY
+async def test_another_users_login_is_not_taken_over(fb: FakeBackend) -> None:
+    """As a user who cannot give the file back to its owner: no refresh is sent (spending the refresh
+    token without saving its successor would log the owner out), and the error says why."""
+    folder = Path(tempfile.mkdtemp(prefix="cxp-other-user-"))  # reachable by a non-root user, unlike tmp_path
+    try:
+        folder.chmod(0o777)
+        path = folder / "auth.json"
+        access = fb.mint_access_token(-5)
+        before = write(path, codex_auth(access, "rt-0"), mode=0o644)
+        os.chown(path, PERSON, PERSON)
+        creds = Credentials(path, token_url=fb.token_url)
+        os.setegid(PERSON + 1)
+        os.seteuid(PERSON + 1)  # this process, as another non-root user, for the call only
+        try:
+            with pytest.raises(ProxyError) as err:
+                await creds.get()
+        finally:
+            os.seteuid(0)
+            os.setegid(0)
+        assert (err.value.status, err.value.code) == (503, "auth_not_writable")
+        assert f"belongs to uid {PERSON}" in err.value.message and "take the file over" in err.value.message
+        assert fb.refresh_requests == []
+        assert path.read_bytes() == before and path.stat().st_uid == PERSON
+    finally:
+        shutil.rmtree(folder)
 
 
 async def test_symlinked_auth_file_stays_a_symlink(tmp_path: Path, fb: FakeBackend) -> None:

@@ -65,6 +65,7 @@ def proxy(backend: FakeBackend, tmp_path_factory: pytest.TempPathFactory) -> Ite
 def test_a_key_file_set_with_set_is_enforced(tmp_path: Path, backend: FakeBackend) -> None:
     key = tmp_path / "key"
     key.write_text("k-from-set\n")
+    key.chmod(0o600)
     p = start_proxy(tmp_path, backend, extra_args=["--api-key-file", str(key)])
     try:
         assert httpx.get(p.v1 + "/models", trust_env=False).status_code == 401

@@ -18,8 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from codex_api_proxy.testing.fake_backend import FakeBackend
+from codex_api_proxy.testing.fake_backend import FakeBackend, Turn, text
 
+from .clients import CLAUDE, CODEX, require
 from .conftest import ROOT, free_port, write_auth
 
 
@@ -33,6 +34,7 @@ def bash_blocks() -> list[list[str]]:
 class Installed:
     tree: Path
     env: dict[str, str]
+    output: str  # what the install line printed
 
     def run(self, line: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["bash", "-c", line], cwd=self.tree, env=self.env, capture_output=True,
@@ -68,7 +70,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     assert r.returncode == 0, r.stdout + r.stderr
     env["PATH"] = r.stdout.strip().splitlines()[-1].removeprefix("PATH=")
     assert (home / ".local/bin/codex-api-proxy").resolve() == (tree / ".venv/bin/codex-api-proxy").resolve()
-    yield Installed(tree, env)
+    yield Installed(tree, env, r.stdout + r.stderr)
     subprocess.run(["bash", "-c", "codex-api-proxy stop"], cwd=tree, env=env, capture_output=True, timeout=60)
 
 
@@ -95,17 +97,29 @@ def test_demo_as_written(installed: Installed) -> None:
         r = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", trust_env=False, timeout=30,
                        json={"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}]})  # fmt: skip
         assert "demo model" in r.json()["choices"][0]["message"]["content"]
+        # the README's client lines, in a project folder, each a whole tool round trip with the demo model
+        work = installed.tree.parent / "project"
+        work.mkdir(exist_ok=True)
+        subprocess.run(["git", "init", "-q", str(work)], check=True)
+        clients = {**env, "CODEX_API_PROXY_PORT": str(port), "CODEX_API_PROXY_CLAUDE_BIN": require(CLAUDE),
+                   "CODEX_API_PROXY_CODEX_BIN": require(CODEX)}  # fmt: skip
+        for line in bash_blocks()[2][1:]:
+            assert line.startswith(("codex-api-proxy claude ", "codex-api-proxy codex ")), line
+            ran = subprocess.run(["bash", "-c", line], cwd=work, env=clients, capture_output=True, text=True,
+                                 timeout=180, stdin=subprocess.DEVNULL)  # fmt: skip
+            assert ran.returncode == 0, ran.stderr[-2000:]
+            assert "The tool answered: hello from the codex-api-proxy demo" in ran.stdout, (line, ran.stdout)
     finally:
         proc.terminate()
         proc.wait(15)
     assert "POST /v1/chat/completions gpt-5.5 -> gpt-5.5: 200" in out.read_text()
 
 
-def test_start_status_stop_as_written(installed: Installed, backend: FakeBackend) -> None:
+def test_start_status_claude_stop_as_written(installed: Installed, fake: FakeBackend) -> None:
     write_auth(Path(installed.env["HOME"]) / ".codex")
     port = free_port()
-    installed.env.update(CODEX_API_PROXY_PORT=str(port), CODEX_API_PROXY_UPSTREAM_URL=backend.url)
-    start, status, stop = (line.split("#")[0].strip() for line in bash_blocks()[3])
+    installed.env.update(CODEX_API_PROXY_PORT=str(port), CODEX_API_PROXY_UPSTREAM_URL=fake.url)
+    start, status, claude, stop = (line.split("#")[0].strip() for line in bash_blocks()[3])
     assert (start, status, stop) == (
         "codex-api-proxy start",
         "codex-api-proxy status",
@@ -115,9 +129,29 @@ def test_start_status_stop_as_written(installed: Installed, backend: FakeBackend
     assert r.returncode == 0 and f"running on http://127.0.0.1:{port}" in r.stdout, r.stderr
     r = installed.run(status)
     assert r.returncode == 0 and "mode: chatgpt" in r.stdout, r.stdout + r.stderr
+    fake.enqueue(Turn(output=[text("Hi, on your login.")]))
+    assert claude.startswith("codex-api-proxy claude ")
+    r = installed.run(f"CODEX_API_PROXY_CLAUDE_BIN={shlex.quote(require(CLAUDE))} {claude}", timeout=180)
+    assert r.returncode == 0 and "Hi, on your login." in r.stdout, r.stderr[-2000:]
     r = installed.run(stop)
     assert r.returncode == 0 and "stopped" in r.stdout
     assert installed.run(status).returncode == 1
+
+
+def test_install_says_what_it_does_and_mitmweb_is_where_the_readme_says(installed: Installed) -> None:
+    steps = [line for line in installed.output.splitlines() if line.startswith("==> ")]
+    assert any("pip: installing codex-api-proxy" in line for line in steps), installed.output[-2000:]
+    assert "Successfully installed" in installed.output or "Requirement already satisfied" in installed.output
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    (by_hand,) = re.findall(r"`(\.venv/bin/mitmweb [^`]+)`", readme)
+    assert '-s "$(codex-api-proxy addon-path)"' in by_hand
+    r = installed.run(".venv/bin/mitmweb --version")  # from the checkout, as the README says
+    assert r.returncode == 0 and "Mitmproxy" in r.stdout, r.stderr
+    intro = readme.split("scripts/install --test && .venv/bin/python -m pytest")[0][
+        -700:
+    ]  # says what it installs
+    for part in ("Claude Code 2.1.197 and 2.1.332", "Codex CLI 0.169.0 and 0.171.0", "1.5 GB", "apt-get"):
+        assert part in intro, part
 
 
 def test_the_wheel_carries_the_addon_script_and_license(installed: Installed) -> None:

@@ -45,7 +45,7 @@ def test_one_text_line_per_request(tmp_path: Path, backend: FakeBackend) -> None
         p.stop()
     log = p.log()
     (ok,) = [line for line in log.splitlines() if "req-log-1" in line]
-    for part in ("POST /messages anthropic", "model=claude-sonnet-4-5->gpt-5.5", "status=200", "stream=True",
+    for part in ("POST /v1/messages anthropic", "model=claude-sonnet-4-5->gpt-5.5", "status=200", "stream=True",
                  "ttfb=", "duration=", "tokens="):  # fmt: skip
         assert part in ok, ok
     (failed,) = [line for line in log.splitlines() if "req-log-2" in line]

@@ -6,17 +6,25 @@ this one share the file, so every refresh happens under an exclusive lock file b
 re-reads the file first (someone may already have refreshed), and writes back atomically in the
 Codex CLI's own format.
 
-Three rules keep the login alive under faults:
-- A refresh request that was sent is awaited to its end on its own deadline (REFRESH_DEADLINE), in a
-  task of its own that no client can cancel: the server may already have rotated the token, and the
-  answer is the only copy of the new one. A client that cannot wait that long gets its 504 earlier
-  (`refresh_wait`); the refresh goes on and saves. Only a request that provably never reached the
-  server (its connection never opened) is sent again.
+Four rules keep the login alive under faults:
+- A refresh request that was sent is awaited to its end, in a task of its own that no client can
+  cancel, bounded only by the HTTP client's own generous timeout (REFRESH_TIMEOUT between bytes): the
+  server may already have rotated the token, and the answer is the only copy of the new one. A client
+  that cannot wait that long gets its 504 earlier (`refresh_wait`); the refresh goes on and saves. Only
+  a request that provably never reached the server (its connection never opened) is sent again.
+- A refresh token is dead only when the token endpoint says so in its OAuth error code
+  (PERMANENT_CODES). Any other refusal, a bare 401 included (a captive portal or a middlebox answers
+  like that), is transient: this request fails, the next one tries again.
 - A login removed while the proxy runs (auth.json deleted, or its tokens cleared, as `codex logout`
   does) is never re-created: the file is read again under the lock just before writing, and the
   answer is discarded if the login is gone.
 - One refresh runs at a time; callers arriving meanwhile share its outcome, and the first caller after
   a failure tries again at once (no remembered failures, except a refresh token that is dead for good).
+
+The file stays the person's: a rewrite keeps its owner, group and mode (a proxy run with sudo or as a
+service must not leave a root-owned 0600 login the Codex CLI can no longer read), and so does the lock
+file beside it. A process that could not keep them (another user's file) refuses to refresh at all:
+spending the refresh token without saving its successor would log the owner out.
 """
 
 from __future__ import annotations
@@ -27,9 +35,11 @@ import binascii
 import contextlib
 import copy
 import dataclasses
+import errno
 import json
 import logging
 import os
+import stat
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
@@ -50,12 +60,17 @@ CLIENT_ID = "app_EMoamEEZ73f0CkXaXp7hrann"
 SCOPE = "openid profile email"
 AUTH_CLAIM = "https://api.openai.com/auth"
 OPAQUE_REFRESH_AGE = 8 * 24 * 3600.0  # the Codex CLI refreshes tokens without `exp` after 8 days
-PERMANENT_CODES = frozenset({"refresh_token_expired", "refresh_token_reused", "refresh_token_invalidated"})
-REFRESH_DEADLINE = 120.0  # a sent refresh is awaited this long, whatever happens to the client that asked
+# OAuth error codes that say the refresh token is dead for good (OpenAI's three, and RFC 6749's own
+# `invalid_grant`); nothing else, however refused, keeps a later request from trying again.
+PERMANENT_CODES = frozenset(
+    {"refresh_token_expired", "refresh_token_reused", "refresh_token_invalidated", "invalid_grant"}
+)
+REFRESH_DEADLINE = 120.0  # how long a caller waits for a refresh by default; the refresh itself goes on
+REFRESH_TIMEOUT = 300.0  # the refresh's only bound: the HTTP client's timeout between bytes of the answer
 CONNECT_TIMEOUT = 10.0
 CONNECT_RETRY_PAUSES = (0.5, 1.0)  # before re-sending a refresh whose connection never opened
 FOREIGN_REFRESH_GRACE = 2.0  # after `reused`, how long to wait for the winner (e.g. the Codex CLI) to save
-LOCK_TIMEOUT = REFRESH_DEADLINE + 30.0  # another process may hold the lock for a whole refresh and its grace
+LOCK_TIMEOUT = REFRESH_TIMEOUT + 60.0  # another process may hold the lock for a whole refresh and its grace
 LOCK_POLL = 0.02
 # How refreshes ended, counted in `Credentials.refresh_outcomes`.
 OUTCOMES = (
@@ -66,7 +81,7 @@ OUTCOMES = (
     "rejected",  # it refused the refresh token for good in another way (expired, revoked, missing)
     "failed",  # the token endpoint answered with an error or an unusable answer
     "unreachable",  # no connection, or it broke before an answer
-    "timeout",  # no answer within REFRESH_DEADLINE
+    "timeout",  # no answer within the HTTP client's timeout
 )
 LOGIN_HINT = "Run `codex login` to sign in again."
 
@@ -215,21 +230,22 @@ class Credentials:
         client: httpx.AsyncClient | None = None,
         token_url: str | None = None,
         refresh_margin: float = 300.0,
-        refresh_wait: float = REFRESH_DEADLINE,
+        refresh_wait: float | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = Path(path).expanduser() if path is not None else default_path()
         self.token_url = token_url or os.environ.get("CODEX_REFRESH_TOKEN_URL_OVERRIDE") or TOKEN_URL
         self.client_id = os.environ.get("CODEX_APP_SERVER_LOGIN_CLIENT_ID") or CLIENT_ID
         self.refresh_margin = refresh_margin
-        self.refresh_wait = refresh_wait  # how long a caller waits for a refresh before its 504
+        # how long a caller waits for a refresh before its 504 (the refresh goes on)
+        self.refresh_wait = REFRESH_DEADLINE if refresh_wait is None else refresh_wait
         self.clock = clock  # wall-clock seconds: token ages and expiry are judged against it, never a date
         self.refresh_count = 0  # successful refresh calls made by this process
         self.refresh_outcomes: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
         self.reads = 0  # times auth.json was actually read (not just stat'ed)
         self._client = client
         self._snap: _Snapshot | None = None
-        self._file_lock = filelock.FileLock(str(self.path) + ".lock", mode=0o600)
+        self.lock_path = Path(str(self.path) + ".lock")
         self._flight: _Flight | None = None
         self._dead: tuple[str | None, ProxyError] | None = None  # a refresh token refused for good
 
@@ -422,6 +438,9 @@ class Credentials:
             snap = await self._current()
             if self._settled(snap, stale_token, force):
                 return _Outcome(snap.auth)
+            problem = owner_problem(self.path)
+            if problem:  # refreshing without saving would log the file's owner out
+                return _Outcome(error=self._unwritable(problem), snap=snap)
             async with self._exclusive():
                 snap = await self._current(force=True)
                 if self._settled(snap, stale_token, force):
@@ -471,36 +490,51 @@ class Credentials:
                 return None
             await asyncio.sleep(0.2)
 
+    def _unwritable(self, problem: str) -> ProxyError:
+        return ProxyError(
+            503,
+            f"Cannot refresh the Codex login: {self.path} {problem}. Run the proxy as the file's owner.",
+            code="auth_not_writable",
+        )
+
     @contextlib.asynccontextmanager
     async def _exclusive(self) -> AsyncIterator[None]:
-        """The cross-process lock, polled without blocking so the event loop never waits on it."""
+        """The cross-process lock, polled without blocking so the event loop never waits on it. The lock
+        file gets the login's owner, group and mode: whoever may refresh the login may take the lock."""
+        try:
+            owner = os.stat(self.path)
+        except OSError:
+            owner = None
+        mode = stat.S_IMODE(owner.st_mode) & 0o666 if owner else 0o600
+        lock = filelock.FileLock(str(self.lock_path), mode=mode)
         deadline = time.monotonic() + LOCK_TIMEOUT
         while True:
             try:
-                self._file_lock.acquire(timeout=0)
+                lock.acquire(timeout=0)
                 break
             except filelock.Timeout:
                 if time.monotonic() >= deadline:
                     raise ProxyError(
                         503,
-                        f"Another process held {self._file_lock.lock_file} for over {LOCK_TIMEOUT:.0f} s; "
+                        f"Another process held {self.lock_path} for over {LOCK_TIMEOUT:.0f} s; "
                         "cannot refresh the Codex login.",
                         code="auth_locked",
                     ) from None
                 await asyncio.sleep(LOCK_POLL)
             except OSError as exc:
                 raise ProxyError(
-                    503,
-                    f"Cannot create the lock file {self._file_lock.lock_file} ({exc.strerror}).",
-                    code="auth_locked",
+                    503, f"Cannot create the lock file {self.lock_path} ({exc.strerror}).", code="auth_locked"
                 ) from None
         try:
+            if owner is not None:
+                with contextlib.suppress(OSError):  # a lock works whoever owns it
+                    _give_to_owner(self.lock_path, owner)
             yield
         finally:
-            self._file_lock.release()
+            lock.release()
 
     async def _call(self, snap: _Snapshot, retry_pauses: tuple[float, ...]) -> dict[str, Any]:
-        """The token endpoint's answer to one refresh, awaited to its end (REFRESH_DEADLINE)."""
+        """The token endpoint's answer to one refresh, awaited until the HTTP client's timeout."""
         if not snap.refresh_token:
             raise ProxyError(
                 401,
@@ -515,13 +549,11 @@ class Credentials:
             "scope": SCOPE,
         }
         try:
-            async with asyncio.timeout(REFRESH_DEADLINE):
-                resp = await self._post(body, retry_pauses)
-        except TimeoutError:
+            resp = await self._post(body, retry_pauses)
+        except (httpx.ReadTimeout, httpx.WriteTimeout) as exc:
             raise ProxyError(
                 504,
-                f"The OpenAI token endpoint did not answer the Codex login refresh in "
-                f"{REFRESH_DEADLINE:g} s.",
+                f"The OpenAI token endpoint stopped answering the Codex login refresh ({type(exc).__name__}).",
                 code="refresh_timeout",
             ) from None
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
@@ -547,13 +579,14 @@ class Credentials:
     async def _post(self, body: dict[str, str], retry_pauses: tuple[float, ...]) -> httpx.Response:
         """POST the refresh; sent again after each of `retry_pauses` only while the connection cannot even
         be opened (the server provably never saw it). Any other failure ends it: the token may be rotated."""
-        timeout = httpx.Timeout(REFRESH_DEADLINE, connect=CONNECT_TIMEOUT)
         async with contextlib.AsyncExitStack() as stack:
-            client = self._client or await stack.enter_async_context(httpx.AsyncClient())
+            client = self._client or await stack.enter_async_context(
+                httpx.AsyncClient(timeout=httpx.Timeout(REFRESH_TIMEOUT, connect=CONNECT_TIMEOUT))
+            )
             pauses = iter(retry_pauses)
             while True:
                 try:
-                    return await client.post(self.token_url, json=body, timeout=timeout)
+                    return await client.post(self.token_url, json=body)
                 except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                     pause = next(pauses, None)
                     if pause is None:
@@ -564,14 +597,12 @@ class Credentials:
                     await asyncio.sleep(pause)
 
     def _refusal(self, status: int, payload: Any, snap: _Snapshot) -> ProxyError:
+        """Final (401, remembered until auth.json changes) only when the OAuth error code says the refresh
+        token is dead. The Codex CLI takes any 401 as final; a middlebox's 401 would then cost a login."""
         code = _error_code(payload)
-        if status in (400, 401) and code in PERMANENT_CODES:
+        if 400 <= status < 500 and code in PERMANENT_CODES:
             message = f"Your Codex login has expired or was used elsewhere ({code}). {LOGIN_HINT}"
             return ProxyError(401, message, code=code)
-        if status == 401:  # the Codex CLI also treats any other 401 from the token endpoint as final
-            return ProxyError(
-                401, f"The Codex login was rejected on refresh. {LOGIN_HINT}", code="refresh_rejected"
-            )
         detail = _error_detail(payload)
         for secret in (snap.refresh_token, snap.auth.token):
             if secret:
@@ -605,7 +636,7 @@ class Credentials:
         data["last_refresh"] = iso_time(self.clock())
         raw = json.dumps(data, indent=2, ensure_ascii=False).encode() + (b"\n" if snap.newline else b"")
         try:
-            key = _write_atomic(self.path, raw)
+            key = write_keeping_owner(self.path, raw)
         except OSError as exc:
             log.error(
                 "could not save the refreshed Codex login to %s (%s); this proxy keeps it in memory, "
@@ -620,16 +651,50 @@ class Credentials:
         return self._snap.auth, True
 
 
-def _write_atomic(path: Path, raw: bytes) -> tuple[int, int, int]:
-    """Replace the file (the symlink target, if it is one) in one step; mode 0600. Returns its stat key."""
+def owner_problem(path: Path) -> str | None:
+    """Why this process could not rewrite `path` keeping its owner and group, or None: only root can give
+    a file to another user, and only to a group of one's own."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None  # nothing to keep
+    if os.geteuid() == 0 or (st.st_uid == os.geteuid() and st.st_gid in (os.getegid(), *os.getgroups())):
+        return None
+    return (
+        f"belongs to uid {st.st_uid} gid {st.st_gid} and this process runs as uid {os.geteuid()}: a rewrite "
+        "would take the file over"
+    )
+
+
+def _give_to_owner(file: int | Path, owner: os.stat_result) -> None:
+    """Give `file` (a path, or an open descriptor: fchown/fchmod) the owner, group and mode of `owner`."""
+    st = os.stat(file)
+    if (st.st_uid, st.st_gid) != (owner.st_uid, owner.st_gid):
+        os.chown(file, owner.st_uid, owner.st_gid)
+    if stat.S_IMODE(st.st_mode) != stat.S_IMODE(owner.st_mode):
+        os.chmod(file, stat.S_IMODE(owner.st_mode))
+
+
+def write_keeping_owner(path: Path, raw: bytes) -> tuple[int, int, int]:
+    """Replace the file (the symlink target, if it is one) in one step, keeping its owner, group and mode
+    (0600 for a new file); refuses (PermissionError) rather than take another user's file over. Returns
+    the new file's stat key."""
     target = Path(os.path.realpath(path))
+    problem = owner_problem(target)
+    if problem:
+        raise PermissionError(errno.EPERM, f"it {problem}")
+    try:
+        owner: os.stat_result | None = os.stat(target)
+    except FileNotFoundError:
+        owner = None
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
+            if owner is not None:  # before the secret is written: never readable by more than the original
+                _give_to_owner(f.fileno(), owner)
             f.write(raw)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -120,8 +120,9 @@ OPTIONS: tuple[Option, ...] = (
            UPSTREAM_URL_ENV, addon="codex_upstream_url"),
     Option("openai_url", Url(("https", "http")), DEFAULT_OPENAI_URL,
            "OpenAI API base URL (auth.json with an OPENAI_API_KEY).", OPENAI_URL_ENV, addon="codex_openai_url"),
-    Option("proxy", Url(("http", "https")), None,
-           "Outbound proxy for upstream calls; without it HTTPS_PROXY/ALL_PROXY and NO_PROXY apply.",
+    Option("proxy", Url(("http", "https", "socks5", "socks5h")), None,
+           "Outbound proxy (http, https, socks5, socks5h) for upstream calls and token refreshes; without it "
+           "HTTPS_PROXY/HTTP_PROXY/ALL_PROXY and NO_PROXY apply.",
            ENV + "HTTPS_PROXY", addon="codex_outbound_proxy"),
     Option("heartbeat", POSITIVE, 10.0, "Seconds of upstream silence between keep-alives to clients.",
            ENV + "HEARTBEAT", addon="codex_heartbeat"),
@@ -145,9 +146,9 @@ OPTIONS: tuple[Option, ...] = (
            ENV + "LOG_LEVEL"),
     Option("log_format", click.Choice(["text", "json"]), "text", "Daemon log lines as text or JSON.",
            ENV + "LOG_FORMAT"),
-    Option("log_file", click.Path(dir_okay=False), _state("codex-api-proxy.log"), "The daemon's log.",
+    Option("log_file", click.Path(dir_okay=False), _state("codex-api-proxy.log"), "The daemon's log (default: beside the config).",
            ENV + "LOG_FILE"),
-    Option("pid_file", click.Path(dir_okay=False), _state("codex-api-proxy.pid"), "The daemon's pid file.",
+    Option("pid_file", click.Path(dir_okay=False), _state("codex-api-proxy.pid"), "The daemon's pid file (default: beside the config).",
            ENV + "PID_FILE"),
     Option("allow_no_login", bool, False, "Start even when no Codex login is found.", ENV + "ALLOW_NO_LOGIN"),
     Option("web", bool, False, "Run under mitmweb, to look at every translated request in a browser.",
@@ -167,6 +168,16 @@ API_KEY_OPTION = Option("api_key", str, None, f"Local key clients must send; pre
 
 def config_path(given: str | None) -> Path:
     return Path(given).expanduser() if given else default_state_dir() / "config.toml"
+
+
+def files_of(config: Path) -> dict[str, str]:
+    """The pid file and log beside a config (`config.toml` -> codex-api-proxy.pid/.log, `b.toml` ->
+    b.pid/.log): each config's daemon has its own, so two daemons with two configs never share one."""
+    stem = "codex-api-proxy" if config.stem == "config" else config.stem
+    return {
+        "pid_file": str(config.with_name(stem + ".pid")),
+        "log_file": str(config.with_name(stem + ".log")),
+    }
 
 
 def private_dir(path: Path) -> None:

@@ -2,8 +2,9 @@
 that waits for the truth, and a stop that never signals a stranger.
 
 A pid file is trusted only when that pid is a codex-api-proxy process of this user (its /proc command
-line) that answers /health on the saved port (and holds that port's listening socket). Anything else is
-stale: reported and removed.
+line) that answers /health on the saved port (and holds that port's listening socket). It is removed
+only when that process is gone (or the pid is now someone else's); a live codex-api-proxy that does not
+answer on the port keeps its pid file. Each config has its own pid file (config.files_of).
 """
 
 from __future__ import annotations
@@ -59,8 +60,9 @@ def hostport(host: str, port: int) -> str:
     return f"[{target}]:{port}" if ":" in target else f"{target}:{port}"
 
 
-def port_problem(host: str, port: int) -> str | None:
-    """Why the daemon could not listen on host:port, naming the port; None when it is free."""
+def port_problem(host: str, port: int, daemon_hint: bool = True) -> str | None:
+    """Why the daemon could not listen on host:port, naming the port; None when it is free.
+    `daemon_hint`: point at `status` (which sees daemons, not a `demo`) when a codex-api-proxy answers."""
     target = host.strip("[]") or "0.0.0.0"
     family = socket.AF_INET6 if ":" in target else socket.AF_INET
     with socket.socket(family) as s:
@@ -73,9 +75,10 @@ def port_problem(host: str, port: int) -> str | None:
                 return f"cannot listen on {host}:{port}: {exc.strerror}"
     info = health(host, port)
     if info is not None:
+        where = "`codex-api-proxy status` shows it; stop it" if daemon_hint else "a daemon or a demo; stop it"
         return (
             f"port {port} is in use: a codex-api-proxy {info.get('version', '')} already runs there "
-            "(`codex-api-proxy status` shows it; stop it or choose another --port)"
+            f"({where} or choose another --port)"
         )
     return f"port {port} on {host} is in use by another program; choose another --port"
 
@@ -156,12 +159,17 @@ class Daemon:
             return None
         if health(self.host, self.port) is None or not listens_on(pid, self.port):
             report(
-                f"stale pid file {self.pid_file}: pid {pid} does not answer on {self.host}:{self.port}; "
-                f"removed it (pid {pid} left alone)"
+                f"pid file {self.pid_file} names pid {pid}, a codex-api-proxy that does not answer on "
+                f"{hostport(self.host, self.port)}; both left alone (it may be starting, or use another port)"
             )
-            self.pid_file.unlink(missing_ok=True)
             return None
         return pid
+
+    def live_stranger(self) -> int | None:
+        """The pid in the pid file when that process is a live codex-api-proxy that `running` did not
+        trust (not answering on this port): its pid file is not ours to take over."""
+        pid = self.read_pid()
+        return pid if pid is not None and is_ours(pid) else None
 
     def spawn(self, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         self.log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -20,6 +20,7 @@ from typing import Any
 import click
 import httpx
 
+from ..core.settings import DEFAULT_PORT
 from ..testing.fake_backend import DemoModel, FakeBackend, make_jwt
 
 TOKEN = "demo-access-token"
@@ -87,12 +88,14 @@ def _show(base: str) -> None:
         click.echo(f"  -> tool call {fn['name']}({fn['arguments']})")
 
 
-def _hints(base: str) -> None:
+def _hints(base: str, port: int) -> None:
+    on_port = "" if port == DEFAULT_PORT else f"CODEX_API_PROXY_PORT={port} "  # the clients' proxy port
     click.echo(f"""
 Try it (any key works against the demo):
   curl {base}/v1/chat/completions -H 'content-type: application/json' \\
     -d '{{"model":"gpt-5.5","messages":[{{"role":"user","content":"hi"}}]}}'
-  ANTHROPIC_BASE_URL={base} ANTHROPIC_AUTH_TOKEN=demo claude -p "run echo hi with Bash"
+  {on_port}codex-api-proxy claude -p "run echo hi with Bash" --allowedTools Bash
+  {on_port}codex-api-proxy codex exec "run echo hi"
   OPENAI_BASE_URL={base}/v1 OPENAI_API_KEY=demo python my_script.py
 Ctrl-C stops.""")
 
@@ -122,7 +125,7 @@ def run_demo(port: int, once: bool) -> None:
                     )
                     _show(base)
                     if not once:
-                        _hints(base)
+                        _hints(base, bound)
                 finally:
                     if once:
                         os.kill(os.getpid(), signal.SIGINT)

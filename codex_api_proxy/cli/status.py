@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from ..auth.credentials import Credentials, _jwt_claims
 from ..core.errors import ProxyError
 from ..core.settings import default_auth_path
-from .daemon import Daemon, get_json, health
+from .daemon import Daemon, get_json, health, hostport
 
 
 def mask(value: str, keep: int = 4) -> str:
@@ -118,7 +118,7 @@ def describe(
     counts = request_counts(metrics)
     requests = sum(counts.values()) if metrics else "? (needs the local API key)"
     lines = [
-        f"codex-api-proxy {info.get('version', '?')} running on http://{daemon.host}:{daemon.port} "
+        f"codex-api-proxy {info.get('version', '?')} running on http://{hostport(daemon.host, daemon.port)} "
         f"(pid {pid}, up {_uptime(float(info.get('uptime_seconds', 0)))})",
         f"mode: {ready.get('mode') or 'no login: ' + str(ready.get('error', '?'))}"
         + (" (mitmweb)" if values.get("web") else ""),

@@ -2,7 +2,9 @@
 
 The UI listens on 127.0.0.1 only and needs mitmweb's token, kept in the 0600 `config.yaml` of the
 daemon's own mitmproxy confdir (never on a command line). Streamed answers are stored (mitmweb's
-`store_streamed_bodies`), so a Claude Code answer is visible too.
+`store_streamed_bodies`), so a Claude Code answer is visible too, as text in the SSE content view
+(proxy/contentview.py); each flow shows the client's request and, in its comment, the translated one
+(proxy/inspector.py).
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ from typing import Any
 
 from . import config as cfg
 
+# mitmweb's default columns and the comment: each flow's label, client model -> upstream model
+WEB_COLUMNS = ["tls", "icon", "path", "method", "status", "size", "time", "comment"]
+
 
 def prepare_token(confdir: Path, values: dict[str, Any]) -> str:
     """mitmweb's UI token, made once per confdir, in its config.yaml with the codex_* options: mitmweb
     reads that file itself, and a float option cannot be given as `--set` (mitmproxy parses no floats)."""
     token = read_token(confdir) or secrets.token_hex(16)
-    lines = [f"web_password: {token}"]
+    lines = [f"web_password: {token}", f"web_columns: {json.dumps(WEB_COLUMNS)}"]
     lines += [f"{name}: {json.dumps(value)}" for name, value in cfg.addon_options(values).items()]
     cfg.write_private(confdir / "config.yaml", "\n".join(lines) + "\n")
     return token

@@ -6,7 +6,10 @@ Checked on the request's head, before any body is read, in this order:
   person allowed): a DNS-rebinding page sends its own host name and gets 403;
 - an `Origin` header is only sent by browsers: unless the person allowed that origin, 403, so no web
   page can use the subscription, key or no key (a preflight for an allowed origin gets its CORS answer);
-- the local key, when one is set (Bearer or x-api-key);
+- the local key, when one is set (Bearer or x-api-key); the usage page (DASHBOARD_PATHS) also takes a
+  token derived from it in its URL, since a browser cannot add a header to a link; and it is refused to
+  any request a browser marks as coming from another site (`Sec-Fetch-Site`), an `<img>` or `<script>`
+  of another page included;
 - a POST must say it is JSON: a cross-site form or `text/plain` post, which a browser sends without a
   preflight, gets 415;
 - a declared body larger than the limit: 413.
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import hashlib
 import hmac
 import json
 import platform
@@ -34,6 +38,8 @@ MAX_HEADER_BYTES = 64 << 10
 MAX_BODY = 64 << 20  # larger than any real prompt with images; beyond it, a clear 413
 OFF_LOOP_BYTES = 1 << 20  # a body larger than this is parsed and translated in a worker thread
 OPEN_PATHS = frozenset({"/health", "/", "/api/event_logging/batch", "/api/event_logging/v2/batch"})
+DASHBOARD_PATHS = frozenset({"/dashboard", "/dashboard/data.json", "/dashboard/status.json"})
+CREDENTIAL_HEADERS = frozenset({b"authorization", b"x-api-key"})  # masked on every flow once checked
 CORS_METHODS = "GET, POST, OPTIONS"
 CORS_HEADERS = (
     "authorization, x-api-key, content-type, anthropic-version, anthropic-beta, "
@@ -79,6 +85,18 @@ class Policy:
         offered = bearer.strip() if scheme.lower() == "bearer" else headers.get("x-api-key", "")
         return bool(offered) and hmac.compare_digest(offered.encode(), self.api_key.encode())
 
+    def token_ok(self, token: str) -> bool:
+        """The usage page's token (see dashboard_token), when a key is set."""
+        if not self.api_key:
+            return True
+        return bool(token) and hmac.compare_digest(token.encode(), dashboard_token(self.api_key).encode())
+
+
+def dashboard_token(api_key: str) -> str:
+    """The usage page's URL token: derived from the local key, so a URL kept in a browser's history
+    opens the page but cannot call the API."""
+    return hmac.new(api_key.encode(), b"codex-api-proxy usage page", hashlib.sha256).hexdigest()[:32]
+
 
 def header_dict(fields: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     """Lower-case names, repeated fields joined, from raw (name, value) fields: mitmproxy's own
@@ -91,11 +109,12 @@ def header_dict(fields: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
 
 
 def check_head(
-    policy: Policy, method: str, path: str, fields: Iterable[tuple[bytes, bytes]]
+    policy: Policy, method: str, path: str, fields: Iterable[tuple[bytes, bytes]], token: str = ""
 ) -> tuple[dict[str, str], ProxyError | None]:
     """The request's headers as a dict (lower-case names) and the refusal, if any.
 
-    `path` is the route (see addon.route_path). A flood of headers costs one pass, nothing quadratic."""
+    `path` is the route (see addon.route_path), `token` the usage page's URL token. A flood of headers
+    costs one pass, nothing quadratic."""
     fields = list(fields)
     headers = header_dict(fields[:MAX_HEADERS])
     if len(fields) > MAX_HEADERS or sum(len(k) + len(v) + 4 for k, v in fields) > MAX_HEADER_BYTES:
@@ -117,9 +136,14 @@ def check_head(
             f"requests from web pages are refused (Origin {origin[:100]}); allow an origin with --allow-origin",
             code="origin_not_allowed",
         )
+    if path in DASHBOARD_PATHS and headers.get("sec-fetch-site", "none") not in ("none", "same-origin"):
+        return headers, ProxyError(
+            403, "the usage page is not shown to other web pages", code="origin_not_allowed"
+        )
     if method == "OPTIONS":
         return headers, None  # a preflight (allowed origin) is answered by the gateway, key or not
-    if path not in OPEN_PATHS and not policy.key_ok(headers):
+    dashboard_ok = path in DASHBOARD_PATHS and policy.token_ok(token)
+    if path not in OPEN_PATHS and not dashboard_ok and not policy.key_ok(headers):
         return headers, ProxyError(
             401, "invalid or missing API key for codex-api-proxy", code="invalid_api_key"
         )

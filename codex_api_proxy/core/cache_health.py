@@ -80,6 +80,7 @@ class Thread:
     prefix: Prefix
     changed: list[str] = field(default_factory=list)  # what its latest turn changed
     share: float | None = None  # cached share of the input tokens of its latest finished turn
+    miss: str = ""  # the reason its latest turn's `cache_miss` line gave (the usage page shows it)
 
     def likeness(self, prefix: Prefix) -> tuple[int, bool, bool]:
         """How much of `prefix` this thread's last turn shares: leading items, instructions, tools."""
@@ -119,6 +120,7 @@ class CacheHealth:
                 del threads[: -self.threads]
             else:
                 best.changed, best.prefix = prefix.changes_since(best.prefix), prefix
+        best.miss = f"{', '.join(best.changed)} changed since the previous turn" if best.changed else ""
         if best.changed:
             log.info("cache_miss conversation %s model %s: %s changed since the previous turn",
                      _short(key), body.get("model"), ", ".join(best.changed))  # fmt: skip
@@ -132,6 +134,7 @@ class CacheHealth:
         with self.lock:
             before, thread.share = thread.share, share
         if before is not None and not thread.changed and before - share >= SHARE_DROP:
+            thread.miss = f"cached share fell from {before:.0%} to {share:.0%} with an unchanged prefix"
             log.info("cache_miss conversation %s model %s: cached share of input fell from %.0f%% to %.0f%% "
                      "with an unchanged prefix", _short(key), model, before * 100, share * 100)  # fmt: skip
 

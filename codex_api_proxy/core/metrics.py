@@ -26,6 +26,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
+from .usage import RequestRecord, UsageBook
+
 disable_created_metrics()  # no `_created` series: they double the exposition and nobody here reads them
 
 PREFIX = "codex_api_proxy_"
@@ -67,6 +69,7 @@ class Metrics:
     def __init__(self) -> None:
         self.started = time.monotonic()
         self.registry = CollectorRegistry(auto_describe=False)
+        self.usage = UsageBook()  # what counters cannot hold: recent requests, conversations, per minute
         r = self.registry
         self.model_label = BoundedLabel(MAX_MODELS)
         self.kind_label = BoundedLabel(MAX_KINDS)
@@ -173,6 +176,10 @@ class Metrics:
         for kind, key in zip(TOKEN_KINDS, ("input", "cached", "output", "reasoning"), strict=True):
             if usage.get(key):
                 self.tokens.labels(label, kind).inc(usage[key])
+
+    def record(self, rec: RequestRecord, cache_miss: str = "") -> None:
+        """One finished request for the usage page and the status line (core/usage.py)."""
+        self.usage.record(rec, self.model_label(rec.model), cache_miss)
 
     # -- rendering ----------------------------------------------------------------------------------
 

@@ -13,8 +13,10 @@ from typing import Any
 from ..core.routes import route_path
 from . import mitm_patches, observe
 from .boundary import Boundary
+from .dashboard import Dashboard
 from .endpoints import LocalEndpoints
 from .gateway import ApiGateway
+from .inspector import Inspector
 from .options import ProxyOptions
 from .quota import Quota
 from .runtime import Runtime
@@ -29,7 +31,9 @@ def make_addons(runtime: Runtime | None = None) -> list[Any]:
         ProxyOptions(runtime),
         UpstreamRelay(runtime),
         Boundary(runtime),
+        Inspector(runtime),  # after the boundary masked the key, before anything rewrites the flow
         LocalEndpoints(runtime),
+        Dashboard(runtime),
         ApiGateway(runtime),
         # they only watch, after the gateway so they see its final answers; RequestMetrics last
         observe.RequestIds(),

@@ -20,6 +20,16 @@ def _discard(chunk: bytes) -> list[bytes]:
     return []
 
 
+def mask_credentials(request: http.Request) -> None:
+    """Once checked, a client's key is of no further use on the flow, and mitmweb (its list, File >
+    Save) and `mitmdump --set flow_detail=3` show every flow's headers: the value is masked."""
+    fields = request.headers.fields
+    if any(name.lower() in boundary.CREDENTIAL_HEADERS for name, _ in fields):
+        request.headers.fields = tuple(
+            (name, b"***" if name.lower() in boundary.CREDENTIAL_HEADERS else value) for name, value in fields
+        )
+
+
 class Boundary:
     """Refuses, on the head and before any body is read, what may not reach the subscription
     (boundary.py says what and why): the local key, Host, Origin, content type, declared size."""
@@ -30,9 +40,15 @@ class Boundary:
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         try:
             path = route_path(flow.request.path)
+            token = ""
+            if path in boundary.DASHBOARD_PATHS:
+                token = flow.request.query.get("token", "")
+                if token:
+                    flow.request.query["token"] = "***"  # not in mitmweb's list nor in a dump
             headers, error = boundary.check_head(
-                self.runtime.policy, flow.request.method, path, flow.request.headers.fields
+                self.runtime.policy, flow.request.method, path, flow.request.headers.fields, token
             )
+            mask_credentials(flow.request)
             if error is None:
                 origin = headers.get("origin")
                 if origin is not None:
@@ -43,17 +59,20 @@ class Boundary:
         except Exception:
             log.exception("boundary check failed")
             error = ProxyError(500, "codex-api-proxy failed to check this request", code="internal_error")
-        log.info("refused %s %s: %s", flow.request.method, flow.request.path[:200], error.message)
+        mask_credentials(flow.request)
+        where = flow.request.path.split("?", 1)[0][:200]  # a query may carry a token
+        log.info("refused %s %s: %s", flow.request.method, where, error.message)
         self.refuse(flow, error)
 
     def response(self, flow: http.HTTPFlow) -> None:
-        self.done(flow)
+        self.finish(flow)
 
     def error(self, flow: http.HTTPFlow) -> None:
-        self.done(flow)
+        self.finish(flow)
 
-    def done(self, flow: http.HTTPFlow) -> None:
-        """A refused flow's canned answer is dropped if mitmproxy never sent the flow to the relay."""
+    def finish(self, flow: http.HTTPFlow) -> None:
+        """A refused flow's canned answer is dropped if mitmproxy never sent the flow to the relay.
+        (Not named `done`: that is mitmproxy's shutdown event, which would call it with no flow.)"""
         if REFUSED in flow.metadata and self.runtime.relay is not None:
             self.runtime.relay.forget(flow.id)
 
@@ -80,4 +99,4 @@ class Boundary:
         relay.expect(flow.id, Canned(response.status_code, dict(response.headers), response.content or b""))
         request.stream = _discard
         to_relay(flow, relay.port, {"content-length": "0", FLOW_HEADER: flow.id})
-        flow.metadata[REFUSED] = error
+        flow.metadata[REFUSED] = error.code or str(error.status)  # plain data: mitmweb saves metadata

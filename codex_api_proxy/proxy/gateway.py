@@ -26,7 +26,6 @@ from .runtime import Runtime, error_response, fail_closed, handled, json_respons
 log = logging.getLogger("codex_api_proxy")
 
 RELEASE_DELAY = 1.0  # seconds after a large body's flow ends before its memory is handed back
-INSPECT_LIMIT = 64 << 10  # of a client's request kept in the flow's comment for mitmweb
 # Client headers worth keeping upstream: conversation identity and Codex CLI's own metadata.
 _FORWARDED_HEADERS = ("session_id", "session-id", "thread-id", "x-client-request-id", "originator")
 _FORWARDED_PREFIXES = ("x-codex-",)
@@ -55,7 +54,6 @@ class Upstream:
     content: bytes  # passthrough: the client's bytes as they came, not a re-serialisation of them
     path: str
     headers: dict[str, str]
-    original: dict[str, Any] | None = None  # the client's request, for mitmweb when it differs
     probe_answer: dict[str, Any] | None = None
 
 
@@ -76,6 +74,7 @@ class ApiGateway:
         if handled(flow):
             return
         path, method = route_path(flow.request.path), flow.request.method
+        called = flow.request.path.split("?", 1)[0][:200]  # error texts name the path as the client wrote it
         family = FAMILIES.get(path)
         if path == "/responses" and method == "GET":
             responses.refuse_websocket(flow.request.headers)  # 426: clients fall back to HTTP at once
@@ -89,9 +88,9 @@ class ApiGateway:
         elif (path == "/models" or path.startswith("/models/")) and method == "GET":
             flow.response = await self.models_answer(flow, path[len("/models/") :] or None)
         elif family or path in ("/messages/count_tokens", "/models"):
-            raise ProxyError(405, f"{method} is not allowed on {path}", code="method_not_allowed")
+            raise ProxyError(405, f"{method} is not allowed on {called}", code="method_not_allowed")
         else:
-            raise ProxyError(404, f"no route for {method} {path}", code="not_found")
+            raise ProxyError(404, f"no route for {method} {called}", code="not_found")
 
     @staticmethod
     async def json_body(flow: http.HTTPFlow) -> tuple[dict[str, Any], bytes]:
@@ -134,7 +133,7 @@ class ApiGateway:
             )
         prepare = (body, ctx, family, route, headers)
         if passthrough:
-            upstream = Upstream(body, sent, family.passthrough_path or "", headers, original=body)
+            upstream = Upstream(body, sent, family.passthrough_path or "", headers)
         elif boundary.off_loop(sent, flow.request.headers.get("content-encoding", "")):
             upstream = await asyncio.to_thread(self.prepare, *prepare)  # as costly as parsing it
         else:
@@ -144,6 +143,8 @@ class ApiGateway:
             return
         assert rt.relay is not None, "relay not running"
         upstream_body, headers = upstream.body, upstream.headers
+        key = upstream_body.get("prompt_cache_key")
+        ctx.options["conversation"] = key if isinstance(key, str) else ""  # the usage page's conversation
         state = FlowState(
             family, ctx, passthrough, route, upstream.path, str(upstream_body.get("model") or "")
         )
@@ -160,7 +161,7 @@ class ApiGateway:
         )
         flow.request.content = upstream.content
         flow.metadata["codex_api_proxy"] = state
-        flow.comment = self.label(flow, state, upstream.original if rt.inspecting else None)
+        flow.comment = f"{ctx.model} -> {state.model_sent}"  # mitmweb's label (proxy/inspector.py)
         rt.relay.expect(flow.id, state)
         log.debug(
             "%s -> %s %s (model %s, stream %s)", family.name, route, upstream.path, ctx.model, ctx.stream
@@ -187,19 +188,7 @@ class ApiGateway:
         key = upstream_body.get("prompt_cache_key")
         ctx.options["cache_thread"] = cache_health.HEALTH.note_request(key, upstream_body, headers)
         content = json.dumps(upstream_body, ensure_ascii=False, separators=(",", ":")).encode()
-        return Upstream(upstream_body, content, family.upstream_path, headers, original=body)
-
-    @staticmethod
-    def label(flow: http.HTTPFlow, state: FlowState, original: dict[str, Any] | None) -> str:
-        """What mitmweb shows for the flow: what the client called and what went upstream; when
-        inspecting, the client's own request too (the flow's request is the translated one)."""
-        label = f"{flow.request.method} {flow.request.path.split('?', 1)[0]} {state.ctx.model} -> {state.model_sent}"
-        if original is None:
-            return label
-        text = json.dumps(original, ensure_ascii=False, indent=1)
-        if len(text) > INSPECT_LIMIT:
-            text = text[:INSPECT_LIMIT] + f"\n... ({len(text) - INSPECT_LIMIT} more characters)"
-        return f"{label}\n\nThe client's request:\n{text}"
+        return Upstream(upstream_body, content, family.upstream_path, headers)
 
     async def list_models(self, flow: http.HTTPFlow) -> dict[str, Any]:
         rt = self.runtime

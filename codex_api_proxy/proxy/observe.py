@@ -17,18 +17,21 @@ spent translating) it leaves on the gateway's `FlowState`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from mitmproxy import http
 from prometheus_client.core import CounterMetricFamily
 
 from ..core.errors import ProxyError
 from ..core.metrics import PREFIX
+from ..core.usage import RequestRecord
 from .runtime import Runtime
 
 log = logging.getLogger("codex_api_proxy")
@@ -53,6 +56,9 @@ ROUTE_FAMILIES = {
     "/metrics/prometheus": "local",
     "/api/event_logging/batch": "local",
     "/api/event_logging/v2/batch": "local",
+    "/dashboard": "local",
+    "/dashboard/data.json": "local",
+    "/dashboard/status.json": "local",
 }
 
 
@@ -101,12 +107,18 @@ class RequestIds:
 
 @dataclass
 class _Timing:
+    """Kept on flow.metadata, which mitmweb deep-copies and writes with tnetstring (File > Save,
+    Duplicate): a copy is a plain dict of the same fields."""
+
     route: str
     family: str
     dispatched: float | None = None  # wall clock when the last request hook was done
     first_byte: float | None = None  # wall clock of the first streamed body byte to the client
     streaming: bool = False  # counted in streams_in_flight
     counted: bool = False
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 class RequestMetrics:
@@ -131,7 +143,7 @@ class RequestMetrics:
 
     def _timing(self, flow: http.HTTPFlow) -> _Timing:
         timing = flow.metadata.get(_TIMING)
-        if timing is None:
+        if not isinstance(timing, _Timing):  # new, or a plain copy (a flow mitmweb duplicated or replays)
             route = self.route_of(flow.request.path)
             family = ROUTE_FAMILIES.get(route)
             timing = flow.metadata[_TIMING] = _Timing(route if family else "other", family or "other")
@@ -201,6 +213,7 @@ class RequestMetrics:
                 "request_id": request_id(flow),
                 "method": request.method,
                 "route": timing.route,
+                "path": request.path.split("?", 1)[0][:200],  # as the client called it, /v1 and all
                 "family": timing.family,
                 "model": model,
                 "model_sent": getattr(state, "model_sent", "") or "",
@@ -212,12 +225,33 @@ class RequestMetrics:
                 "output_tokens": (usage or {}).get("output", 0),
                 "error": error_kind(error) if error is not None else (flow.error.msg if flow.error else ""),
             }
+            options = getattr(getattr(state, "ctx", None), "options", None) or {}
+            metrics.record(
+                RequestRecord(
+                    time=started,
+                    api=timing.family,
+                    route=timing.route,
+                    model=model[:64],
+                    model_sent=fields["model_sent"][:64],
+                    status=status,
+                    stream=fields["stream"],
+                    ttfb_ms=fields["ttfb_ms"],
+                    duration_ms=fields["duration_ms"],
+                    **{k: int((usage or {}).get(k, 0)) for k in ("input", "cached", "output", "reasoning")},
+                    error=str(fields["error"])[:200],
+                    conversation=str(options.get("conversation") or ""),
+                ),
+                getattr(options.get("cache_thread"), "miss", ""),
+            )
+            sent = fields["model_sent"]
+            model_text = f" model={model}" + (f"->{sent}" if sent else "") if model or sent else ""
             log.info(
-                "%(request_id)s %(method)s %(route)s %(family)s model=%(model)s->%(model_sent)s "
+                "%(request_id)s %(method)s %(path)s %(family)s%(model_text)s "
                 "status=%(status)s stream=%(stream)s ttfb=%(ttfb_ms)sms duration=%(duration_ms)sms "
                 "tokens=%(input_tokens)s/%(output_tokens)s%(error_text)s",
-                {**fields, "error_text": f" error={fields['error']}" if fields["error"] else ""},
+                {**fields, "model_text": model_text,
+                 "error_text": f" error={fields['error']}" if fields["error"] else ""},
                 extra=fields,
-            )
+            )  # fmt: skip
         except Exception:  # metrics must never break an answer
             log.exception("could not record the metrics of a request")

@@ -18,6 +18,7 @@ from ..core.settings import (
     DEFAULT_UPSTREAM_URL,
     OPENAI_URL_ENV,
     UPSTREAM_URL_ENV,
+    Proxies,
     Settings,
     default_auth_path,
     is_loopback,
@@ -112,7 +113,7 @@ class ProxyOptions:
             "codex_outbound_proxy",
             str,
             "",
-            "Outbound HTTP(S) proxy (default: HTTPS_PROXY etc. and NO_PROXY).",
+            "Outbound proxy, http(s):// or socks5(h):// (default: HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY).",
         )
         # seconds are strings: mitmproxy's --set cannot parse a float option (mitmdump/mitmweb users)
         add("codex_connect_timeout", str, "15", "Seconds to connect to the upstream.")
@@ -159,7 +160,7 @@ class ProxyOptions:
             openai_url=o.codex_openai_url.rstrip("/"),
             auth_path=Path(o.codex_auth_file).expanduser() if o.codex_auth_file else default_auth_path(),
             api_key=api_key or os.environ.get(API_KEY_ENV) or None,
-            outbound_proxy=o.codex_outbound_proxy or None,  # else httpx reads HTTPS_PROXY/NO_PROXY itself
+            proxies=Proxies.from_environ(o.codex_outbound_proxy or None),
             connect_timeout=seconds["codex_connect_timeout"],
             first_byte_timeout=seconds["codex_first_byte_timeout"],
             idle_timeout=seconds["codex_idle_timeout"],
@@ -168,6 +169,10 @@ class ProxyOptions:
             model_map=model_map,
             expose_reasoning=o.codex_expose_reasoning,
         )
+        try:  # first: a proxy from the environment stays wrong when a failed update is rolled back
+            settings.proxies.check()
+        except ValueError as exc:
+            raise exceptions.OptionsError(str(exc)) from None
         check_bind(o, settings)
         rt = self.runtime
         rt.configured = True

@@ -19,6 +19,11 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
 if str(_root) not in sys.path:
     sys.path.append(str(_root))
 
-from codex_api_proxy.proxy.addons import make_addons  # noqa: E402
+from mitmproxy import contentviews  # noqa: E402
 
+from codex_api_proxy.proxy.addons import make_addons  # noqa: E402
+from codex_api_proxy.proxy.contentview import ServerSentEvents, Upstream  # noqa: E402
+
+contentviews.add(ServerSentEvents)  # streamed answers read as text in mitmweb and mitmdump
+contentviews.add(Upstream)  # a translated flow's upstream request, as written
 addons = make_addons()

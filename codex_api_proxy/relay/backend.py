@@ -15,9 +15,10 @@ from typing import Any
 import httpx
 
 from .. import __version__
-from ..auth.credentials import Auth, Credentials
+from ..auth.credentials import REFRESH_TIMEOUT, Auth, Credentials
 from ..core.errors import ProxyError, from_upstream
 from ..core.settings import Settings
+from .outbound import trust_context
 from .pool import Pool, Response
 
 log = logging.getLogger(__name__)
@@ -58,13 +59,19 @@ class Backend:
             connect_timeout=settings.connect_timeout,
             first_byte_timeout=settings.first_byte_timeout,
             idle_timeout=settings.idle_timeout,
-            proxy=settings.outbound_proxy,
+            proxies=settings.proxies,
         )
-        # token refreshes are rare and small: httpx is good enough there, and keeps its proxy handling
+        # Token refreshes are rare and small: httpx is good enough there. Its proxy and trust are the
+        # pool's (one rule for both hops, not httpx's own reading of the environment), and its timeout
+        # is the refresh's only bound: a sent refresh is awaited that long, whoever stopped waiting.
+        context = trust_context()
+        proxy = settings.proxies.for_url(credentials.token_url)
+        proxy_tls = context if proxy and proxy.scheme == "https" else None  # TLS to an https:// proxy itself
         self.refresh_client = httpx.AsyncClient(
-            proxy=settings.outbound_proxy,
-            trust_env=settings.outbound_proxy is None,
-            timeout=httpx.Timeout(settings.idle_timeout, connect=settings.connect_timeout),
+            proxy=httpx.Proxy(proxy.url(), ssl_context=proxy_tls) if proxy else None,
+            verify=context,
+            trust_env=False,
+            timeout=httpx.Timeout(REFRESH_TIMEOUT, connect=settings.connect_timeout),
             follow_redirects=False,
         )
         credentials.set_client(self.refresh_client)

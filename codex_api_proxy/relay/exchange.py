@@ -65,6 +65,12 @@ class FlowState:
     first_byte: float | None = None  # monotonic time of the first byte written toward the client
     translate_seconds: float = 0.0  # time spent translating the answer: the proxy's own share
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        """mitmweb deep-copies flow.metadata and writes it with tnetstring (File > Save, Duplicate,
+        Replay), which holds plain data only: a copy is what the flow was, not its live translator."""
+        return {"family": self.family.name, "route": self.route, "model": self.ctx.model,
+                "model_sent": self.model_sent, "stream": self.ctx.stream, "usage": dict(self.usage or {})}  # fmt: skip
+
 
 def error_body(error: ProxyError, anthropic: bool) -> bytes:
     body = error.anthropic_body() if anthropic else error.openai_body()

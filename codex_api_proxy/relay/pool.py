@@ -6,8 +6,8 @@ per chunk. Here a connection is an `asyncio.Protocol`: `data_received` de-chunks
 it to the response's sink in one call, so one socket read upstream becomes one translation and one
 write toward the client, whatever number of events it held.
 
-What it does: HTTP/1.1 over TCP or TLS (ALPN http/1.1), through an HTTP(S) proxy (CONNECT for https,
-absolute-form for http), keep-alive connections pooled per origin across all clients, a connect
+What it does: HTTP/1.1 over TCP or TLS (ALPN http/1.1), through an outbound proxy (outbound.py: HTTP,
+HTTPS or SOCKS5), keep-alive connections pooled per origin across all clients, a connect
 timeout, a first-byte timeout (status line) and an idle timeout inside a body, and `close()`, which
 drops the connection at once: the upstream sees its request end when the client goes away.
 """
@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import ssl
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import urlsplit
 
 from ..core.errors import ProxyError
+from ..core.settings import OutboundProxy, Proxies
+from . import outbound
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,6 @@ class _Connection(asyncio.Protocol):
         self._idle_timer: asyncio.TimerHandle | None = None
         self._timeout = pool.idle_timeout
         self.method_was_head = False  # a HEAD answer has no body whatever its headers say
-        self.connect_tunnel = False  # a 2xx to CONNECT has none either
         self.pending_error: ProxyError | None = None  # a failure before a sink was attached
 
     # asyncio.Protocol
@@ -267,7 +266,7 @@ class _Connection(asyncio.Protocol):
                 headers[name.strip().lower()] = value.strip()
         connection = headers.get("connection", "").lower()
         self.keep_alive = version == "HTTP/1.1" and "close" not in connection
-        if self.method_was_head or status in (204, 304) or self.connect_tunnel:
+        if self.method_was_head or status in (204, 304):
             self.state, self.remaining = _BODY_LENGTH, 0
         elif "chunked" in headers.get("transfer-encoding", "").lower():
             self.state, self.remaining, self.chunk_crlf = _BODY_CHUNKED, 0, False
@@ -422,77 +421,30 @@ class _ConnectionLost(Exception):
         self.got_bytes = got_bytes
 
 
-def _ssl_context() -> ssl.SSLContext:
-    """System trust as curl and the Codex CLI use it: SSL_CERT_FILE/SSL_CERT_DIR, else certifi."""
-    cafile = os.environ.get("SSL_CERT_FILE") or None
-    capath = os.environ.get("SSL_CERT_DIR") or None
-    if not (cafile or capath):
-        try:
-            import certifi
-
-            cafile = certifi.where()
-        except ImportError:  # pragma: no cover - httpx depends on certifi
-            pass
-    context = ssl.create_default_context(cafile=cafile, capath=capath)
-    context.set_alpn_protocols(["http/1.1"])
-    return context
-
-
-@dataclass(frozen=True)
-class ProxyRoute:
-    """How to reach an origin: directly, or through an HTTP proxy."""
-
-    proxy: Origin | None = None
-    authorization: str | None = None  # Proxy-Authorization, from user:password in the proxy URL
-
-
-def proxy_route(origin: Origin, explicit: str | None) -> ProxyRoute:
-    """An explicit proxy always applies; otherwise HTTPS_PROXY/HTTP_PROXY/ALL_PROXY and NO_PROXY."""
-    url = explicit
-    if url is None:
-        proxies = urllib.request.getproxies_environment()
-        if proxies.get("no") and urllib.request.proxy_bypass_environment(origin.host, proxies):
-            return ProxyRoute()
-        url = proxies.get(origin.scheme) or proxies.get("all")
-        if not url:
-            return ProxyRoute()
-    parts = urlsplit(url if "://" in url else "http://" + url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"outbound proxy {url!r} is not an http:// URL")
-    auth = None
-    if parts.username:
-        import base64
-
-        raw = f"{parts.username}:{parts.password or ''}".encode()
-        auth = "Basic " + base64.b64encode(raw).decode()
-    return ProxyRoute(Origin(parts.scheme, parts.hostname, parts.port or 8080), auth)
-
-
 class Pool:
     """Keep-alive upstream connections shared by every client of the proxy."""
 
     def __init__(
-        self, *, connect_timeout: float, first_byte_timeout: float, idle_timeout: float, proxy: str | None
+        self, *, connect_timeout: float, first_byte_timeout: float, idle_timeout: float, proxies: Proxies
     ) -> None:
         self.connect_timeout = connect_timeout
         self.first_byte_timeout = first_byte_timeout
         self.idle_timeout = idle_timeout
-        self.explicit_proxy = proxy
+        self.proxies = proxies
         self._idle: dict[Origin, list[_Connection]] = {}
-        self._routes: dict[Origin, ProxyRoute] = {}
+        self._routes: dict[Origin, OutboundProxy | None] = {}
         self._ssl: ssl.SSLContext | None = None
         self._live: set[_Connection] = set()
 
     async def request(self, method: str, url: str, headers: dict[str, str], body: bytes | None) -> Response:
         """Send a request and wait for the response head. Raises ProxyError 502 (unreachable) or 504."""
         origin, target = parse_url(url)
-        route = self._route(origin)
-        if route.proxy is not None and origin.scheme == "http":
-            target = url  # absolute-form to a plain HTTP proxy
-        lines = [f"{method} {target} HTTP/1.1", f"host: {origin.hostport}"]
+        proxy = self._route(origin)
+        forward = outbound.absolute_form(proxy, origin.scheme)
+        lines = [f"{method} {url if forward else target} HTTP/1.1", f"host: {origin.hostport}"]
         lines += [f"{k}: {v}" for k, v in headers.items()]
-        if route.proxy is not None and origin.scheme == "http" and route.authorization:
-            lines.append(f"proxy-authorization: {route.authorization}")
+        if forward and proxy is not None and (authorization := proxy.basic_authorization()):
+            lines.append(f"proxy-authorization: {authorization}")
         if body or method in ("POST", "PUT", "PATCH"):
             lines.append(f"content-length: {len(body or b'')}")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
@@ -506,7 +458,7 @@ class Pool:
                     conn = None
             reused = conn is not None
             if conn is None:
-                conn = await self._connect(origin, route)
+                conn = await self._connect(origin, proxy)
             conn.method_was_head = method == "HEAD"
             future = conn.send(head, body)
             try:
@@ -525,11 +477,10 @@ class Pool:
                 raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _route(self, origin: Origin) -> ProxyRoute:
-        route = self._routes.get(origin)
-        if route is None:
-            route = self._routes[origin] = proxy_route(origin, self.explicit_proxy)
-        return route
+    def _route(self, origin: Origin) -> OutboundProxy | None:
+        if origin not in self._routes:  # every proxy setting was checked at start (Proxies.check)
+            self._routes[origin] = self.proxies.for_origin(origin.scheme, origin.host, origin.port)
+        return self._routes[origin]
 
     def _checkout(self, origin: Origin) -> _Connection | None:
         idle = self._idle.get(origin)
@@ -542,29 +493,16 @@ class Pool:
             conn._drop()
         return None
 
-    async def _connect(self, origin: Origin, route: ProxyRoute) -> _Connection:
-        loop = asyncio.get_running_loop()
+    async def _connect(self, origin: Origin, proxy: OutboundProxy | None) -> _Connection:
         conn = _Connection(self, origin)
-        via = route.proxy or origin
-        tls = origin.scheme == "https"
+        tls = self._context() if origin.scheme == "https" else None
         try:
             async with asyncio.timeout(self.connect_timeout):
-                if route.proxy is None:
-                    await loop.create_connection(
-                        lambda: conn,
-                        origin.host,
-                        origin.port,
-                        ssl=self._context() if tls else None,
-                        server_hostname=origin.host if tls else None,
-                    )
-                else:
-                    await loop.create_connection(lambda: conn, via.host, via.port)
-                    if tls:
-                        await self._tunnel(conn, origin, route)
+                await outbound.connect(conn, origin.host, origin.port, tls=tls, proxy=proxy)
         except TimeoutError:
             conn._drop()
             raise _timeout(origin, "connect") from None
-        except (OSError, ssl.SSLError, _ConnectionLost) as exc:
+        except (OSError, ssl.SSLError) as exc:
             conn._drop()
             raise _unreachable(origin, exc) from None
         except ProxyError:
@@ -573,28 +511,9 @@ class Pool:
         self._live.add(conn)
         return conn
 
-    async def _tunnel(self, conn: _Connection, origin: Origin, route: ProxyRoute) -> None:
-        lines = [f"CONNECT {origin.host}:{origin.port} HTTP/1.1", f"host: {origin.host}:{origin.port}"]
-        if route.authorization:
-            lines.append(f"proxy-authorization: {route.authorization}")
-        conn.connect_tunnel = True
-        response = await conn.send(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"), None)
-        conn.connect_tunnel = False
-        if response.status != 200:
-            raise ProxyError(
-                502, f"outbound proxy refused CONNECT ({response.status})", code="upstream_unreachable"
-            )
-        assert conn.transport is not None
-        transport = await asyncio.get_running_loop().start_tls(
-            conn.transport, conn, self._context(), server_hostname=origin.host
-        )
-        assert isinstance(transport, asyncio.Transport)
-        conn.transport = transport
-        conn.state = _IDLE
-
     def _context(self) -> ssl.SSLContext:
         if self._ssl is None:
-            self._ssl = _ssl_context()
+            self._ssl = outbound.trust_context()
         return self._ssl
 
     def release(self, conn: _Connection) -> None:

@@ -1343,7 +1343,7 @@ DEMO_COMMAND = "echo hello from the codex-api-proxy demo"
 class DemoModel:
     """A tiny scripted model for `codex-api-proxy demo`, installed as the fake's `default_turn`: text
     for a plain prompt, a real tool call when tools are offered (Bash `echo` for Claude Code,
-    `exec_command`/`shell` for the Codex CLI, the first function for anyone else), and after the tool
+    `exec_command`/`shell`/`shell_command` for the Codex CLI, the first function for anyone else), and after the tool
     ran, an answer quoting its result, so a newcomer sees a whole tool round trip with no login."""
 
     def __call__(self, rec: Recorded) -> Turn:
@@ -1386,6 +1386,8 @@ class DemoModel:
             return function_call("exec_command", {"cmd": DEMO_COMMAND})
         if "shell" in functions:
             return function_call("shell", {"command": ["bash", "-lc", DEMO_COMMAND]})
+        if "shell_command" in functions:  # the Codex CLI's shell tool for some models
+            return function_call("shell_command", {"command": DEMO_COMMAND})
         if not functions:
             return None
         name, tool = next(iter(functions.items()))

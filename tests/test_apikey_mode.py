@@ -219,9 +219,11 @@ def test_cut_or_failed_upstream_stream_makes_the_sdk_raise(client: openai.OpenAI
     api.enqueue(Turn(output=[text("partial")], fail={"code": "server_error", "message": "melted"}))
     with pytest.raises(openai.APIError, match="melted"):
         list(client.chat.completions.create(**CHAT, stream=True))
-    api.enqueue(Turn(cut_after=0))
+    # closed with no answer at all: a reused connection is retried once, fresh, before it surfaces
+    api.enqueue(Turn(cut_after=0), Turn(cut_after=0))
     with pytest.raises(openai.APIError):
         client.chat.completions.create(**CHAT)
+    api.clear()
 
 
 def test_silent_upstream_gets_sse_comment_keepalives(api_proxy: Proxy, api: FakeBackend) -> None:

@@ -34,11 +34,16 @@ def request(
     [
         (request(items=ITEMS[:3]), {"session_id": "s"}, []),  # appended: the prefix held
         (request("Be brief. 12:01"), {"session_id": "s"}, ["instructions"]),
-        (request(tools=TOOLS[::-1], items=ITEMS[:3]), {"session_id": "s"}, ["tools"]),
-        (request(items=[ITEMS[0], ITEMS[3], ITEMS[2]]), {"session_id": "s"}, ["item 1"]),
+        (request(tools=TOOLS[::-1], items=ITEMS[:3]), {"session_id": "s"}, ["tools reordered"]),
+        (request(tools=[TOOLS[0], {"type": "function", "name": "AB"}, TOOLS[1]], items=ITEMS[:3]),
+         {"session_id": "s"}, ["tool AB added at position 1, before earlier tools"]),
+        (request(tools=[*TOOLS, {"type": "function", "name": "C"}]), {"session_id": "s"}, ["tool C added at the end"]),
+        (request(tools=[TOOLS[0], {**TOOLS[1], "description": "d"}]), {"session_id": "s"},
+         ["tool B changed (description)"]),
+        (request(items=[ITEMS[0], ITEMS[3], ITEMS[2]]), {"session_id": "s"}, ["item 1 (content)"]),
         (request(items=ITEMS[:1]), {"session_id": "s"}, ["item 1 (history shortened)"]),
         (request(items=ITEMS[:3]), {"session_id": "t"}, ["session header"]),
-        (request("x", TOOLS[:1], ITEMS[:3]), {}, ["instructions", "tools", "session header"]),
+        (request("x", TOOLS[:1], ITEMS[:3]), {}, ["instructions", "tool B removed", "session header"]),
         (request("x", TOOLS[:1], ITEMS[1:]), {"session_id": "s"}, []),  # shares nothing: a new thread
     ],
 )  # fmt: skip

@@ -506,8 +506,8 @@ BAD = [
     ("audio-output", request({"role": "user", "content": "hi"}, modalities=["text", "audio"]), "modalities"),
     ("stop-not-strings", request({"role": "user", "content": "hi"}, stop=[1]), "stop"),
     (
-        "non-function-tool",
-        request({"role": "user", "content": "hi"}, tools=[{"type": "custom", "custom": {"name": "x"}}]),
+        "unknown-tool-type",
+        request({"role": "user", "content": "hi"}, tools=[{"type": "computer", "computer": {"name": "x"}}]),
         "tools[0].type",
     ),
     (

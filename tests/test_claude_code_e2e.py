@@ -292,3 +292,35 @@ def test_a_sub_agent_sharing_the_session_key_is_no_cache_miss(
     assert len({b["prompt_cache_key"] for b in sent}) == 1
     assert len({b["instructions"] for b in sent}) == 2  # the main conversation and the sub-agent
     assert "cache_miss" not in proxy.log()[log_start:]
+
+
+def test_a_tool_loaded_later_keeps_every_earlier_prompt_token(
+    proxy: Proxy, fake: FakeBackend, tmp_path: Path, claude: Path
+) -> None:
+    """Claude Code (both releases) with tool search: the found tool joins `tools` at its alphabetical place in
+    the client's request; upstream it is appended after the tools already sent, so each request of the
+    session extends the previous one (instructions, tools, history) exactly where the client's did."""
+    log_start = len(proxy.log())
+    fake.enqueue(
+        Turn(output=[function_call("Bash", {"command": "echo a", "description": "a"})]),
+        Turn(output=[function_call("ToolSearch", {"query": "select:NotebookEdit"})]),
+        Turn(output=[text("NotebookEdit is loaded.")]),
+    )
+    run = run_claude(proxy.url, "echo a, then find the notebook tool", tmp_path,
+                     env={"ENABLE_TOOL_SEARCH": "true"}, claude=claude)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    recorded = fake.responses_requests[:3]
+    for header in ("session-id", "thread-id"):  # one per conversation, as the Codex CLI sends them
+        assert len({r.headers[header] for r in recorded}) == 1, header
+    turns = [r.body for r in recorded]
+    names = [[t.get("name") for t in body["tools"]] for body in turns]
+    assert "NotebookEdit" not in names[1] and names[2][-1] == "NotebookEdit"  # appended, not alphabetical
+    for before, after in itertools.pairwise(turns):
+        assert after["instructions"] == before["instructions"]
+        sent = [json.dumps(t) for t in before["tools"]]
+        assert [json.dumps(t) for t in after["tools"][: len(sent)]] == sent
+        assert [json.dumps(i) for i in after["input"][: len(before["input"])]] == [
+            json.dumps(i) for i in before["input"]
+        ]
+    misses = [line for line in proxy.log()[log_start:].splitlines() if "cache_miss" in line]
+    assert all("NotebookEdit added at the end" in line for line in misses), misses

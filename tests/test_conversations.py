@@ -177,8 +177,11 @@ def test_conversation_headers_in_current_codex_spelling() -> None:
                        "x-client-request-id": "old-style"}  # fmt: skip
     assert conversation_headers({}, "cxp-key") == {
         "session-id": "cxp-key", "thread-id": "cxp-key", "x-client-request-id": "cxp-key"}  # fmt: skip
-    codex = {"session-id": "s", "thread-id": "t", "x-client-request-id": "r"}
+    codex = {"session-id": "s", "thread-id": "t", "x-client-request-id": "t"}
     assert conversation_headers(codex, "cxp-key") == codex
+    # a per-request id in that header (Claude Code sends one) would change every turn: the thread id wins
+    claude = {"x-client-request-id": "per-request-7"}
+    assert conversation_headers(claude, "cc-1")["x-client-request-id"] == "cc-1"
     assert conversation_headers({}, None) == {}
 
 
@@ -209,8 +212,9 @@ def test_conversation_headers_upstream_are_derived_for_clients_that_send_none(
     assert [one.headers[h] for h in CONVERSATION_HEADERS[:2]] == [key, key]
     assert [two.headers[h] for h in CONVERSATION_HEADERS[:2]] == [key, key]  # same conversation, same ids
     assert [claude.headers[h] for h in CONVERSATION_HEADERS[:2]] == ["cc-sess-1"] * 2
-    # x-client-request-id is the request's own id (issue 13: the id the client gets as x-request-id)
-    assert len({one.headers["x-client-request-id"], two.headers["x-client-request-id"], key}) == 3
+    # x-client-request-id is the thread id, as the Codex CLI sends it: stable for the conversation
+    assert one.headers["x-client-request-id"] == two.headers["x-client-request-id"] == key
+    assert claude.headers["x-client-request-id"] == "cc-sess-1"
     assert [codex.headers[h] for h in CONVERSATION_HEADERS] == ["s-1", "t-1", "t-1"]  # a client's own kept
     assert codex.headers["originator"] == "codex_exec"
 

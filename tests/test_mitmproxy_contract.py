@@ -74,3 +74,18 @@ def test_options_the_addon_sets_exist() -> None:
         assert name in opts, name
     assert ProxyMode.parse("reverse:http://127.0.0.1:9@0.0.0.0:8765").listen_host("127.0.0.1") == "0.0.0.0"
     assert ProxyMode.parse("reverse:http://127.0.0.1:9@8765").listen_host("127.0.0.1") == "127.0.0.1"
+
+
+def test_the_client_clocks_ride_on_wakeups_routed_back_to_the_http1_server() -> None:
+    """The idle and head clocks (mitm_patches.timed_handle_event) ask mitmproxy for wakeups from inside
+    Http1Server: the HTTP layer must route a wakeup back to the child that asked for it."""
+    from codex_api_proxy.proxy import mitm_patches as addon
+
+    routing = inspect.getsource(http_layer.HttpLayer.event_to_child)
+    assert (
+        "isinstance(command, commands.RequestWakeup)" in routing
+        and "self.command_sources[command]" in routing
+    )
+    assert "yield from self.state(event)" in inspect.getsource(addon._handle_event)
+    make_addons()
+    assert _http1.Http1Server._handle_event is addon.timed_handle_event

@@ -21,6 +21,7 @@ import click
 import httpx
 
 from ..core.settings import DEFAULT_PORT
+from ..relay.exchange import flow_state
 from ..testing.fake_backend import DemoModel, FakeBackend, make_jwt
 
 TOKEN = "demo-access-token"
@@ -56,14 +57,12 @@ class RequestLine:
 
     def response(self, flow: Any) -> None:
         method, path, started = flow.metadata.get("demo_called", ("?", "?", time.monotonic()))
-        state = flow.metadata.get("codex_api_proxy")
+        state = flow_state(flow)
         model = ""
         if state is not None:
-            try:
-                sent = json.loads(flow.request.content or b"{}").get("model", "?")
-            except ValueError:
-                sent = "?"
-            model = f" {state.ctx.model} -> {sent}" + (" (stream)" if state.ctx.stream else "")
+            model = f" {state.ctx.model} -> {state.model_sent or '?'}" + (
+                " (stream)" if state.ctx.stream else ""
+            )
         status = flow.response.status_code if flow.response else 0
         click.echo(f"{method} {path}{model}: {status} in {time.monotonic() - started:.2f} s")
 

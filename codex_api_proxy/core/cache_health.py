@@ -35,23 +35,67 @@ def _digest(value: Any) -> bytes:
     return hashlib.blake2b(raw.encode("utf-8", "surrogatepass"), digest_size=12).digest()
 
 
+def _fields(value: Any) -> dict[str, bytes]:
+    """Per top-level field hashes of a tool or item, to name the field that changed."""
+    return {str(k): _digest(v) for k, v in value.items()} if isinstance(value, dict) else {}
+
+
+def _tool_name(tool: Any) -> str:
+    if isinstance(tool, dict):
+        return str(tool.get("name") or tool.get("type") or "?")
+    return "?"
+
+
+def _field_change(before: dict[str, bytes], after: dict[str, bytes]) -> str:
+    names = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    return ", ".join(names) if names else "content"
+
+
 @dataclass
 class Prefix:
-    """One turn's request, as hashes."""
+    """One turn's request, as hashes (tool names and field names are kept to say what changed; they
+    are the client's identifiers, never its text)."""
 
     instructions: bytes
     tools: list[bytes]
     items: list[bytes]
     session: str | None
+    tool_names: list[str] = field(default_factory=list)
+    tool_fields: list[dict[str, bytes]] = field(default_factory=list)
+    item_fields: list[dict[str, bytes]] = field(default_factory=list)
 
     @classmethod
     def of(cls, body: dict[str, Any], headers: dict[str, str]) -> Prefix:
+        tools, items = _listed(body.get("tools")), _listed(body.get("input"))
         return cls(
             _digest(body.get("instructions") or ""),
-            [_digest(t) for t in _listed(body.get("tools"))],
-            [_digest(i) for i in _listed(body.get("input"))],
+            [_digest(t) for t in tools],
+            [_digest(i) for i in items],
             next((headers[h] for h in SESSION_HEADERS if headers.get(h)), None),
+            [_tool_name(t) for t in tools],
+            [_fields(t) for t in tools],
+            [_fields(i) for i in items],
         )
+
+    def tool_changes(self, before: Prefix) -> list[str]:
+        """Which tools changed and where: added (at which position), removed, moved, or which field."""
+        out: list[str] = []
+        old = dict(zip(before.tool_names, before.tool_fields, strict=False))
+        new = dict(zip(self.tool_names, self.tool_fields, strict=False))
+        for n, name in enumerate(self.tool_names):
+            if name not in old:
+                where = (
+                    "at the end" if n >= len(before.tool_names) else f"at position {n}, before earlier tools"
+                )
+                out.append(f"tool {name} added {where}")
+            elif old[name] != new[name]:
+                out.append(f"tool {name} changed ({_field_change(old[name], new[name])})")
+        out += [f"tool {name} removed" for name in before.tool_names if name not in new]
+        kept_before = [t for t in before.tool_names if t in new]
+        kept_now = [t for t in self.tool_names if t in old]
+        if kept_before != kept_now:
+            out.append("tools reordered")
+        return out or ["tools"]
 
     def changes_since(self, before: Prefix) -> list[str]:
         """What differs from the previous turn's prefix, in prompt order (empty: the prefix held)."""
@@ -59,12 +103,17 @@ class Prefix:
         if self.instructions != before.instructions:
             changed.append("instructions")
         if self.tools != before.tools:
-            changed.append("tools")
+            changed += self.tool_changes(before)
         first = next(
             (n for n, (a, b) in enumerate(zip(before.items, self.items, strict=False)) if a != b), None
         )
         if first is not None:
-            changed.append(f"item {first}")
+            fields = (
+                _field_change(before.item_fields[first], self.item_fields[first])
+                if first < len(before.item_fields) and first < len(self.item_fields)
+                else "content"
+            )
+            changed.append(f"item {first} ({fields})")
         elif len(self.items) < len(before.items):
             changed.append(f"item {len(self.items)} (history shortened)")
         if self.session != before.session:

@@ -213,8 +213,9 @@ SESSION_ID, THREAD_ID, REQUEST_ID = "session-id", "thread-id", "x-client-request
 def conversation_headers(forwarded: Mapping[str, str], prompt_cache_key: str | None) -> dict[str, str]:
     """The client headers going upstream, with the conversation ids in current Codex's spelling.
 
-    Codex CLI >= 0.16x sends `session-id`, `thread-id` and `x-client-request-id` (= the thread id);
-    the backend's cache affinity follows `session-id`. A client that sends none gets them derived from
+    Codex CLI >= 0.16x sends `session-id`, `thread-id` and `x-client-request-id` (= the thread id,
+    codex-rs `build_conversation_headers`); the backend's cache affinity follows these ids, so they are
+    the conversation's on every turn, whatever per-request id a client (Claude Code) put there. A client that sends none gets them derived from
     its `prompt_cache_key` (itself the client's session id or a fingerprint of the conversation's
     start), so every turn of one conversation carries the same ids. The old underscore `session_id`
     is read as the session id and not sent on.
@@ -225,5 +226,5 @@ def conversation_headers(forwarded: Mapping[str, str], prompt_cache_key: str | N
         return out
     out[SESSION_ID] = session
     out.setdefault(THREAD_ID, session)
-    out.setdefault(REQUEST_ID, out[THREAD_ID])
+    out[REQUEST_ID] = out[THREAD_ID]
     return out

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from .upstream_errors import FAILURE_STATUS, RELOGIN_HINT, failure_status
+
 # Events the upstream relay injects into a relayed stream (upstream dialect, `type` like any other event).
 HEARTBEAT_EVENT = "proxy.heartbeat"
 ERROR_EVENT = "proxy.error"
@@ -39,29 +41,11 @@ _ANTHROPIC_TYPES = {
     504: "timeout_error",
     529: "overloaded_error",
 }
-# Codes inside `response.failed` / `error` events, mapped to the HTTP status a client should see.
-_FAILURE_STATUS = {
-    "context_length_exceeded": 400,
-    "invalid_prompt": 400,
-    "invalid_request_error": 400,
-    "bad_request": 400,
-    "rate_limit_exceeded": 429,
-    "rate_limit_error": 429,
-    "usage_limit_reached": 429,
-    "usage_not_included": 403,
-    "insufficient_quota": 429,
-    "server_is_overloaded": 529,
-    "overloaded": 529,
-    "overloaded_error": 529,
-    "slow_down": 529,
-    "server_error": 500,
-    "api_error": 500,
-}
 _TRY_AGAIN = re.compile(r"try again in\s+([0-9.]+)\s*(ms|s)", re.IGNORECASE)
 # Fields of an upstream error object that carry meaning for clients (the Codex CLI reads them to
 # show "You've hit your usage limit ... try again at 6:45 AM" instead of retrying): kept as they came.
 _KEPT_FIELDS = ("plan_type", "resets_at", "resets_in_seconds", "rate_limit_reached_type", "promo_message")
-_USAGE_TYPES = ("usage_limit_reached", "usage_not_included")
+_USAGE_TYPES = ("usage_limit_reached", "usage_not_included", "insufficient_quota")
 # Upstream response headers that go back to the client with an error (rate-limit windows and the
 # active limit the Codex CLI reads from x-codex-*).
 PASSED_BACK = ("retry-after", "x-request-id", "request-id", "openai-processing-ms")
@@ -239,8 +223,10 @@ def from_event(data: dict[str, Any]) -> ProxyError:
     code = err.get("code") or err.get("type")
     code = code if isinstance(code, str) and code != "error" else None
     message = str(err.get("message") or code or "upstream response failed")
-    status = _FAILURE_STATUS.get(code or "", 502)
-    if isinstance(err.get("status"), int) and err["status"] >= 400:
+    status = failure_status(code)
+    if isinstance(err.get("status"), int) and err["status"] >= 400 and code not in FAILURE_STATUS:
         status = err["status"]
+    if status == 401:
+        message = f"{message} ({RELOGIN_HINT})"
     retry = _retry_after(None, err, message) if status in (429, 529) else None
     return ProxyError(status, message, code=code, retry_after=retry, kind=_kind(err), details=_details(err))

@@ -55,6 +55,11 @@ class SSEParser:
             out.append(event)
         return out
 
+    def discard(self) -> None:
+        """The stream broke inside an event: what came of it is dropped, never dispatched half."""
+        self._buf.clear()
+        self._event, self._data = None, []
+
     def _take_line(self) -> str | None:
         buf = self._buf
         n = buf.find(b"\n")

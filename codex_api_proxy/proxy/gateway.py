@@ -18,11 +18,12 @@ from ..core import boundary, cache_health, models
 from ..core.conversations import conversation_headers
 from ..core.errors import ProxyError
 from ..core.routes import route_path
-from ..relay.exchange import Family, FlowState
+from ..relay.exchange import Family, FlowState, flow_state, set_flow_state
 from ..relay.server import FLOW_HEADER
-from ..translate import anthropic, chat, responses
+from ..translate import anthropic, chat, responses, tool_order
 from ..translate.base import RequestContext
 from ..translate.responses import compact
+from . import observe
 from .runtime import Runtime, error_response, fail_closed, handled, json_response, to_relay
 
 log = logging.getLogger("codex_api_proxy")
@@ -105,11 +106,12 @@ class ApiGateway:
 
     def family_options(self, family: Family, account: str | None) -> dict[str, Any]:
         settings = self.runtime.settings
+        shared = {tool_order.OPTION: self.runtime.tool_order}
         if family.name == "anthropic":
-            return {"model_map": settings.model_map}
+            return {**shared, "model_map": settings.model_map}
         if family.name == "chat":
-            return {"expose_reasoning": settings.expose_reasoning}
-        return {responses.CONVERSATIONS: self.runtime.conversations.conversation(account)}
+            return {**shared, "expose_reasoning": settings.expose_reasoning}
+        return {**shared, responses.CONVERSATIONS: self.runtime.conversations.conversation(account)}
 
     async def translate_request(self, flow: http.HTTPFlow, family: Family) -> None:
         rt = self.runtime
@@ -145,10 +147,18 @@ class ApiGateway:
             return
         assert rt.relay is not None, "relay not running"
         upstream_body, headers = upstream.body, upstream.headers
+        # no conversation (or the OpenAI API): the request's own id, the one the client gets back
+        headers.setdefault("x-client-request-id", flow.metadata[observe.REQUEST_ID])
         key = upstream_body.get("prompt_cache_key")
         ctx.options["conversation"] = key if isinstance(key, str) else ""  # the usage page's conversation
         state = FlowState(
-            family, ctx, passthrough, route, upstream.path, str(upstream_body.get("model") or "")
+            family,
+            ctx,
+            passthrough,
+            route,
+            upstream.path,
+            str(upstream_body.get("model") or ""),
+            body=upstream.content,
         )
         # the flow keeps the client's path, so mitmweb lists it as what the client called
         accept = (
@@ -161,8 +171,10 @@ class ApiGateway:
             rt.relay.port,
             {**headers, "content-type": "application/json", "accept": accept, FLOW_HEADER: flow.id},
         )
-        flow.request.content = upstream.content
-        flow.metadata["codex_api_proxy"] = state
+        # the relay sends the body from the state: the loopback hop carries none (and the inspector
+        # shows the state's body in mitmweb)
+        flow.request.content = b""
+        set_flow_state(flow, state)
         flow.comment = f"{ctx.model} -> {state.model_sent}"  # mitmweb's label (proxy/inspector.py)
         rt.relay.expect(flow.id, state)
         log.debug(
@@ -238,21 +250,21 @@ class ApiGateway:
         """The relay has translated the answer already: streams go to the client as they come."""
         response = flow.response
         if (
-            "codex_api_proxy" in flow.metadata
+            flow_state(flow) is not None
             and response is not None
             and response.headers.get("content-type", "").startswith("text/event-stream")
         ):
             response.stream = True
 
     def response(self, flow: http.HTTPFlow) -> None:
-        state: FlowState | None = flow.metadata.get("codex_api_proxy")
+        state = flow_state(flow)
         if state is not None and self.runtime.relay is not None:
             self.runtime.relay.forget(flow.id)
         self.release_after(flow)
 
     def error(self, flow: http.HTTPFlow) -> None:
         """The flow ended without an answer, most often because its client went away."""
-        state: FlowState | None = flow.metadata.get("codex_api_proxy")
+        state = flow_state(flow)
         if state is not None:
             if self.runtime.relay is not None:
                 self.runtime.relay.forget(flow.id)
@@ -264,9 +276,9 @@ class ApiGateway:
     def release_after(self, flow: http.HTTPFlow) -> None:
         """After a large body, its memory goes back to the system (boundary.release_memory): once,
         a moment later, when mitmproxy has dropped the flow and its buffers."""
-        if len(flow.request.raw_content or b"") > boundary.OFF_LOOP_BYTES and (
-            self.releasing is None or self.releasing.done()
-        ):
+        state = flow_state(flow)  # the upstream body lives there; a probe's, in the flow
+        size = max(len(flow.request.raw_content or b""), len(state.body) if state is not None else 0)
+        if size > boundary.OFF_LOOP_BYTES and (self.releasing is None or self.releasing.done()):
             self.releasing = asyncio.get_running_loop().create_task(self._release())
 
     @staticmethod

@@ -16,7 +16,7 @@ import json
 
 from mitmproxy import http
 
-from ..relay.exchange import FlowState
+from ..relay.exchange import FlowState, flow_state
 from ..relay.server import FLOW_HEADER
 from .runtime import Runtime, handled
 
@@ -50,8 +50,8 @@ class Inspector:
         if not self.runtime.inspecting:
             return
         client = self.sent.pop(flow.id, None)
-        state = flow.metadata.get("codex_api_proxy")
-        if client is not None and isinstance(state, FlowState):
+        state = flow_state(flow)
+        if client is not None and state is not None:
             flow.comment = f"{flow.comment}\n\n{self.upstream_text(flow, state)}"
         if client is not None:
             flow.request.data = client.data
@@ -59,16 +59,17 @@ class Inspector:
         flow.request.data.host, flow.request.data.port = host, port
 
     def upstream_text(self, flow: http.HTTPFlow, state: FlowState) -> str:
-        """The translated request as it left mitmproxy for the relay, which sends it upstream."""
+        """The translated request as the relay sends it upstream: the headers mitmproxy gave the relay,
+        the body the gateway registered on the flow's state."""
         settings = self.runtime.settings
         base = settings.upstream_url if state.route == "codex" else settings.openai_url
         headers = [
             f"{k}: {v}" for k, v in flow.request.headers.items() if k.lower() not in ("host", FLOW_HEADER)
         ]
         try:
-            body = json.dumps(json.loads(flow.request.content or b"null"), ensure_ascii=False, indent=1)
+            body = json.dumps(json.loads(state.body or b"null"), ensure_ascii=False, indent=1)
         except ValueError:
-            body = (flow.request.content or b"").decode("utf-8", "replace")
+            body = state.body.decode("utf-8", "replace")
         if len(body) > INSPECT_LIMIT:
             body = body[:INSPECT_LIMIT] + f"\n... ({len(body) - INSPECT_LIMIT} more characters)"
         credentials = _CREDENTIALS.get(state.route, ())

@@ -1,10 +1,13 @@
-"""The one module that touches mitmproxy's internals: answers mitmproxy writes itself (or does not),
-past every hook, replaced once (pinned by tests/test_mitmproxy_contract.py): its HTML error pages
-become JSON, a request head is bounded, and a request body it cannot parse gets an answer."""
+"""The one module that touches mitmproxy's internals, replaced once and pinned by
+tests/test_mitmproxy_contract.py: its HTML error pages become JSON; a request head is bounded in size;
+a client connection waiting for a request is timed (mitmproxy's one clock, `tcp_timeout`, counts
+any traffic, so it cannot tell a keep-alive connection nobody uses from a long answer in the making);
+and a request body it cannot parse gets an answer, not a silent close."""
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from mitmproxy import http
@@ -72,8 +75,71 @@ def answered_read_body(self: Any, event: Any) -> Any:
         reply = yield command
 
 
+CLIENT_IDLE_TIMEOUT = 60.0  # a client connection with no request in it is closed after this
+CLIENT_HEAD_TIMEOUT = 5.0  # a request head must arrive within this of its first byte (408 after)
+
+_handle_event = _http1.Http1Server._handle_event
+
+
+def timed_handle_event(self: Any, event: Any) -> Any:
+    """Http1Server's event handler, timing the wait for a request: it notes when the connection began
+    waiting and when a head began arriving, and keeps at most one wakeup pending per clock (a busy
+    keep-alive connection does not pile them up); only this wrapper receives them. A request in flight
+    is never timed here (the relay and the upstream bound it)."""
+    timers: dict[str, Any] = self.__dict__.setdefault("_cxp_timers", {})
+    if isinstance(event, events.Wakeup) and event.command in timers.values():
+        clock = "head" if timers.get("head") is event.command else "idle"
+        del timers[clock]
+        yield from _on_wakeup(self, timers, clock)
+        return
+    yield from _handle_event(self, event)
+    if self.state != self.read_headers:
+        self._cxp_waiting = self._cxp_head = None
+        return
+    now = time.monotonic()
+    if getattr(self, "_cxp_waiting", None) is None:  # began waiting for a request: the idle clock
+        self._cxp_waiting, self._cxp_head = now, None
+        if "idle" not in timers:
+            yield from _arm(timers, "idle", CLIENT_IDLE_TIMEOUT)
+    if self.buf and self._cxp_head is None:  # a head began arriving: its deadline
+        self._cxp_head = now
+        if "head" not in timers:
+            yield from _arm(timers, "head", CLIENT_HEAD_TIMEOUT)
+
+
+def _arm(timers: dict[str, Any], clock: str, delay: float) -> Any:
+    timers[clock] = commands.RequestWakeup(max(delay, 0.0) + 0.01)
+    yield timers[clock]
+
+
+def _on_wakeup(self: Any, timers: dict[str, Any], clock: str) -> Any:
+    if self.state != self.read_headers or self._cxp_waiting is None:
+        return  # a request is in flight: the clocks start again when the connection next waits
+    now = time.monotonic()
+    if clock == "head":
+        if self._cxp_head is None:
+            return  # that head became a request, and no new one has begun
+        left = self._cxp_head + CLIENT_HEAD_TIMEOUT - now
+        if left <= 0:
+            message = f"request head not received within {CLIENT_HEAD_TIMEOUT:.0f} s"
+            yield commands.SendData(self.conn, _http1.make_error_response(408, message))
+            yield commands.CloseConnection(self.conn)
+            self.state = self.done
+            return
+    else:
+        left = self._cxp_waiting + CLIENT_IDLE_TIMEOUT - now
+        if left <= 0 and self._cxp_head is None:
+            yield commands.CloseConnection(self.conn)  # idle: closed without a word, as keep-alive allows
+            self.state = self.done
+            return
+        if self._cxp_head is not None:
+            return  # a head is arriving: its own clock decides
+    yield from _arm(timers, clock, left)  # woken early (the clock restarted since): the rest
+
+
 def apply() -> None:
-    """Install the replacements (idempotent: the originals are kept aside once)."""
+    """Install the replacements (idempotent: the originals are kept aside once, at import)."""
     _http1.make_error_response = json_error_page
     _http1.Http1Server.read_headers = bounded_read_headers
+    _http1.Http1Server._handle_event = timed_handle_event
     _http1.Http1Server.read_body = answered_read_body

@@ -1,8 +1,9 @@
 """Request ids and request metrics: two mitmproxy addons that watch every flow and change no answer.
 
 `RequestIds` gives every request one id (the client's `x-request-id` / `x-correlation-id` /
-`x-client-request-id`, else a new one): it goes upstream as `x-client-request-id`, back to the client as
-`x-request-id` on every answer, and into `flow.metadata["request_id"]` for the log line.
+`x-client-request-id`, else a new one): back to the client as `x-request-id` on every answer, and into
+`flow.metadata["request_id"]` for the log line (upstream it goes as `x-client-request-id` only where the
+request has no conversation, whose thread id that header carries as the Codex CLI sends it).
 
 `RequestMetrics` counts every flow exactly once, in one place: its `response` and `error` hooks both end
 in `count`, which marks the flow, so a flow that sees both is still one request. It runs after every
@@ -32,13 +33,13 @@ from prometheus_client.core import CounterMetricFamily
 from ..core.errors import ProxyError
 from ..core.metrics import PREFIX
 from ..core.usage import RequestRecord
+from ..relay.exchange import flow_state
 from .runtime import Runtime
 
 log = logging.getLogger("codex_api_proxy")
 
 REQUEST_ID = "request_id"  # flow.metadata key, read by log lines
 _TIMING = "cxp_timing"
-_GATEWAY_STATE = "codex_api_proxy"  # the gateway's FlowState: the client's model and the stream translator
 _ID_HEADERS = (b"x-request-id", b"x-correlation-id", b"x-client-request-id")  # in order of preference
 _VALID_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # route -> API family; any other path is route "other" (a client cannot add label values)
@@ -68,12 +69,12 @@ def request_id(flow: http.HTTPFlow) -> str:
 
 def relayed(flow: http.HTTPFlow) -> bool:
     """The gateway sent this flow upstream (through the relay)."""
-    return flow.metadata.get(_GATEWAY_STATE) is not None
+    return flow_state(flow) is not None
 
 
 def upstream_error(flow: http.HTTPFlow) -> ProxyError | None:
     """The upstream failure this flow's answer reported, streamed or not."""
-    failure = getattr(flow.metadata.get(_GATEWAY_STATE), "failure", None)
+    failure = getattr(flow_state(flow), "failure", None)
     return failure if isinstance(failure, ProxyError) else None
 
 
@@ -82,14 +83,15 @@ def error_kind(error: ProxyError) -> str:
 
 
 class RequestIds:
-    """One id per request: upstream as `x-client-request-id`, to the client as `x-request-id`."""
+    """One id per request, to the client as `x-request-id` and in the log line. Upstream,
+    `x-client-request-id` is the conversation's thread id as the Codex CLI sends it (the gateway's
+    conversation headers), the request's own id only where there is no conversation."""
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         given = {k.lower(): v for k, v in flow.request.headers.fields if k.lower() in _ID_HEADERS}
         ids = (given.get(name, b"").decode("latin-1").strip() for name in _ID_HEADERS)
         rid = next((v for v in ids if _VALID_ID.fullmatch(v)), "") or secrets.token_hex(16)
         flow.metadata[REQUEST_ID] = rid
-        flow.request.headers["x-client-request-id"] = rid  # before the gateway, which forwards it
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response is not None and flow.response.stream:
@@ -182,7 +184,7 @@ class RequestMetrics:
             request, response = flow.request, flow.response
             status = response.status_code if response is not None and flow.error is None else 0
             started = request.timestamp_start
-            state = flow.metadata.get(_GATEWAY_STATE)
+            state = flow_state(flow)
             overhead = getattr(state, "translate_seconds", 0.0)
             first_byte = getattr(state, "first_byte", None)
             if first_byte is not None:  # the relay's monotonic clock, onto the flow's wall clock

@@ -23,6 +23,7 @@ from ..core.settings import Settings
 from ..relay.backend import Backend
 from ..relay.exchange import error_body
 from ..relay.server import RelayServer
+from ..translate.tool_order import ToolOrder
 
 log = logging.getLogger("codex_api_proxy")
 
@@ -51,6 +52,7 @@ class Runtime:
     relay: RelayServer | None = None
     models: models.ModelCache = field(default_factory=lambda: models.ModelCache(300))
     conversations: ConversationStore = field(default_factory=ConversationStore.from_env)
+    tool_order: ToolOrder = field(default_factory=ToolOrder)  # per-conversation tool order (prompt cache)
     policy: boundary.Policy = field(default_factory=boundary.Policy)
     restarting: asyncio.Task[None] | None = None
     configured: bool = False  # settings were built from the options at least once

@@ -1,7 +1,8 @@
 """One generation request on the relay's side: sent upstream, read back, translated, written out.
 
-The addon translates the client's request and registers a `FlowState`; mitmproxy then sends the
-flow to the relay, which hands it to an `Exchange`. Where things happen, each in one place:
+The addon translates the client's request and registers a `FlowState` (with the upstream body, so
+mitmproxy sends none over the loopback hop; `flow_state(flow)` is the one way to a flow's state);
+mitmproxy then sends the flow to the relay, which hands it to an `Exchange`. Where things happen, each in one place:
 - the request goes upstream in `Exchange.run` (through `Backend.send`: credentials, 401 retry);
 - a stream is read in `_StreamSink.data`: each upstream read is translated and written toward the
   client as one chunk, however many events it held (one syscall per read, not per event);
@@ -12,19 +13,18 @@ flow to the relay, which hands it to an `Exchange`. Where things happen, each in
 from __future__ import annotations
 
 import asyncio
-import http
 import json
 import logging
 import time
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any, Protocol
 
 from ..core.errors import ERROR_EVENT, HEARTBEAT_EVENT, ProxyError, from_upstream, passed_back
 from ..core.sse import frame
 from ..translate.accumulate import StreamFolder, usage_of
-from ..translate.base import RequestContext
+from ..translate.base import RequestContext, Translator
 from ..translate.passthrough import PassthroughStream, body_usage
+from . import http11
 from .backend import Backend
 from .pool import Response
 
@@ -43,7 +43,7 @@ class Family:
     """One client API dialect: its translator module and its error envelope."""
 
     name: str
-    module: ModuleType
+    module: Translator
     anthropic: bool = False
     passthrough_path: str | None = None  # in API-key mode, forwarded unchanged to {openai_url}/<this>
     upstream_path: str = "responses"  # translated requests go to {upstream}/<this>
@@ -64,12 +64,31 @@ class FlowState:
     usage: dict[str, int] | None = None
     first_byte: float | None = None  # monotonic time of the first byte written toward the client
     translate_seconds: float = 0.0  # time spent translating the answer: the proxy's own share
+    body: bytes = b""  # the upstream request body: the relay sends it, mitmproxy need not carry it
 
     def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
         """mitmweb deep-copies flow.metadata and writes it with tnetstring (File > Save, Duplicate,
         Replay), which holds plain data only: a copy is what the flow was, not its live translator."""
         return {"family": self.family.name, "route": self.route, "model": self.ctx.model,
                 "model_sent": self.model_sent, "stream": self.ctx.stream, "usage": dict(self.usage or {})}  # fmt: skip
+
+
+class _Flow(Protocol):
+    metadata: dict[str, Any]
+
+
+_STATE_KEY = "codex_api_proxy"  # where a flow carries its FlowState: read and written only below
+
+
+def flow_state(flow: _Flow) -> FlowState | None:
+    """The FlowState the gateway registered for a flow it translated; None for every other flow (and
+    for a flow mitmweb duplicated or loaded from a file: its copy is plain data, see __deepcopy__)."""
+    state = flow.metadata.get(_STATE_KEY)
+    return state if isinstance(state, FlowState) else None
+
+
+def set_flow_state(flow: _Flow, state: FlowState) -> None:
+    flow.metadata[_STATE_KEY] = state
 
 
 def error_body(error: ProxyError, anthropic: bool) -> bytes:
@@ -85,26 +104,13 @@ class Downstream(Protocol):
     def close(self) -> None: ...
 
 
-def http_head(status: int, headers: dict[str, str], body: bytes | None = None) -> bytes:
-    """An HTTP/1.1 response head, framed by content-length when a body is given, else chunked."""
-    try:
-        reason = http.HTTPStatus(status).phrase
-    except ValueError:
-        reason = "Unknown"
-    lines = [
-        f"HTTP/1.1 {status} {reason}",
-        *(f"{k}: {v}" for k, v in headers.items() if k != "content-length"),
-    ]
-    lines.append(f"content-length: {len(body)}" if body is not None else "transfer-encoding: chunked")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
-
-
 @dataclass
 class RelayRequest:
+    """The request head mitmproxy sent to the relay (its body, if any, is not used: see FlowState.body)."""
+
     method: str
     path: str
     headers: dict[str, str]
-    body: bytes
 
 
 class Exchange:
@@ -134,6 +140,7 @@ class Exchange:
         self._flush_timer: asyncio.TimerHandle | None = None
         self._last_flush = float("-inf")
         self.last_sent = self._loop.time()  # loop time of the last bytes written toward the client
+        self._head = b""  # a stream's head, sent with its first chunk when that is already here
 
     def start(self) -> None:
         """Runs at once up to its first wait: the upstream request is written in this same turn."""
@@ -143,7 +150,7 @@ class Exchange:
         state, request = self.state, self.request
         try:
             response = await self.backend.send(
-                state.route, request.method, state.path, request.body or None, request.headers
+                state.route, request.method, state.path, state.body or None, request.headers
             )
             self.response = response
             headers = passed_back(response.headers)
@@ -188,7 +195,7 @@ class Exchange:
         if self.finished:
             return
         self.mark_first_byte()
-        self.downstream.write(http_head(status, headers, body))
+        self.downstream.write(http11.response(status, headers, body))
         self.finish()
 
     def respond_error(self, error: ProxyError, headers: dict[str, str]) -> None:
@@ -199,10 +206,6 @@ class Exchange:
     def mark_first_byte(self) -> None:
         if self.state.first_byte is None:
             self.state.first_byte = time.monotonic()
-
-    def write_head(self, status: int, headers: dict[str, str]) -> None:
-        self.downstream.write(http_head(status, headers))
-        self.last_sent = self._loop.time()
 
     def write_chunk(self, data: bytes) -> None:
         """Stream bytes toward the client. The first bytes after a pause go at once; bytes that follow
@@ -221,19 +224,25 @@ class Exchange:
 
     def flush(self) -> None:
         self._flush_timer = None
-        if self._out and not self.finished:
+        if self.finished:
+            return
+        head, self._head = self._head, b""
+        if self._out:
             data = self._out[0] if len(self._out) == 1 else b"".join(self._out)
             self._out.clear()
             self.mark_first_byte()
-            self.downstream.write(b"%x\r\n%b\r\n" % (len(data), data))
+            self.downstream.write(head + http11.chunk(data) if head else http11.chunk(data))
             self._last_flush = self.last_sent = self._loop.time()
+        elif head:
+            self.downstream.write(head)
+            self.last_sent = self._loop.time()
 
     def end_chunks(self) -> None:
         if not self.finished:
             if self._flush_timer is not None:
                 self._flush_timer.cancel()
             self.flush()
-            self.downstream.write(b"0\r\n\r\n")
+            self.downstream.write(http11.LAST_CHUNK)
             self.finish()
 
     def finish(self) -> None:
@@ -251,10 +260,17 @@ class Exchange:
             translator: Any = PassthroughStream(responses_dialect=state.family.name == "responses")
         else:
             translator = state.family.module.Stream(state.ctx)
-        self.write_head(200, {**headers, **_STREAM_HEADERS})
         self._done = asyncio.get_running_loop().create_future()
         sink = _StreamSink(self, translator, response)
+        # The first events most often came in the same read as the upstream's head: they and the
+        # client's head go in one write (one loopback send, one pass through mitmproxy). If none did,
+        # the head goes alone at once, in this same turn.
+        self._head = http11.response(200, {**headers, **_STREAM_HEADERS})
         response.start(sink)
+        if self._head and not self.finished:
+            head, self._head = self._head, b""
+            self.downstream.write(head)
+            self.last_sent = self._loop.time()
         sink.schedule_heartbeat()
         try:
             await self._done
@@ -331,8 +347,9 @@ class _StreamSink:
 
     def error(self, error: ProxyError) -> None:
         log.warning("upstream stream failed: %s", error.message)
-        sep = b"" if self.at_boundary else b"\n\n"
-        out = self.translator(sep + frame(error.event(), ERROR_EVENT))
+        if not self.at_boundary:  # cut inside an event: its half is dropped, the failure is what is told
+            self.translator.discard_partial()
+        out = self.translator(frame(error.event(), ERROR_EVENT))
         self._emit(out + self.translator(b""), last=True)
 
     def _emit(self, out: list[bytes], last: bool = False) -> None:

@@ -24,6 +24,7 @@ from python_socks.async_.asyncio import Proxy as SocksProxy
 
 from ..core.errors import ProxyError
 from ..core.settings import OutboundProxy
+from . import http11
 
 MAX_CONNECT_HEAD = 16 << 10  # a proxy's answer to CONNECT is a few lines
 
@@ -107,21 +108,25 @@ async def _to_proxy(protocol: asyncio.Protocol, proxy: OutboundProxy) -> asyncio
 
 
 class _ConnectAnswer(asyncio.Protocol):
-    """The proxy's answer to CONNECT, head only: the tunnel carries nothing before our TLS hello."""
+    """The proxy's answer to CONNECT, read by the one HTTP/1.1 codec: a 2xx ends HTTP on the
+    connection (what follows is the tunnel), any other answer is a head with its body."""
 
     def __init__(self) -> None:
-        self.head: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self.buf = bytearray()
+        self.head: asyncio.Future[http11.Response] = asyncio.get_running_loop().create_future()
+        self.parser = http11.Parser("client", max_head=MAX_CONNECT_HEAD)
+        self.parser.next_message("CONNECT")
 
     def data_received(self, data: bytes) -> None:
-        self.buf += data
         if self.head.done():
+            self.parser.feed(data)  # kept: bytes in the tunnel before our TLS hello are an error
             return
-        end = self.buf.find(b"\r\n\r\n")
-        if end >= 0:
-            self.head.set_result(bytes(self.buf[:end]))
-        elif len(self.buf) > MAX_CONNECT_HEAD:
-            self.head.set_exception(ConnectionError("oversized answer to CONNECT"))
+        try:
+            events = self.parser.feed(data)
+        except http11.ProtocolError as error:
+            self.head.set_exception(ConnectionError(f"answered CONNECT with broken HTTP ({error.message})"))
+            return
+        if events and isinstance(events[0], http11.Response):
+            self.head.set_result(events[0])
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.head.done():
@@ -134,22 +139,20 @@ async def _tunnel(proxy: OutboundProxy, host: str, port: int) -> asyncio.Transpo
     transport = await _to_proxy(answer, proxy)
     try:
         authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        lines = [f"CONNECT {authority} HTTP/1.1", f"host: {authority}"]
+        fields = [("host", authority)]
         if authorization := proxy.basic_authorization():
-            lines.append(f"proxy-authorization: {authorization}")
-        transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+            fields.append(("proxy-authorization", authorization))
+        transport.write(http11.request_head("CONNECT", authority, fields))
         try:
             head = await answer.head
         except ConnectionError as exc:
             raise _refused(proxy, str(exc)) from None
-        status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
-        parts = status_line.split(" ", 2)
-        status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+        status = head.status
         if status == 407:
             raise _refused(proxy, "asks for credentials (407): check the user and password in its URL")
         if not 200 <= status < 300:
-            raise _refused(proxy, f"refused to connect to {authority} ({status_line[:100]!r})")
-        if len(answer.buf) > len(head) + 4:
+            raise _refused(proxy, f"refused to connect to {authority} ({status} {head.reason[:80]!r})")
+        if answer.parser.buffered:
             raise _refused(proxy, "sent bytes into the tunnel before the origin spoke")
     except BaseException:
         transport.abort()

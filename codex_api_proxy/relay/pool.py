@@ -15,7 +15,9 @@ drops the connection at once: the upstream sees its request end when the client 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -24,13 +26,17 @@ from urllib.parse import urlsplit
 
 from ..core.errors import ProxyError
 from ..core.settings import OutboundProxy, Proxies
-from . import outbound
+from . import http11, outbound
 
 log = logging.getLogger(__name__)
 
-MAX_HEAD = 64 << 10  # a status line and headers larger than this are not an HTTP server we know
 MAX_IDLE_PER_ORIGIN = 32
 KEEPALIVE_EXPIRY = 60.0
+# A reused connection that sends back no byte within this is taken for dead (a peer gone while it sat
+# in the pool answers nothing, ever) and the request goes once more on a fresh connection. The Codex
+# backend sends its head at once and its events after, so a live server is far inside this.
+REUSED_FIRST_BYTE_TIMEOUT = 10.0
+KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 15, 5, 3  # TCP probes: a dead peer found in 30 s
 
 
 class BodySink(Protocol):
@@ -65,9 +71,14 @@ def parse_url(url: str) -> tuple[Origin, str]:
 
 
 def _unreachable(origin: Origin, exc: BaseException) -> ProxyError:
-    return ProxyError(
-        502, f"upstream unreachable ({origin.host}): {type(exc).__name__}", code="upstream_unreachable"
-    )
+    """A 502 that says what happened in words (never an exception's class name)."""
+    if isinstance(exc, ssl.SSLError):
+        why = f"TLS failed: {exc.reason or exc.strerror or 'handshake error'}"
+    elif isinstance(exc, OSError):
+        why = exc.strerror or str(exc) or "connection failed"
+    else:
+        why = str(exc) or "connection failed"
+    return ProxyError(502, f"upstream unreachable ({origin.host}): {why}", code="upstream_unreachable")
 
 
 def _timeout(origin: Origin, what: str) -> ProxyError:
@@ -135,24 +146,23 @@ class _Collect:
             self.done.set_exception(error)
 
 
-_HEAD, _BODY_LENGTH, _BODY_CHUNKED, _BODY_EOF, _IDLE, _CLOSED = range(6)
+_IDLE, _BUSY, _CLOSED = range(3)
 
 
 class _Connection(asyncio.Protocol):
-    """One upstream connection: serves one request at a time, then returns to the pool."""
+    """One upstream connection: serves one request at a time, then returns to the pool. The framing
+    is http11.Parser's; this class maps its events onto the head future and the body sink."""
 
     def __init__(self, pool: Pool, origin: Origin) -> None:
         self.pool = pool
         self.origin = origin
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
+        self.parser = http11.Parser("client")
         self.state = _IDLE
-        self.buf = bytearray()
         self.head: asyncio.Future[Response] | None = None
         self.sink: BodySink | None = None
         self.pending: list[bytes] = []  # body bytes that came before a sink was attached
-        self.remaining = 0  # content-length left, or bytes left of the current chunk
-        self.chunk_crlf = False  # the CRLF after a chunk's data is still to come
         self.keep_alive = True
         self.got_bytes = False  # anything at all arrived for the current request
         self.ended = False
@@ -161,7 +171,6 @@ class _Connection(asyncio.Protocol):
         self.paused = False
         self._idle_timer: asyncio.TimerHandle | None = None
         self._timeout = pool.idle_timeout
-        self.method_was_head = False  # a HEAD answer has no body whatever its headers say
         self.pending_error: ProxyError | None = None  # a failure before a sink was attached
 
     # asyncio.Protocol
@@ -169,41 +178,47 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        keep_probing(transport)
 
     def data_received(self, data: bytes) -> None:
         self.last_activity = self.loop.time()
         self.got_bytes = True
-        state = self.state
-        if state == _BODY_CHUNKED:
-            self._chunked(data)
-        elif state == _BODY_LENGTH:
-            self._length(data)
-        elif state == _BODY_EOF:
-            self._deliver(data)
-        elif state == _HEAD:
-            self.buf += data
-            self._parse_head()
-        else:  # bytes on an idle connection: not a server we can trust to reuse
+        if self.state != _BUSY:  # bytes on an idle connection: not a server we can trust to reuse
             self._drop()
+            return
+        try:
+            events = self.parser.feed(data)
+        except http11.ProtocolError as error:
+            self._broken(error)
+            return
+        if events:
+            self._events(events)
 
     def connection_lost(self, exc: Exception | None) -> None:
         state, self.state = self.state, _CLOSED
         self.pool.forget(self)
         self._cancel_idle_timer()
-        if state == _HEAD and self.head is not None and not self.head.done():
+        if state != _BUSY:
+            return
+        try:
+            events = self.parser.feed_eof()
+        except http11.ConnectionCut:
+            events = None
+        if events:
+            self._events(events)
+        elif self.head is not None and not self.head.done():
             self.head.set_exception(_ConnectionLost(self.got_bytes))
-        elif state == _BODY_EOF:
-            self._finish()
-        elif state in (_BODY_LENGTH, _BODY_CHUNKED):
+        elif not self.ended:
             self._fail(ProxyError(502, "upstream connection lost mid-stream", code="upstream_cut"))
 
     # the request
 
-    def send(self, head: bytes, body: bytes | None) -> asyncio.Future[Response]:
+    def send(self, head: bytes, body: bytes | None, method: str) -> asyncio.Future[Response]:
         assert self.transport is not None
-        self.state, self.got_bytes, self.ended, self.keep_alive = _HEAD, False, False, True
-        self.sink, self.pending, self.buf, self.pending_error = None, [], bytearray(), None
+        self.state, self.got_bytes, self.ended, self.keep_alive = _BUSY, False, False, True
+        self.sink, self.pending, self.pending_error = None, [], None
         self.head = self.loop.create_future()
+        self.parser.next_message(method)
         self.transport.write(head + body if body else head)
         return self.head
 
@@ -222,7 +237,7 @@ class _Connection(asyncio.Protocol):
     def abandon(self) -> None:
         if not self.ended:
             self._drop()
-        elif self.sink is None and self.state not in (_IDLE, _CLOSED):
+        elif self.sink is None and self.state == _BUSY:
             self._settle()  # read to its end but never taken: reusable as it is
 
     def pause_reading(self) -> None:
@@ -235,122 +250,38 @@ class _Connection(asyncio.Protocol):
             self.paused = False
             self.transport.resume_reading()
 
-    # parsing
+    # the parser's events
 
-    def _parse_head(self) -> None:
-        end = self.buf.find(b"\r\n\r\n")
-        if end < 0:
-            if len(self.buf) > MAX_HEAD:
-                self._head_failed(ProxyError(502, "upstream sent an oversized head", code="bad_upstream"))
+    def _events(self, events: list[http11.Event]) -> None:
+        for event in events:
+            if type(event) is bytes:
+                if self.sink is not None:
+                    self.sink.data(event)
+                else:
+                    self.pending.append(event)
+            elif event is http11.END:
+                # more than the server announced: do not trust the connection again
+                self.keep_alive = self.keep_alive and not self.parser.buffered
+                self._finish()
+            elif isinstance(event, http11.Response):
+                self._head(event)
+
+    def _head(self, event: http11.Response) -> None:
+        self.keep_alive = event.keep_alive
+        if event.status == 101:
+            error = ProxyError(502, "upstream switched protocols (101)", code="bad_upstream")
+            self._head_failed(error)
             return
-        raw = bytes(self.buf[:end]).decode("latin-1")
-        rest = bytes(self.buf[end + 4 :])
-        self.buf = bytearray()
-        lines = raw.split("\r\n")
-        try:
-            version, status_text = lines[0].split(" ", 2)[:2]
-            status = int(status_text)
-            if not version.startswith("HTTP/1."):
-                raise ValueError(version)
-        except ValueError:
-            self._head_failed(ProxyError(502, "upstream sent a malformed status line", code="bad_upstream"))
-            return
-        if 100 <= status < 200 and status != 101:  # interim answer (100 Continue): the real one follows
-            self.buf += rest
-            self._parse_head()
-            return
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if sep:
-                headers[name.strip().lower()] = value.strip()
-        connection = headers.get("connection", "").lower()
-        self.keep_alive = version == "HTTP/1.1" and "close" not in connection
-        if self.method_was_head or status in (204, 304):
-            self.state, self.remaining = _BODY_LENGTH, 0
-        elif "chunked" in headers.get("transfer-encoding", "").lower():
-            self.state, self.remaining, self.chunk_crlf = _BODY_CHUNKED, 0, False
-        elif "content-length" in headers:
-            try:
-                self.state, self.remaining = _BODY_LENGTH, int(headers["content-length"])
-            except ValueError:
-                self._head_failed(ProxyError(502, "upstream sent a bad content-length", code="bad_upstream"))
-                return
-        else:
-            self.state, self.keep_alive = _BODY_EOF, False
         assert self.head is not None
         if not self.head.done():
-            self.head.set_result(Response(self, status, headers))
-        if self.state == _BODY_LENGTH and self.remaining == 0:
-            self._finish()
-        elif rest:
-            self.data_received(rest)
+            self.head.set_result(Response(self, event.status, event.headers))
 
-    def _length(self, data: bytes) -> None:
-        if len(data) >= self.remaining:
-            data, extra = data[: self.remaining], data[self.remaining :]
-            self.remaining = 0
-            if data:
-                self._deliver(data)
-            if extra:
-                self.keep_alive = False  # more than the server announced: do not trust the connection
-            self._finish()
+    def _broken(self, error: http11.ProtocolError) -> None:
+        failure = ProxyError(502, f"upstream broke HTTP/1.1: {error.message}", code="bad_upstream")
+        if self.head is not None and not self.head.done():
+            self._head_failed(failure)
         else:
-            self.remaining -= len(data)
-            self._deliver(data)
-
-    def _chunked(self, data: bytes) -> None:
-        buf = self.buf
-        if buf:
-            buf += data
-        else:
-            buf = self.buf = bytearray(data)
-        out: list[bytes] = []
-        pos, size = 0, len(buf)
-        while pos < size:
-            if self.remaining > 0:
-                take = min(self.remaining, size - pos)
-                out.append(bytes(buf[pos : pos + take]))
-                pos += take
-                self.remaining -= take
-                if not self.remaining:
-                    self.chunk_crlf = True
-                continue
-            if self.chunk_crlf:
-                if size - pos < 2:
-                    break
-                pos += 2
-                self.chunk_crlf = False
-                continue
-            eol = buf.find(b"\r\n", pos)
-            if eol < 0:
-                if size - pos > 4096:
-                    return self._fail(ProxyError(502, "upstream sent a bad chunk size", code="bad_upstream"))
-                break
-            line = bytes(buf[pos:eol]).split(b";", 1)[0].strip()
-            if self.remaining == -1:  # in the trailers after the last chunk
-                pos = eol + 2
-                if not line:
-                    del buf[:pos]
-                    if out:
-                        self._deliver(b"".join(out))
-                    return self._finish()
-                continue
-            try:
-                length = int(line, 16)
-            except ValueError:
-                return self._fail(ProxyError(502, "upstream sent a bad chunk size", code="bad_upstream"))
-            pos = eol + 2
-            self.remaining = length if length else -1
-        del buf[:pos]
-        if out:
-            self._deliver(out[0] if len(out) == 1 else b"".join(out))
-
-    def _deliver(self, data: bytes) -> None:
-        if self.sink is not None:
-            self.sink.data(data)
-        else:
-            self.pending.append(data)
+            self._fail(failure)
 
     def _finish(self) -> None:
         """The body is complete. The connection goes back to the pool only once a sink has taken the
@@ -417,18 +348,45 @@ class _Connection(asyncio.Protocol):
 
 class _ConnectionLost(Exception):
     def __init__(self, got_bytes: bool) -> None:
-        super().__init__("connection lost before the response head")
+        super().__init__("the connection closed before the answer")
         self.got_bytes = got_bytes
+
+
+def keep_probing(transport: asyncio.BaseTransport) -> None:
+    """TCP keep-alive probes on an upstream socket: a peer that vanished (laptop sleep, a VPN or Wi-Fi
+    switch, a NAT that forgot us) is found in KEEPALIVE_IDLE + KEEPALIVE_COUNT * KEEPALIVE_INTERVAL
+    seconds of silence, pooled or mid-answer, instead of at the first-byte or idle timeout."""
+    sock = transport.get_extra_info("socket")
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        # Linux names the idle time TCP_KEEPIDLE, macOS TCP_KEEPALIVE
+        idle = getattr(socket, "TCP_KEEPIDLE", None) or getattr(socket, "TCP_KEEPALIVE", None)
+        for option, value in (
+            (idle, KEEPALIVE_IDLE),
+            (getattr(socket, "TCP_KEEPINTVL", None), KEEPALIVE_INTERVAL),
+            (getattr(socket, "TCP_KEEPCNT", None), KEEPALIVE_COUNT),
+        ):
+            if option is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
 
 class Pool:
     """Keep-alive upstream connections shared by every client of the proxy."""
 
     def __init__(
-        self, *, connect_timeout: float, first_byte_timeout: float, idle_timeout: float, proxies: Proxies
+        self,
+        *,
+        connect_timeout: float,
+        first_byte_timeout: float,
+        idle_timeout: float,
+        proxies: Proxies,
+        reused_first_byte_timeout: float = REUSED_FIRST_BYTE_TIMEOUT,
     ) -> None:
         self.connect_timeout = connect_timeout
         self.first_byte_timeout = first_byte_timeout
+        self.reused_first_byte_timeout = reused_first_byte_timeout
         self.idle_timeout = idle_timeout
         self.proxies = proxies
         self._idle: dict[Origin, list[_Connection]] = {}
@@ -441,15 +399,14 @@ class Pool:
         origin, target = parse_url(url)
         proxy = self._route(origin)
         forward = outbound.absolute_form(proxy, origin.scheme)
-        lines = [f"{method} {url if forward else target} HTTP/1.1", f"host: {origin.hostport}"]
-        lines += [f"{k}: {v}" for k, v in headers.items()]
+        fields = [("host", origin.hostport), *headers.items()]
         if forward and proxy is not None and (authorization := proxy.basic_authorization()):
-            lines.append(f"proxy-authorization: {authorization}")
+            fields.append(("proxy-authorization", authorization))
         if body or method in ("POST", "PUT", "PATCH"):
-            lines.append(f"content-length: {len(body or b'')}")
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+            fields.append(("content-length", str(len(body or b""))))
+        head = http11.request_head(method, url if forward else target, fields)
         for attempt in (0, 1):
-            conn = self._checkout(origin)
+            conn = self._checkout(origin) if attempt == 0 else None  # a second try is on a fresh one
             if conn is not None and time.monotonic() - conn.idle_since > 1.0:
                 # long idle: a server closing it may have sent its FIN already; let the loop read it
                 # first (a connection reused at once costs no extra turn of the loop)
@@ -459,17 +416,27 @@ class Pool:
             reused = conn is not None
             if conn is None:
                 conn = await self._connect(origin, proxy)
-            conn.method_was_head = method == "HEAD"
-            future = conn.send(head, body)
-            try:
-                return await asyncio.wait_for(asyncio.shield(future), self.first_byte_timeout)
+            future = conn.send(head, body, method)
+            bound = self.first_byte_timeout
+            if reused and attempt == 0:
+                bound = min(bound, self.reused_first_byte_timeout)
+            try:  # (no shield: a cancelled head future is one the connection no longer answers)
+                async with asyncio.timeout(bound):
+                    return await future
             except TimeoutError:
                 conn.abandon()
+                if bound < self.first_byte_timeout and not conn.got_bytes:
+                    # the network under it probably changed (sleep, VPN, Wi-Fi): its siblings are as dead
+                    log.info("a reused upstream connection answered nothing in %.0f s: retrying", bound)
+                    for idle in self._idle.pop(origin, []):
+                        idle._drop()
+                    continue
                 raise _timeout(origin, "response") from None
             except _ConnectionLost as lost:
-                # Only an idempotent request is sent again: a POST the server may have begun (a closed
-                # kept-alive connection and a crash look the same from here) must not run twice.
-                if reused and not lost.got_bytes and attempt == 0 and method in ("GET", "HEAD"):
+                # A reused connection that closed with nothing sent back is the keep-alive race (the
+                # server closed it as the request went out) or a peer long gone: the request goes once
+                # more, on a fresh connection. Anything else surfaces.
+                if reused and not lost.got_bytes and attempt == 0:
                     continue
                 raise _unreachable(origin, lost) from None
             except asyncio.CancelledError:

@@ -12,8 +12,10 @@ mid-stream, or folding a non-streaming answer).
 
 Only a flow the addon registered is served, once: its id (a random uuid4, in a header) is checked on
 the head before any body is read, so another local process can neither borrow the login through the
-relay nor make it buffer; heads and bodies are bounded and idle connections closed. No secret is
-needed on the flow, so mitmweb shows nothing worth stealing (a replay finds its id used up).
+relay nor make it buffer; heads and bodies are bounded, a request must arrive within HEAD_TIMEOUT of
+its first byte, and idle connections are closed. No secret is needed on the flow, so mitmweb shows
+nothing worth stealing (a replay finds its id used up). The request body the upstream gets is the one
+the gateway registered on the `FlowState`: mitmproxy sends an empty one over this hop.
 """
 
 from __future__ import annotations
@@ -24,16 +26,16 @@ import logging
 from dataclasses import dataclass
 
 from ..core.errors import ProxyError
+from . import http11
 from .backend import Backend
-from .exchange import Exchange, FlowState, RelayRequest, error_body, http_head
+from .exchange import Exchange, FlowState, RelayRequest, error_body
 
 log = logging.getLogger(__name__)
 
 FLOW_HEADER = "x-cxp-flow"  # the flow's id: the state the addon registered for it, served once
-MAX_HEAD = 64 << 10
 MAX_BODY = 80 << 20  # mitmproxy's own cut (addon.BODY_SIZE_LIMIT); the gateway's is lower and comes first
-IDLE_TIMEOUT = 900.0  # an idle keep-alive connection from mitmproxy (its own client timeout is 600 s)
-HEAD_TIMEOUT = 10.0  # a head (or body) that stops arriving part way
+IDLE_TIMEOUT = 60.0  # an idle keep-alive connection (mitmproxy opens a fresh one when it needs one)
+HEAD_TIMEOUT = 5.0  # a request (head and body) must arrive within this of its first byte
 
 
 @dataclass(frozen=True)
@@ -45,15 +47,23 @@ class Canned:
     body: bytes
 
     def serialise(self) -> bytes:
-        return http_head(self.status, {k.lower(): v for k, v in self.headers.items()}, self.body)
+        return http11.response(self.status, {k.lower(): v for k, v in self.headers.items()}, self.body)
 
 
 class RelayServer:
     """The loopback HTTP/1.1 endpoint mitmproxy forwards translated flows to."""
 
-    def __init__(self, backend: Backend, heartbeat: float) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        heartbeat: float,
+        idle_timeout: float = IDLE_TIMEOUT,
+        head_timeout: float = HEAD_TIMEOUT,
+    ) -> None:
         self.backend = backend
         self.heartbeat = heartbeat
+        self.idle_timeout = idle_timeout
+        self.head_timeout = head_timeout
         self.port = 0
         self._server: asyncio.Server | None = None
         self._pending: dict[str, FlowState | Canned] = {}
@@ -102,7 +112,7 @@ class RelayServer:
 
 def _plain(status: int, message: str) -> bytes:
     body = error_body(ProxyError(status, message, code="relay_refused"), anthropic=False)
-    return http_head(status, {"content-type": "application/json", "connection": "close"}, body)
+    return http11.response(status, {"content-type": "application/json", "connection": "close"}, body)
 
 
 class _RelayConnection(asyncio.Protocol):
@@ -112,25 +122,37 @@ class _RelayConnection(asyncio.Protocol):
         self.server = server
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
-        self.buf = bytearray()
-        self.head: tuple[str, str, dict[str, str], int] | None = None
+        self.parser = http11.Parser("server")
+        self.request: http11.Request | None = None  # a head whose body is still arriving
         self.exchange: Exchange | None = None
         self.last_activity = self.loop.time()
+        self.started: float | None = None  # loop.time() of the first byte of a request not yet whole
         self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.server._connections.add(self)
-        self._arm(HEAD_TIMEOUT)
+        self.started = self.last_activity
+        self.parser.next_message()
+        self._arm(min(self.server.head_timeout, self.server.idle_timeout))
 
     def data_received(self, data: bytes) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
         self.last_activity = self.loop.time()
-        self.buf += data
-        if self.exchange is None:
-            self._parse()
-        elif len(self.buf) > MAX_HEAD:  # mitmproxy never pipelines: this is not mitmproxy
-            self.close()
+        if self.started is None and self.exchange is None:
+            self.started = self.last_activity
+        try:
+            events = self.parser.feed(data)
+        except http11.ProtocolError as error:
+            self._refuse(error.status, f"malformed request: {error.message}")
+            return
+        if self.exchange is not None:
+            if self.parser.buffered > http11.MAX_HEAD:  # mitmproxy never pipelines: this is not mitmproxy
+                self.close()
+            return
+        self._events(events)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server._connections.discard(self)
@@ -159,62 +181,54 @@ class _RelayConnection(asyncio.Protocol):
         if self.exchange is exchange:
             self.exchange = None
             self.server._ended(exchange)
-            self.last_activity = self.loop.time()
-            if self.buf:
-                self._parse()
+            self._next()
 
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
 
-    # parsing
+    # requests
 
     def _refuse(self, status: int, message: str) -> None:
         log.info("relay refused a request: %s", message)
         self.write(_plain(status, message))
-        self.buf.clear()
         self.close()
 
-    def _parse(self) -> None:
-        buf = self.buf
-        if self.head is None:
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(buf) > MAX_HEAD:
-                    self._refuse(431, "request head too large")
-                return
-            try:
-                lines = bytes(buf[:end]).decode("latin-1").split("\r\n")
-                method, path, version = lines[0].split(" ")
-                if not version.startswith("HTTP/1."):
-                    raise ValueError(version)
-                headers: dict[str, str] = {}
-                for line in lines[1:]:
-                    name, sep, value = line.partition(":")
-                    if not sep:
-                        raise ValueError(line)
-                    headers[name.strip().lower()] = value.strip()
-                length = int(headers.get("content-length") or 0)
-            except ValueError:
-                return self._refuse(400, "malformed request")
-            if headers.get(FLOW_HEADER, "") not in self.server._pending:
-                return self._refuse(403, "not a live codex-api-proxy flow")
-            if "transfer-encoding" in headers or length < 0:
-                return self._refuse(400, "the relay takes content-length bodies only")
-            if length > MAX_BODY:
-                return self._refuse(413, "request body too large")
-            del buf[: end + 4]
-            self.head = (method, path, headers, length)
-        method, path, headers, length = self.head
-        if len(buf) < length:
+    def _next(self) -> None:
+        """The last request is answered: read the next one (its bytes may be here already)."""
+        self.last_activity = self.loop.time()
+        self.started = self.last_activity if self.parser.buffered else None
+        try:
+            events = self.parser.next_message()
+        except http11.ProtocolError as error:
+            self._refuse(error.status, f"malformed request: {error.message}")
             return
-        body = bytes(buf[:length])
-        del buf[:length]
-        self.head = None
-        request = RelayRequest(method, path, headers, body)
+        self._events(events)
+
+    def _events(self, events: list[http11.Event]) -> None:
+        for event in events:
+            if isinstance(event, http11.Request):
+                if event.headers.get(FLOW_HEADER, "") not in self.server._pending:
+                    return self._refuse(403, "not a live codex-api-proxy flow")
+                if event.length is None:
+                    return self._refuse(400, "the relay takes content-length bodies only")
+                if event.length > MAX_BODY:
+                    return self._refuse(413, "request body too large")
+                self.request = event
+            elif event is http11.END:
+                self._serve()
+                return  # one request at a time: the next waits for _next()
+            # body bytes: the upstream body is the one on the FlowState, whatever mitmproxy sends
+
+    def _serve(self) -> None:
+        head, self.request = self.request, None
+        assert head is not None
+        self.started = None
+        request = RelayRequest(head.method, head.target, head.headers)
         exchange = self.server._begin(self, request)
         if isinstance(exchange, Canned):
             self.write(exchange.serialise())
+            self._next()
             return
         if exchange is None:  # forgotten while its body arrived (the client left)
             self.write(_plain(409, "this flow is no longer live"))
@@ -223,7 +237,7 @@ class _RelayConnection(asyncio.Protocol):
         self.exchange = exchange
         exchange.start()  # may finish at once (an error answer): exchange_done then clears it
 
-    # idle connections
+    # idle connections and slow requests
 
     def _arm(self, delay: float) -> None:
         self._timer = self.loop.call_later(delay, self._check_idle)
@@ -232,12 +246,21 @@ class _RelayConnection(asyncio.Protocol):
         self._timer = None
         if self.transport is None or self.transport.is_closing():
             return
+        server, now = self.server, self.loop.time()
         if self.exchange is not None:
-            self._arm(HEAD_TIMEOUT)
-            return
-        limit = HEAD_TIMEOUT if self.buf or self.head else IDLE_TIMEOUT
-        idle = self.loop.time() - self.last_activity
-        if idle >= limit:
-            self.close()
+            self._arm(min(server.head_timeout, server.idle_timeout))
+        elif self.started is not None:  # a request is arriving: whole within head_timeout, or cut
+            late = now - self.started - server.head_timeout
+            if late >= 0:
+                log.info(
+                    "relay closed a connection whose request did not arrive in %.0f s", server.head_timeout
+                )
+                self.close()
+            else:
+                self._arm(-late + 0.01)
         else:
-            self._arm(min(limit - idle, HEAD_TIMEOUT) + 0.01)
+            idle = now - self.last_activity
+            if idle >= server.idle_timeout:
+                self.close()
+            else:
+                self._arm(min(server.idle_timeout - idle, server.head_timeout) + 0.01)

@@ -6,7 +6,12 @@ connections, SSE answers written as one chunk per event and flushed, so delays, 
 connections look to a client exactly like the real backend's. It enforces the backend's request rules
 (stream/store, rejected parameters, item ids with store=false, reasoning replay, tool-call pairing)
 with the backend's own error bodies, and reproduces its quirks: `response.completed` carries
-`output: []`, the finished items only arrive as `response.output_item.done`.
+`output: []`, the finished items only arrive as `response.output_item.done`. Like the backend it
+refuses any top-level field outside the Codex CLI's own request body, `web_search_preview*` tool types
+and tool names over 64 characters. A Turn may opt into stream shapes other backend builds send
+(`Turn(shapes=...)`, see STREAM_SHAPES: names only at done, interleaved parallel calls finished in
+reverse, no output_index, no sequence_number, text only at done); the default stream, and the demo
+model's, has none of them.
 
     with FakeBackend(access_tokens={"access-1"}, account_id="acct-1") as fb:
         fb.enqueue(Turn(output=[reasoning("hmm"), function_call("exec", {"cmd": "ls"})]), Turn())
@@ -58,6 +63,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from ..core.sse import frame
+from ..relay import http11
 
 DEFAULT_TEXT = "Hello from the fake Codex backend."
 CODEX_PATH = "/backend-api/codex"
@@ -66,6 +72,21 @@ TOKEN_PATH = "/oauth/token"
 COMPACT_PATH = "/responses/compact"
 REJECTED_PARAMS = ("max_output_tokens", "max_tokens", "max_completion_tokens", "temperature", "top_p",
                    "metadata", "truncation", "user", "stream_options")  # fmt: skip
+# The fields of the Codex CLI's own request body (codex-rs ResponsesApiRequest); like the backend, any
+# other top-level field (prompt_cache_retention, context_management, background...) is a 400.
+ACCEPTED_PARAMS = frozenset({"model", "instructions", "input", "tools", "tool_choice", "parallel_tool_calls",
+                             "reasoning", "store", "stream", "include", "service_tier", "prompt_cache_key",
+                             "text", "client_metadata"})  # fmt: skip
+REFUSED_TOOL_PREFIXES = ("web_search_preview",)  # the OpenAI API's names for web_search: not the backend's
+MAX_TOOL_NAME = 64
+# Opt-in stream shapes other backend builds send (Turn.shapes); the default stream has none of them.
+STREAM_SHAPES = frozenset({
+    "names_at_done",  # function/custom calls announced with an empty name; the name only in output_item.done
+    "interleaved",  # parallel calls: all announced, their deltas alternating, finished in reverse order
+    "no_output_index",  # no event carries output_index (items known by item_id only)
+    "no_sequence_number",  # no event carries sequence_number
+    "text_at_done",  # a message item only as its output_item.done (no added, no part, no deltas)
+})  # fmt: skip
 OUTPUT_OF = {"function_call_output": "function_call", "custom_tool_call_output": "custom_tool_call"}
 DEFAULT_QUOTA_HEADERS = {
     "x-codex-primary-used-percent": "12",
@@ -192,6 +213,7 @@ class Turn:
     delay: float = 0.0  # seconds between events
     stall: float = 0.0  # seconds of silence after response.created
     delay_headers: float = 0.0  # seconds before the status line
+    shapes: frozenset[str] = frozenset()  # STREAM_SHAPES this answer's stream has (Codex route only)
 
     @classmethod
     def usage_limit(cls, resets_in_seconds: int = 120, plan_type: str = "plus") -> Turn:
@@ -362,10 +384,8 @@ class _Reply:
 
     def _head(self, status: int, headers: dict[str, str]) -> None:
         self.rec.status = status
-        lines = [f"HTTP/1.1 {status} {_phrase(status)}", *(f"{k}: {v}" for k, v in headers.items())]
-        if not self.keep_alive:
-            lines.append("connection: close")
-        self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        fields = [*headers.items(), *([("connection", "close")] if not self.keep_alive else [])]
+        self.writer.write(http11.response_head(status, fields, _phrase(status)))
 
     async def json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body).encode()
@@ -385,24 +405,37 @@ class _Reply:
         await self.writer.drain()
 
     async def chunk(self, data: bytes) -> None:
-        self.writer.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.writer.write(http11.chunk(data))
         await self.writer.drain()
 
     async def end(self) -> None:
-        self.writer.write(b"0\r\n\r\n")
+        self.writer.write(http11.LAST_CHUNK)
         await self.writer.drain()
 
 
-async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+async def _read_request(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, parser: http11.Parser
+) -> tuple[http11.Request, bytes]:
+    """The next request on a connection, through the proxy's own codec (EOFError: the client left)."""
+    events = parser.next_message()
+    head: http11.Request | None = None
     body = bytearray()
     while True:
-        size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
-        if size == 0:
-            while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers
-                pass
-            return bytes(body)
-        body += await reader.readexactly(size)
-        await reader.readexactly(2)
+        for event in events:
+            if isinstance(event, http11.Request):
+                head = event
+                if head.headers.get("expect", "").lower() == "100-continue":
+                    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            elif event is http11.END:
+                assert head is not None
+                return head, bytes(body)
+            else:
+                body += event
+        data = await reader.read(1 << 16)
+        if not data:
+            parser.feed_eof()
+            raise EOFError("the client closed the connection")
+        events = parser.feed(data)
 
 
 # ---- the fake ----------------------------------------------------------------------------------------
@@ -599,10 +632,11 @@ class FakeBackend:
         assert task is not None
         self._tasks.add(task)
         self.connections_opened += 1
+        parser = http11.Parser("server")
         try:
-            while await self._exchange(reader, writer):
+            while await self._exchange(reader, writer, parser):
                 pass
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
+        except (ConnectionError, EOFError, http11.ProtocolError):
             pass  # the client went away or sent garbage: drop the connection
         except asyncio.CancelledError:
             pass  # stop(): end quietly (a cancelled stream handler task gets logged as an error)
@@ -610,28 +644,18 @@ class FakeBackend:
             self._tasks.discard(task)
             writer.close()
 
-    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+    async def _exchange(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, parser: http11.Parser
+    ) -> bool:
         """Serve one request; True to keep the connection open for the next one."""
-        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-        method, target, version = head[0].split(" ", 2)
-        headers: dict[str, str] = {}
-        for line in filter(None, head[1:]):
-            name, _, value = line.partition(":")
-            name, value = name.strip().lower(), value.strip()
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        if headers.get("expect", "").lower() == "100-continue":
-            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            raw = await _read_chunked(reader)
-        else:
-            raw = await reader.readexactly(int(headers.get("content-length") or 0))
+        request, raw = await _read_request(reader, writer, parser)
+        method, target, headers = request.method, request.target, request.headers
         url = urlsplit(target)
         body = _parse_body(raw, headers.get("content-type", ""))
         rec = Recorded(method, url.path, dict(parse_qsl(url.query)), headers, body, raw)
         with self._lock:
             self._requests.append(rec)
-        keep = version == "HTTP/1.1" and "close" not in headers.get("connection", "").lower()
-        reply = _Reply(writer, rec, keep)
+        reply = _Reply(writer, rec, request.keep_alive)
         watcher = asyncio.create_task(_watch_close(reader, rec))
         try:
             return await self._dispatch(method, url.path, rec, reply)
@@ -812,9 +836,12 @@ class FakeBackend:
             return _detail("Stream must be set to true")
         if body.get("store") is not False:
             return _detail("Store must be set to false")
-        for name in REJECTED_PARAMS:
-            if name in body:
+        for name in body:
+            if name in REJECTED_PARAMS or name not in ACCEPTED_PARAMS:
                 return _detail(f"Unsupported parameter: {name}")
+        problem = _check_tools(body)
+        if problem:
+            return problem
         if not isinstance(body.get("model"), str) or not body["model"]:
             return _detail("Missing required parameter: model")
         instructions = body.get("instructions", "x")
@@ -1046,7 +1073,7 @@ class FakeBackend:
             events.append(
                 {"type": "response.completed", "response": response("completed", usage=usage, output=done)}
             )
-        return [{"type": e["type"], "sequence_number": n, **e} for n, e in enumerate(events)]
+        return _shaped(events, turn.shapes)
 
     def _item_events(self, spec: OutputSpec, index: int, send_enc: bool) -> list[dict[str, Any]]:
         if isinstance(spec, Text):
@@ -1058,6 +1085,93 @@ class FakeBackend:
                     self.issued_encrypted_content.add(enc)
             return _reasoning_events(spec, index, enc if send_enc else None)
         return _call_events(spec, index)
+
+
+def _check_tools(body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+    """Like the backend: a tool type it only knows by another name, and a name over 64 characters
+    (in tools, the history's calls or tool_choice), are 400s."""
+    named: list[tuple[str, Any]] = []
+    for i, tool in enumerate(body.get("tools") or []):
+        kind = str(tool.get("type", "")) if isinstance(tool, dict) else ""
+        if kind.startswith(REFUSED_TOOL_PREFIXES):
+            message = f"Invalid value: '{kind}'. Supported values are: 'function', 'custom', 'web_search'..."
+            return _invalid(message, f"tools[{i}].type", "invalid_value")
+        named.append((f"tools[{i}].name", tool.get("name") if isinstance(tool, dict) else None))
+    for i, item in enumerate(body.get("input") or []):
+        if isinstance(item, dict) and item.get("type") in ("function_call", "custom_tool_call"):
+            named.append((f"input[{i}].name", item.get("name")))
+    if isinstance(body.get("tool_choice"), dict):
+        named.append(("tool_choice.name", body["tool_choice"].get("name")))
+    for param, name in named:
+        if isinstance(name, str) and len(name) > MAX_TOOL_NAME:
+            message = (
+                f"Invalid '{param}': string too long. Expected a string with maximum length "
+                f"{MAX_TOOL_NAME}, but got a string with length {len(name)} instead."
+            )
+            return _invalid(message, param, "string_above_max_length")
+    return None
+
+
+def _event_item_id(event: dict[str, Any]) -> Any:
+    item = event.get("item")
+    return item.get("id") if isinstance(item, dict) else event.get("item_id")
+
+
+def _interleave(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The calls' events as parallel calls really come: all announced first, their argument deltas
+    alternating, the last one finished first."""
+    calls = [
+        e["item"]["id"]
+        for e in events
+        if e["type"] == "response.output_item.added"
+        and e["item"].get("type") in ("function_call", "custom_tool_call")
+    ]
+    if len(calls) < 2:
+        return events
+    own = [e for e in events if _event_item_id(e) in calls]
+    first = events.index(own[0])
+    rest = [e for e in events if _event_item_id(e) not in calls]
+    added = [e for e in own if e["type"] == "response.output_item.added"]
+    done = [e for e in own if e["type"] == "response.output_item.done"][::-1]
+    middle = {
+        c: [e for e in own if _event_item_id(e) == c and e not in added and e not in done] for c in calls
+    }
+    mixed: list[dict[str, Any]] = []
+    while any(middle.values()):
+        for c in calls:
+            if middle[c]:
+                mixed.append(middle[c].pop(0))
+    return rest[:first] + added + mixed + done + rest[first:]
+
+
+def _shaped(events: list[dict[str, Any]], shapes: frozenset[str]) -> list[dict[str, Any]]:
+    """The stream numbered and, for the Turn's opt-in STREAM_SHAPES, reshaped (see STREAM_SHAPES)."""
+    unknown = shapes - STREAM_SHAPES
+    if unknown:
+        raise ValueError(f"unknown stream shapes: {sorted(unknown)}")
+    if "interleaved" in shapes:
+        events = _interleave(events)
+    if "text_at_done" in shapes:
+        messages = {e["item"]["id"] for e in events if e["type"] == "response.output_item.added"
+                    and e["item"].get("type") == "message"}  # fmt: skip
+        events = [
+            e for e in events if _event_item_id(e) not in messages or e["type"] == "response.output_item.done"
+        ]
+    if "names_at_done" in shapes:
+        events = [
+            {**e, "item": {**e["item"], "name": ""}}
+            if e["type"] == "response.output_item.added"
+            and e["item"].get("type") in ("function_call", "custom_tool_call")
+            else e
+            for e in events
+        ]
+    out = [{"type": e["type"], "sequence_number": n, **e} for n, e in enumerate(events)]
+    for event in out:
+        if "no_output_index" in shapes:
+            event.pop("output_index", None)
+        if "no_sequence_number" in shapes:
+            event.pop("sequence_number", None)
+    return out
 
 
 def _refresh_error(code: str, what: str) -> tuple[int, dict[str, Any]]:

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..core.errors import ERROR_EVENT, HEARTBEAT_EVENT, ProxyError, from_event
 from ..core.sse import SSEParser
+from .events import EventOrder
 
 
 @dataclass
@@ -22,15 +23,18 @@ class _Partial:
     text: dict[int, list[str]] = field(default_factory=dict)  # content_index -> deltas
     arguments: list[str] = field(default_factory=list)
     summary: dict[int, list[str]] = field(default_factory=dict)  # summary_index -> deltas
+    refusal: dict[int, list[str]] = field(default_factory=dict)  # content_index -> deltas
 
     def build(self) -> dict[str, Any]:
         item = dict(self.item)
         kind = item.get("type")
-        if kind == "message" and self.text:
-            item["content"] = [
-                {"type": "output_text", "text": "".join(parts), "annotations": []}
-                for _, parts in sorted(self.text.items())
-            ]
+        if kind == "message" and (self.text or self.refusal):
+            texts = {
+                i: {"type": "output_text", "text": "".join(p), "annotations": []}
+                for i, p in self.text.items()
+            }
+            refusals = {i: {"type": "refusal", "refusal": "".join(p)} for i, p in self.refusal.items()}
+            item["content"] = [part for _, part in sorted({**texts, **refusals}.items())]
         elif kind in ("function_call", "custom_tool_call") and self.arguments:
             item["arguments" if kind == "function_call" else "input"] = "".join(self.arguments)
         elif kind == "reasoning" and self.summary:
@@ -42,7 +46,8 @@ class _Partial:
 
 
 class ResponseAccumulator:
-    """Feed parsed Responses events in order; `response()` is the full object at any point."""
+    """Feed parsed Responses events in canonical order (events.py: every item event has its
+    `output_index`); `response()` is the full object at any point."""
 
     def __init__(self) -> None:
         self.base: dict[str, Any] = {}
@@ -70,6 +75,8 @@ class ResponseAccumulator:
             part = self.partial[idx]
             if kind == "response.output_text.delta":
                 part.text.setdefault(data.get("content_index", 0), []).append(data.get("delta", ""))
+            elif kind == "response.refusal.delta":
+                part.refusal.setdefault(data.get("content_index", 0), []).append(data.get("delta", ""))
             elif kind in ("response.function_call_arguments.delta", "response.custom_tool_call_input.delta"):
                 part.arguments.append(data.get("delta", ""))
             elif kind == "response.reasoning_summary_text.delta":
@@ -98,6 +105,7 @@ class StreamFolder:
 
     def __init__(self) -> None:
         self._parser = SSEParser()
+        self._order = EventOrder()
         self._acc = ResponseAccumulator()
 
     def feed(self, chunk: bytes) -> dict[str, Any] | None:
@@ -119,11 +127,12 @@ class StreamFolder:
             except ValueError:
                 raise ProxyError(502, "upstream sent an event that is not JSON") from None
             if isinstance(data, dict) and data.get("type") != HEARTBEAT_EVENT:
-                acc.feed(data)
-                if acc.failure:
-                    raise acc.failure
-                if acc.terminal is not None:
-                    return acc.response()
+                for ordered in self._order.feed(data):
+                    acc.feed(ordered)
+                    if acc.failure:
+                        raise acc.failure
+                    if acc.terminal is not None:
+                        return acc.response()
         return None
 
 

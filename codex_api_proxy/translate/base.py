@@ -15,11 +15,12 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ..core.errors import ERROR_EVENT, HEARTBEAT_EVENT, ProxyError, bad_request, from_event
 from ..core.sse import SSEEvent, SSEParser, comment
 from .accumulate import usage_of
+from .events import EventOrder
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,18 @@ class RequestContext:
     stream: bool = False
     headers: dict[str, str] = field(default_factory=dict)  # lower-case names
     options: dict[str, Any] = field(default_factory=dict)  # family-specific settings and state
+
+
+class Translator(Protocol):
+    """What the exchange needs of a family's translator (each family's package is one): the request
+    going up, the whole answer coming back, and the stream translator; a unary family (compact) also
+    has `aggregate`, reading the upstream's JSON answer."""
+
+    def to_upstream(self, body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]: ...
+
+    def from_response(self, response: dict[str, Any], ctx: RequestContext) -> dict[str, Any]: ...
+
+    def Stream(self, ctx: RequestContext) -> StreamTranslator: ...  # the class, called like a function
 
 
 def client_errors(translate: Callable[..., Any]) -> Callable[..., Any]:
@@ -67,11 +80,12 @@ class StreamTranslator(ABC):
 
     def __init__(self) -> None:
         self._parser = SSEParser()
+        self._order = EventOrder()
         self.finished = False  # a terminal event or a failure was translated; ignore the rest
         self.upstream_ended = False  # the upstream sent its own last event (terminal or failure)
         self.failure: ProxyError | None = None
         self.failure_event: dict[str, Any] | None = None  # the upstream event that reported it, if any
-        self.raw_data = ""  # the current event's JSON as the upstream sent it (relayed as is where it can)
+        self.raw_data = ""  # the current event's JSON as the upstream sent it, "" when reshaped (events.py)
         self.usage: dict[str, int] | None = None  # the terminal event's token usage (`usage_of`), for metrics
 
     def __call__(self, chunk: bytes) -> list[bytes]:
@@ -91,6 +105,10 @@ class StreamTranslator(ABC):
             out += self.fail(ProxyError(500, "codex-api-proxy failed to translate the upstream stream"))
         return out
 
+    def discard_partial(self) -> None:
+        """The upstream connection broke inside an event: drop its part (see SSEParser.discard)."""
+        self._parser.discard()
+
     def _dispatch(self, event: SSEEvent) -> list[bytes]:
         if not event.data or event.data == "[DONE]":
             return []
@@ -105,13 +123,27 @@ class StreamTranslator(ABC):
         if kind == HEARTBEAT_EVENT:
             return self.on_heartbeat()
         if kind in FAILURE_EVENTS:
+            out = self._translate(self._order.flush())
             self.failure_event = data
-            return self.fail(from_event(data))
-        self.raw_data = event.data
-        out = self.on_event(kind or "", data)
-        if kind in TERMINAL_EVENTS:
-            self.finished = True
-            self.usage = usage_of(data.get("response") or {})
+            return out + self.fail(from_event(data))
+        if "type" not in data:
+            data = {**data, "type": kind}
+        return self._translate(self._order.feed(data), data, event.data)
+
+    def _translate(
+        self, events: list[dict[str, Any]], original: dict[str, Any] | None = None, raw: str = ""
+    ) -> list[bytes]:
+        """Canonically ordered events (events.py) -> client bytes."""
+        out: list[bytes] = []
+        for data in events:
+            if self.finished:
+                break
+            kind = str(data.get("type") or "")
+            self.raw_data = raw if data is original else ""
+            out += self.on_event(kind, data)
+            if kind in TERMINAL_EVENTS:
+                self.finished = True
+                self.usage = usage_of(data.get("response") or {})
         return out
 
     def fail(self, error: ProxyError) -> list[bytes]:

@@ -65,6 +65,10 @@ class PassthroughStream:
         events = self._parser.feed(chunk) if chunk else self._parser.flush()
         return [self._reframe(event) for event in events if self.failure is None]
 
+    def discard_partial(self) -> None:
+        """The upstream connection broke inside an event: drop its part (see SSEParser.discard)."""
+        self._parser.discard()
+
     def _reframe(self, event: SSEEvent) -> bytes:
         kind = event.event
         if kind in (HEARTBEAT_EVENT, ERROR_EVENT):

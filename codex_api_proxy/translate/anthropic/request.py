@@ -36,7 +36,6 @@ Choices a reader needs (each one is tested in tests/test_anthropic_translate.py)
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -44,8 +43,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...core.errors import bad_request
+from .. import tool_order, upstream_policy
 from ..base import RequestContext, client_errors
 from ..cache_key import prompt_cache_key
+from ..tool_names import upstream_tool_name
 from .signature import decode_signature
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,6 @@ THINKING_OFF_EFFORT = "low"
 BILLING_PREFIX = "x-anthropic-billing-header:"
 ERROR_PREFIX = "Error: "
 
-_TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _BRACKET_SUFFIX = re.compile(r"\[[^\[\]]*\]$")
 _SCHEMA_DROP = frozenset({"$schema", "$id", "$comment"})
 _SCHEMA_MAPS = frozenset({"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"})
@@ -112,14 +112,6 @@ def map_model(name: str, model_map: dict[str, str] | None = None) -> str:
     return table[family]
 
 
-def upstream_tool_name(name: str) -> str:
-    """A name the Responses API accepts; unchanged when it already is one."""
-    if _TOOL_NAME.fullmatch(name):
-        return name
-    digest = hashlib.sha1(name.encode()).hexdigest()[:8]
-    return re.sub(r"[^A-Za-z0-9_-]", "_", name)[:55] + "_" + digest
-
-
 # --- request ---------------------------------------------------------------------------------
 
 
@@ -159,10 +151,11 @@ def to_upstream(body: Any, ctx: RequestContext) -> dict[str, Any]:
     if thinking:
         out["include"] = ["reasoning.encrypted_content"]
     out["prompt_cache_key"] = prompt_cache_key(ctx.headers, items, instructions)
+    tool_order.arrange(out, ctx.options)
     ctx.options.update(cache_key=out["prompt_cache_key"], request_body=body)  # for token calibration
     out["stream"] = True
     out["store"] = False
-    return out
+    return upstream_policy.apply(out)  # what the backend takes, whichever family built it
 
 
 def _instructions(system: Any) -> str:

@@ -10,32 +10,20 @@ output items, because the backend leaves its `output` empty and the openai SDK t
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
 from ...core.conversations import Conversation
 from ...core.errors import ProxyError, bad_request
 from ...core.sse import frame
+from .. import tool_names, tool_order, upstream_policy
 from ..accumulate import ResponseAccumulator
 from ..base import RequestContext, StreamTranslator, client_errors
 from ..cache_key import prompt_cache_key
 
 log = logging.getLogger(__name__)
 
-# Accepted by the OpenAI API, refused by the Codex backend; dropped so that clients keep working.
-DROPPED_PARAMS = (
-    "max_output_tokens",
-    "max_tool_calls",
-    "temperature",
-    "top_p",
-    "top_logprobs",
-    "metadata",
-    "truncation",
-    "user",
-    "safety_identifier",
-    "stream_options",
-    "background",
-)
 # A server-side conversation object: not emulated, refused rather than silently ignored.
 STATEFUL_PARAMS = ("conversation",)
 ENCRYPTED_REASONING = "reasoning.encrypted_content"
@@ -105,12 +93,14 @@ def _history(body: dict[str, Any], conversation: Conversation | None) -> list[di
     return [_normalise_item(item, i) for i, item in enumerate(turn.history())]
 
 
-_SKIPPED = frozenset((*DROPPED_PARAMS, *STATEFUL_PARAMS, "previous_response_id"))  # never sent upstream
+_SKIPPED = frozenset((*STATEFUL_PARAMS, "previous_response_id"))  # resolved here, never sent upstream
+TOOL_NAMES = "tool_names"  # ctx.options: {upstream tool name: client tool name} for shortened names
 
 
 def normalise(body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
     """What `/responses` and `/responses/compact` share: the client's parameters the backend refuses
-    dropped, stored state expanded, input items in the shape a store=false backend accepts."""
+    dropped (upstream_policy.py), stored state expanded, input items in the shape a store=false backend
+    accepts, tool names the backend would refuse shortened (tool_names.py)."""
     model = body.get("model")
     if not isinstance(model, str) or not model.strip():
         raise bad_request("model is required", param="model")
@@ -123,7 +113,6 @@ def normalise(body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
             )
     ctx.model, ctx.stream = model, bool(body.get("stream"))
     out = {k: v for k, v in body.items() if k not in _SKIPPED}
-    dropped = [k for k in DROPPED_PARAMS if k in body]
 
     raw_input = body.get("input")
     if isinstance(raw_input, str):
@@ -164,12 +153,10 @@ def normalise(body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
         out.pop("instructions", None)
     if not out.get("prompt_cache_key"):
         out["prompt_cache_key"] = prompt_cache_key(ctx.headers, out["input"], instructions)
-    log.debug(
-        "responses request normalised: dropped=%s, %d history + %d input items",
-        dropped,
-        len(history),
-        len(new),
-    )
+    out = upstream_policy.apply(out)
+    ctx.options[TOOL_NAMES] = tool_names.shorten(out)
+    tool_order.arrange(out, ctx.options)
+    log.debug("responses request normalised: %d history + %d input items", len(history), len(new))
     return out
 
 
@@ -221,6 +208,8 @@ def output_text(response: dict[str, Any]) -> str:
 
 def from_response(response: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
     """The aggregated Responses object, as the OpenAI API returns it to a non-streaming client."""
+    names = ctx.options.get(TOOL_NAMES) or {}
+    response = {**response, "output": [tool_names.restore(i, names) for i in response.get("output") or []]}
     remember(response, ctx)
     result = dict(response)
     result.setdefault("status", "completed")
@@ -235,18 +224,51 @@ class Stream(StreamTranslator):
         super().__init__()
         self.ctx = ctx
         self.acc = ResponseAccumulator()
-        self.sequence = 0
+        self.sequence = -1  # the last sequence_number sent (the Responses API counts from 0)
+        self.started = False  # response.created was sent (the upstream's or one made up, see _created)
+        self.own_id: str | None = None  # the id given to a response whose stream named none
 
     def on_event(self, kind: str, data: dict[str, Any]) -> list[bytes]:
+        names, original = self.ctx.options.get(TOOL_NAMES), data
+        if names and isinstance(data.get("item"), dict):
+            item = tool_names.restore(data["item"], names)
+            data = data if item is data["item"] else {**data, "item": item}
+        out = self._created(kind, data)
         self.acc.feed(data)
-        if isinstance(data.get("sequence_number"), int):
-            self.sequence = data["sequence_number"]
+        upstream_number = data.get("sequence_number")
+        self.sequence += 1  # numbered in the order sent: events.py may have held some back
         if kind in ("response.completed", "response.incomplete"):
-            data = {**data, "response": self.acc.response()}
+            response = self.acc.response()
+            if self.own_id:
+                response["id"] = self.own_id
+            data = {**data, "response": response, "sequence_number": self.sequence}
             remember(data["response"], self.ctx)
-            return [frame(data, kind)]
-        raw = self.raw_data  # as it came (parsed once, not encoded again) unless it is not one data line
-        return [frame(data if "\n" in raw else raw, kind)]
+            return [*out, frame(data, kind)]
+        raw = self.raw_data if data is original else ""  # as it came, unless reshaped or renamed
+        if raw and "\n" not in raw and upstream_number == self.sequence:
+            return [*out, frame(raw, kind)]
+        return [*out, frame({**data, "sequence_number": self.sequence}, kind)]
+
+    def _created(self, kind: str, data: dict[str, Any]) -> list[bytes]:
+        """A stream must open with `response.created` (the openai SDK refuses anything else first). A
+        stream that has none (as in the Codex CLI's own test fixtures) gets one: with the id of the
+        first event that names its response, else an id of ours that the final event then carries."""
+        if self.started:
+            return []
+        self.started = True
+        if kind == "response.created":
+            return []
+        response = (
+            dict(data.get("response") or {}) if kind in ("response.in_progress", "response.queued") else {}
+        )
+        if not response.get("id"):
+            self.own_id = response["id"] = "resp_" + uuid.uuid4().hex
+        response.update(object="response", status="in_progress", output=[])
+        response.setdefault("model", self.ctx.model)
+        self.sequence += 1
+        event = {"type": "response.created", "response": response, "sequence_number": self.sequence}
+        self.acc.feed(event)
+        return [frame(event, "response.created")]
 
     def on_failure(self, error: ProxyError) -> list[bytes]:
         if self.failure_event and self.failure_event.get("type") == "response.failed":

@@ -280,3 +280,26 @@ def test_descriptor_limit_is_raised_to_the_hard_limit(proxy: Proxy) -> None:
     (line,) = [x for x in limits.splitlines() if x.startswith("Max open files")]
     soft, hard = line.split()[3:5]
     assert soft == hard, line
+
+
+def test_a_malformed_chunked_body_gets_a_400_not_a_closed_connection(proxy: Proxy, fake: FakeBackend) -> None:
+    host = proxy.url.removeprefix("http://")
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n"
+        "transfer-encoding: chunked\r\n\r\n"
+    ).encode()
+    for body in (b"zz\r\n{}\r\n0\r\n\r\n", b"2\r\n{}XX0\r\n\r\n"):  # a chunk size, a chunk's end
+        with socket.create_connection(("127.0.0.1", port_of(proxy)), timeout=10) as sock:
+            sock.sendall(head + body)
+            answer = b""
+            while chunk := sock.recv(65536):  # one answer, then the close
+                answer += chunk
+        status, _, rest = answer.partition(b"\r\n")
+        assert status == b"HTTP/1.1 400 Bad Request", answer[:300]
+        error = json.loads(rest.partition(b"\r\n\r\n")[2])["error"]
+        assert error["type"] == "invalid_request_error" and "chunk" in error["message"]
+    fake.enqueue(Turn(output=[text("well-formed chunks")]))
+    r = httpx.post(proxy.v1 + "/chat/completions", content=iter([json.dumps(CHAT).encode()]),
+                   headers={"content-type": "application/json"}, trust_env=False, timeout=30)  # fmt: skip
+    assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "well-formed chunks"
+    assert len(fake.responses_requests) == 1

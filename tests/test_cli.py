@@ -82,6 +82,7 @@ def test_start_status_request_restart_stop(env: dict[str, str], fake: FakeBacken
     assert r.json()["output_text"] == "from the daemon"
     with_key = cli("status", "--verbose", env={**env, "CODEX_API_PROXY_API_KEY": key}).stdout
     assert "requests: 1\n" in with_key and "  /responses 2xx: 1\n" in with_key
+    assert "stored responses and items: 2 entries" in with_key  # its turn and its output message
 
     config_file = state(tmp_path) / "config.toml"
     before = tomllib.loads(config_file.read_text())

@@ -156,11 +156,11 @@ def test_store_bounds_evict_the_oldest_then_a_clear_400(small_store_proxy: Proxy
 def test_store_limits_bytes_and_ttl_and_scopes_accounts(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = [1000.0]
     monkeypatch.setattr("codex_api_proxy.core.conversations.time.monotonic", lambda: clock[0])
-    store = ConversationStore(max_entries=100, max_bytes=300, ttl=60)
+    store = ConversationStore(max_entries=100, max_bytes=2000, ttl=60)
     a, b = store.conversation("acct-a"), store.conversation("acct-b")
     for n in range(5):
         a.remember(f"resp_{n}", [], [{"type": "message", "id": f"msg_{n}", "content": "x" * 40}])
-    assert store.bytes_used <= 300 and store.evicted > 0
+    assert store.bytes_used <= 2000 and store.evicted > 0
     assert a.turn("resp_0") is None and a.turn("resp_4") is not None
     assert b.turn("resp_4") is None and b.item("msg_4") is None  # another account sees nothing
     clock[0] += 30
@@ -238,5 +238,5 @@ def test_store_limits_from_the_environment(
     monkeypatch.setenv("CODEX_API_PROXY_STORE_MAX_BYTES", "4096")
     monkeypatch.setenv("CODEX_API_PROXY_STORE_TTL", "oops")
     store = ConversationStore.from_env()
-    assert (store.max_entries, store.max_bytes, store.ttl) == (12, 4096, 6 * 3600.0)
+    assert (store.max_entries, store.max_bytes, store.ttl) == (12, 4096, 2 * 3600.0)
     assert "CODEX_API_PROXY_STORE_TTL='oops' is not a positive number" in caplog.text

@@ -41,6 +41,22 @@ def test_the_head_reader_the_addon_bounds() -> None:
     assert _http1.Http1Server.read_headers is addon.bounded_read_headers
 
 
+def test_the_body_reader_the_addon_makes_answer() -> None:
+    """mitmproxy closes the client's connection on a body it cannot parse, then reports the protocol
+    error: the addon answers 400 between the two, so both must still come in that order."""
+    from codex_api_proxy.proxy import mitm_patches as addon
+
+    original = inspect.getsource(addon._read_body)
+    close = original.index(
+        "except h11.ProtocolError as e:\n                yield commands.CloseConnection(self.conn)"
+    )
+    assert original.index("self.ReceiveProtocolError(", close) > close
+    assert _http1.Http1Server.ReceiveProtocolError.__name__ == "RequestProtocolError"
+    make_addons()
+    assert _http1.Http1Server.read_body is addon.answered_read_body
+    assert _http1.Http1Client.read_body is addon._read_body  # upstream errors stay mitmproxy's
+
+
 def test_streamed_responses_and_requests_behave_as_the_data_path_assumes() -> None:
     source = inspect.getsource(http_layer.HttpStream)
     # a response marked `stream = True` is forwarded chunk by chunk, unchanged

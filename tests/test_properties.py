@@ -16,10 +16,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from codex_api_proxy.core import cache_health, models
+from codex_api_proxy.core.conversations import conversation_headers
 from codex_api_proxy.core.errors import ProxyError
 from codex_api_proxy.testing.fake_backend import FakeBackend, Turn, text
 from codex_api_proxy.translate import anthropic, chat, responses
 from codex_api_proxy.translate.base import RequestContext
+
+from .conftest import Proxy
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
 json_values = st.recursive(
@@ -114,6 +118,8 @@ BODIES = {
             "instructions": json_values,
             "text": json_values,
             "previous_response_id": json_values,
+            "prompt_cache_key": json_values,
+            "stream": json_values,
         }
     ),
     "anthropic": shaped(
@@ -134,6 +140,8 @@ MODULES = {"chat": chat, "responses": responses, "anthropic": anthropic}
 
 
 def translate(family: str, body: Any) -> None:
+    """The translator, then what the gateway reads of its output before the request goes upstream
+    (cache health's prefix, the conversation headers, the effort clamp): none of it may fail."""
     ctx = RequestContext(headers={})
     try:
         out = MODULES[family].to_upstream(body, ctx)
@@ -141,6 +149,11 @@ def translate(family: str, body: Any) -> None:
         assert 400 <= error.status < 500, error
         return
     json.dumps(out, ensure_ascii=False).encode()  # what goes upstream always encodes
+    key = out.get("prompt_cache_key")
+    cache_health.CacheHealth().note_request(key, out, {})
+    assert all(isinstance(v, str) for v in conversation_headers({}, key).values())
+    models.clamp_body_effort(out, ("low", "medium", "high"))
+    assert isinstance(str(out.get("model") or ""), str)
 
 
 @pytest.mark.parametrize("family", list(BODIES))
@@ -216,6 +229,11 @@ def test_lone_surrogates_are_repaired_and_later_turns_work(http: httpx.Client, f
             '{"model": "gpt-5.5", "max_tokens": 5, "messages": ' + "[" * 5000 + "]" * 5000 + "}",
         ),
         ("/v1/chat/completions", '{"model": "gpt-5.5", "messages": 3}'),
+        ("/v1/responses", '{"model": "gpt-5.5", "input": "hi", "tools": true}'),
+        ("/v1/responses", '{"model": "gpt-5.5", "input": "hi", "tools": 3}'),
+        ("/v1/responses", '{"model": "gpt-5.5", "input": "hi", "tools": [true]}'),
+        ("/v1/responses", '{"model": "gpt-5.5", "input": "hi", "prompt_cache_key": 7}'),
+        ("/v1/responses/compact", '{"model": "gpt-5.5", "input": "hi", "tools": 1.5}'),
     ],
 )
 def test_bad_bodies_are_a_4xx_in_the_family_envelope(
@@ -240,3 +258,39 @@ def test_a_flow_retargeted_then_failing_keeps_the_anthropic_envelope(
         json={"model": "gpt-5.5", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]},
     )
     assert r.status_code == 500 and r.json()["type"] == "error"
+
+
+# What the gateway reads of a Responses body before and after translation, each with any JSON value.
+RESPONSES_FIELDS = {
+    "model": st.just("gpt-5.5") | json_values,
+    "input": st.just("hi") | blocks | json_values,
+    "tools": tools | json_values,
+    "instructions": json_values,
+    "prompt_cache_key": json_values,
+    "stream": st.booleans() | json_values,
+    "reasoning": st.fixed_dictionaries({"effort": json_values}) | json_values,
+    "store": json_values,
+}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    body=st.fixed_dictionaries({}, optional=RESPONSES_FIELDS),
+    path=st.sampled_from(["/v1/responses", "/v1/responses/compact"]),
+)
+def test_any_responses_body_through_the_proxy_is_never_a_5xx(
+    proxy: Proxy, path: str, body: dict[str, Any]
+) -> None:
+    """Through the real proxy: every shape of the fields the gateway and cache health read is answered
+    (by the fake backend) or refused with a 4xx in the OpenAI envelope, never a 500."""
+    raw = json.dumps(body).encode()  # Infinity included: Python's parser takes it too
+    r = httpx.post(
+        proxy.url + path,
+        content=raw,
+        headers={"content-type": "application/json"},
+        timeout=30,
+        trust_env=False,
+    )
+    assert r.status_code < 500, r.text
+    if r.status_code >= 400:
+        assert r.json()["error"]["type"] == "invalid_request_error", r.text

@@ -75,6 +75,16 @@ def quota_summary(quota: dict[str, Any]) -> str:
     return f"quota{plan}: " + ("; ".join(parts) or "no figures yet")
 
 
+def store_summary(store: dict[str, Any]) -> str:
+    """/health's store figures as one line: what Responses clients may refer back to, and its bound."""
+    mib = 1 << 20
+    return (
+        f"stored responses and items: {store.get('entries', 0)} entries, "
+        f"{store.get('bytes', 0) / mib:.1f} of {store.get('max_bytes', 0) / mib:.0f} MiB"
+        + (f" ({store['evicted']} evicted)" if store.get("evicted") else "")
+    )
+
+
 def _uptime(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
@@ -124,6 +134,9 @@ def describe(
     quota = info.get("quota")
     if isinstance(quota, dict):
         lines.append(quota_summary(quota))
+    store = info.get("store")
+    if isinstance(store, dict):
+        lines.append(store_summary(store))
     if verbose:
         expires = ready.get("expires_in")
         if expires is not None:

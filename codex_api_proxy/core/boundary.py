@@ -19,16 +19,20 @@ compressed body is bounded in `decoded_body`.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import hashlib
 import hmac
+import json
+import platform
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ProxyError
+from .errors import ProxyError, bad_request
 from .headers import CORS_ALLOWED, CORS_EXPOSED
-from .limits import KIB, MAX_BODY, MAX_HEAD, MAX_HEADERS, MIB
+from .limits import KIB, MAX_BODY, MAX_HEAD, MAX_HEADERS, MIB, OFF_LOOP_BYTES
 from .routes import find
 from .settings import is_loopback
 
@@ -153,6 +157,48 @@ def check_head(
             413, f"request body is larger than {MAX_BODY // MIB} MiB", code="request_too_large"
         )
     return headers, None
+
+
+def json_body(raw: bytes, encoding: str) -> tuple[dict[str, Any], bytes]:
+    """A request's JSON object and its decoded bytes; every way it can be wrong is a 4xx."""
+    raw = decoded_body(raw, encoding)
+    try:
+        body = json.loads(raw)
+    except RecursionError:
+        raise bad_request("request body is nested too deeply", code="invalid_json") from None
+    except ValueError:
+        raise bad_request("request body is not valid JSON", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise bad_request("request body must be a JSON object", code="invalid_json")
+    if b"\\ud" in raw or b"\\uD" in raw:  # an escaped surrogate: maybe a lone one, unencodable
+        body = repair_surrogates(body)
+    return body, raw
+
+
+def off_loop(raw: bytes, encoding: str) -> bool:
+    """Whether work on this body belongs in a worker thread: parsing and re-encoding a large body
+    holds the event loop (and every other client) for as long as it takes, ~0.1 s per 10 MiB. A
+    compressed body counts as large: what it expands to is not known before decoding it."""
+    return len(raw) > OFF_LOOP_BYTES or encoding.strip().lower() not in ("", "identity")
+
+
+def release_memory() -> None:
+    """Give the heap's free pages back to the system after a large body: glibc keeps freed blocks
+    below its mmap threshold (up to 32 MiB) in the heap, so a few big requests would otherwise leave
+    the process hundreds of MB larger for its whole life. Elsewhere (macOS, musl) a no-op."""
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+@functools.cache
+def _glibc() -> Any:
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
 
 
 def repair_surrogates(value: Any) -> Any:

@@ -67,7 +67,7 @@ class Prefix:
 
     @classmethod
     def of(cls, body: dict[str, Any], headers: dict[str, str]) -> Prefix:
-        tools, items = body.get("tools") or [], body.get("input") or []
+        tools, items = _listed(body.get("tools")), _listed(body.get("input"))
         return cls(
             _digest(body.get("instructions") or ""),
             [_digest(t) for t in tools],
@@ -187,6 +187,11 @@ class CacheHealth:
             thread.miss = f"cached share fell from {before:.0%} to {share:.0%} with an unchanged prefix"
             log.info("cache_miss conversation %s model %s: cached share of input fell from %.0f%% to %.0f%% "
                      "with an unchanged prefix", _short(key), model, before * 100, share * 100)  # fmt: skip
+
+
+def _listed(value: Any) -> list[Any]:
+    """A list field as sent; any other shape (the translators refuse those) is no prefix at all."""
+    return value if isinstance(value, list) else []
 
 
 def _short(key: str) -> str:

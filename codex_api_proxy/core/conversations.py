@@ -8,8 +8,11 @@ output), so a later request can be expanded into the full conversation the backe
 OpenAI API, a request with `store: false` (the Codex CLI's) is not kept: no copy of what a client
 asked not to store, and no cost on the path that needs none.
 
-Bounded three ways: entries (items + turns), bytes (the JSON size of what an entry holds; a turn
-counts its whole history, so the count never underestimates memory) and age (TTL since last use).
+Bounded three ways, to what a local tool should hold: entries (items + turns), bytes (the memory
+what an entry holds takes, every object counted each time it is reached, so a turn counts its whole
+history and the count never underestimates) and age (time since last use). Most clients store
+nothing here (the Codex CLI sends `store: false`; Anthropic and chat clients have no stored state);
+a client that chains `previous_response_id` needs its latest turn, rarely one an hour old.
 The least recently used entry goes first; a reference to an evicted entry is a clear 400, never a
 silent drop. Nothing here knows about HTTP: a future Responses WebSocket transport holds one
 `Conversation` per socket, puts it in `ctx.options["conversations"]` for each `response.create` frame
@@ -23,9 +26,9 @@ Also here, because it is the same conversation identity: the `session-id`/`threa
 
 from __future__ import annotations
 
-import json
 import logging
 import os
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -36,14 +39,15 @@ from typing import Any
 MAX_ENTRIES_ENV = "CODEX_API_PROXY_STORE_MAX_ITEMS"
 MAX_BYTES_ENV = "CODEX_API_PROXY_STORE_MAX_BYTES"
 TTL_ENV = "CODEX_API_PROXY_STORE_TTL"
-DEFAULT_MAX_ENTRIES = 20_000
-DEFAULT_MAX_BYTES = 128 << 20
-DEFAULT_TTL = 6 * 3600.0
+DEFAULT_MAX_ENTRIES = 5_000
+DEFAULT_MAX_BYTES = 16 << 20
+DEFAULT_TTL = 2 * 3600.0
+ENTRY_OVERHEAD = 400  # bytes of bookkeeping per entry (its key, record and place in the order)
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Entry:
     value: Any
     size: int
@@ -100,6 +104,16 @@ class ConversationStore:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def figures(self) -> dict[str, int]:
+        """What the store holds and may hold, for /health and `status`."""
+        return {
+            "entries": len(self._entries),
+            "bytes": self.bytes_used,
+            "max_entries": self.max_entries,
+            "max_bytes": self.max_bytes,
+            "evicted": self.evicted,
+        }
+
     def conversation(self, account: str | None) -> Conversation:
         """The view one request (or one socket) works through: everything scoped to its account."""
         return Conversation(self, account or "")
@@ -116,6 +130,7 @@ class ConversationStore:
             return entry.value
 
     def put(self, account: str, kind: str, key: str, value: Any, size: int) -> None:
+        size += ENTRY_OVERHEAD
         if size > self.max_bytes:
             return  # larger than the whole store: keeping it would evict everything else
         now = time.monotonic()
@@ -168,16 +183,26 @@ class Conversation:
         items = [i for i in output if isinstance(i, dict)]
         for item in (*sent_items, *items):
             if isinstance(item.get("id"), str) and item["id"]:
-                self.store.put(self.account, "item", item["id"], item, json_size(item))
+                self.store.put(self.account, "item", item["id"], item, held_size(item))
         if response_id:
-            size = json_size(sent) + json_size(items)
+            size = held_size(sent) + held_size(items)
             self.store.put(self.account, "turn", response_id, StoredTurn(list(sent), items), size)
 
 
-def json_size(value: Any) -> int:
-    """Bytes of compact JSON; ASCII-escaped because that is the encoder's fastest path (and it only
-    overestimates, which is the safe side for a bound)."""
-    return len(json.dumps(value, separators=(",", ":")))
+def held_size(value: Any) -> int:
+    """Bytes of memory a JSON value holds: every list, dict and scalar in it (dict keys aside: short
+    and shared), an object reached twice counted twice, so the bound is never underestimated. As fast
+    as encoding it, and unlike its JSON length it counts what Python objects really cost (a short
+    string takes ~50 bytes, not its length) and costs nothing for one huge string."""
+    size, stack = 0, [value]
+    while stack:
+        v = stack.pop()
+        size += sys.getsizeof(v)
+        if type(v) is dict:
+            stack.extend(v.values())
+        elif type(v) is list or type(v) is tuple:
+            stack.extend(v)
+    return size
 
 
 # -- conversation headers ------------------------------------------------------------------------------

@@ -24,6 +24,8 @@ MAX_JSON_ANSWER = 64 * MIB  # a non-streamed upstream answer relayed to the clie
 MAX_UPSTREAM_JSON = 16 * MIB  # a small upstream document the proxy reads itself (the model catalog)
 MAX_ERROR_BODY = 1 * MIB  # an upstream error body: only its message and fields are kept
 INSPECT_CHARS = 64 * KIB  # of the translated request shown in mitmweb's flow comment
+OFF_LOOP_BYTES = 1 * MIB  # a body larger than this is parsed and translated in a worker thread
+RELEASE_DELAY = 1.0  # seconds after a large body's flow ends before its memory is handed back
 
 # Client connections to the proxy (mitmproxy's, timed in mitm_patches)
 CLIENT_IDLE_TIMEOUT = 60.0  # a client connection with no request in it is closed after this

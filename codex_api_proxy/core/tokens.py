@@ -54,6 +54,7 @@ TOOL_TOKENS = 8  # function wrapper around each tool definition
 CACHE_MIN_CHARS = 512
 CACHE_SIZE = 4096
 CALIBRATION_SIZE = 1024
+SLICE_CHARS = 1 << 17  # a text longer than this is counted in slices (see count_text)
 RATIO_BOUNDS = (0.5, 2.0)  # beyond these the "same request" was not the same: do not trust the ratio
 _PDF_PAGE = re.compile(rb"/Type\s*/Page(?!s)")
 
@@ -72,8 +73,22 @@ def _encoding() -> Any:
 
 
 def count_text(text: str) -> int:
-    """o200k_base tokens of a plain string (special-token lookalikes count as text)."""
-    return _encoding().count(text) if text else 0
+    """o200k_base tokens of a plain string (special-token lookalikes count as text).
+
+    The tokenizer holds the GIL for the whole call (~30 ms per MiB): a long text is counted in
+    slices cut after whitespace, where its pre-tokenizer splits anyway, so a count in a worker
+    thread lets the event loop run between slices."""
+    if len(text) <= SLICE_CHARS:
+        return _encoding().count(text) if text else 0
+    total, start = 0, 0
+    while start < len(text):
+        end = start + SLICE_CHARS
+        if end < len(text):
+            cut = max(text.rfind(" ", start, end), text.rfind("\n", start, end))
+            end = cut + 1 if cut > start else end
+        total += _encoding().count(text[start:end])
+        start = end
+    return total
 
 
 @dataclass

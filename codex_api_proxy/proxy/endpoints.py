@@ -33,6 +33,7 @@ class LocalEndpoints:
                     "version": __version__,
                     "uptime_seconds": round(rt.metrics.uptime(), 3),
                     "quota": rt.quota.as_json(rt.credentials.account_id or ""),
+                    "store": rt.conversations.figures(),
                 },
             )
         elif route.name == "root":

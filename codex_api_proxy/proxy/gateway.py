@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
+import time
 import urllib.parse
+from dataclasses import dataclass
 from typing import Any
 
 from mitmproxy import http
@@ -13,7 +16,8 @@ from mitmproxy import http
 from ..core import boundary, models, routes
 from ..core import headers as header_policy
 from ..core.conversations import conversation_headers
-from ..core.errors import ProxyError, bad_request
+from ..core.errors import ProxyError
+from ..core.limits import RELEASE_DELAY
 from ..relay.exchange import Family, FlowState, flow_state, set_flow_state
 from ..relay.server import FLOW_HEADER
 from ..translate import anthropic, chat, responses, tool_order
@@ -23,7 +27,6 @@ from . import observe
 from .runtime import Runtime, error_response, fail_closed, handled, json_response, to_relay
 
 log = logging.getLogger("codex_api_proxy")
-
 
 # route name (core/routes.py) -> the family that translates it
 FAMILIES = {
@@ -40,6 +43,18 @@ FAMILIES = {
 }
 
 
+@dataclass
+class Upstream:
+    """What goes upstream for one request: the body (and its bytes), the path and the headers; or, for
+    a probe, the local answer instead."""
+
+    body: dict[str, Any]
+    content: bytes  # passthrough: the client's bytes as they came, not a re-serialisation of them
+    path: str
+    headers: dict[str, str]
+    probe_answer: dict[str, Any] | None = None
+
+
 class ApiGateway:
     """Routes the API families: translate the request and hand the flow to the relay.
 
@@ -50,6 +65,7 @@ class ApiGateway:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        self.releasing: asyncio.Task[None] | None = None
 
     @fail_closed
     async def request(self, flow: http.HTTPFlow) -> None:
@@ -67,7 +83,7 @@ class ApiGateway:
         if route.name in FAMILIES:
             await self.translate_request(flow, FAMILIES[route.name])
         elif route.name == "count_tokens":
-            body, _ = self.json_body(flow)
+            body, _ = await self.json_body(flow)
             headers = boundary.header_dict(flow.request.headers.fields)
             count = await asyncio.to_thread(anthropic.count_tokens, body, headers, self.runtime.calibration)
             flow.response = json_response(200, {"input_tokens": count})
@@ -77,22 +93,13 @@ class ApiGateway:
             raise ProxyError(404, f"no route for {method} {called}", code="not_found")
 
     @staticmethod
-    def json_body(flow: http.HTTPFlow) -> tuple[dict[str, Any], bytes]:
-        """The request's JSON object and its decoded bytes; every way it can be wrong is a 4xx."""
-        raw = boundary.decoded_body(
-            flow.request.raw_content or b"", flow.request.headers.get("content-encoding", "")
-        )
-        try:
-            body = json.loads(raw)
-        except RecursionError:
-            raise bad_request("request body is nested too deeply", code="invalid_json") from None
-        except ValueError:
-            raise bad_request("request body is not valid JSON", code="invalid_json") from None
-        if not isinstance(body, dict):
-            raise bad_request("request body must be a JSON object", code="invalid_json")
-        if b"\\ud" in raw or b"\\uD" in raw:  # an escaped surrogate: maybe a lone one, unencodable
-            body = boundary.repair_surrogates(body)
-        return body, raw
+    async def json_body(flow: http.HTTPFlow) -> tuple[dict[str, Any], bytes]:
+        """The request's JSON object and its decoded bytes (see boundary.json_body); a large body
+        is parsed in a worker thread, so other clients are answered meanwhile."""
+        raw, encoding = flow.request.raw_content or b"", flow.request.headers.get("content-encoding", "")
+        if boundary.off_loop(raw, encoding):
+            return await asyncio.to_thread(boundary.json_body, raw, encoding)
+        return boundary.json_body(raw, encoding)
 
     def family_options(self, family: Family, account: str | None) -> dict[str, Any]:
         rt = self.runtime
@@ -110,7 +117,7 @@ class ApiGateway:
 
     async def translate_request(self, flow: http.HTTPFlow, family: Family) -> None:
         rt = self.runtime
-        body, sent = self.json_body(flow)
+        body, sent = await self.json_body(flow)
         auth = await rt.credentials.get()
         client_headers = boundary.header_dict(flow.request.headers.fields)
         ctx = RequestContext(
@@ -120,44 +127,34 @@ class ApiGateway:
             options=self.family_options(family, auth.account_id),
         )
         passthrough = auth.mode == "apikey" and family.passthrough_path is not None
-        if passthrough:
-            route, upstream_path, upstream_body = "openai", family.passthrough_path, body
-        else:
-            if family.anthropic and anthropic.is_probe(body):
-                flow.response = json_response(200, anthropic.probe_response(body, ctx))
-                return
-            upstream_body = family.module.to_upstream(body, ctx)
-            route = "codex" if auth.mode == "chatgpt" else "openai"
-            upstream_path = family.upstream_path
-            if route == "codex":  # an effort the model lacks would be a 400; the catalog says which
-                models.clamp_body_effort(
-                    upstream_body, rt.models.reasoning_levels(upstream_body.get("model"))
-                )
-        assert rt.relay is not None, "relay not running"
+        route = "openai" if passthrough or auth.mode != "chatgpt" else "codex"
         headers = header_policy.forwarded(client_headers)
         if route == "codex":
             headers.setdefault("originator", header_policy.originator())
-            headers = conversation_headers(headers, upstream_body.get("prompt_cache_key"))
+        prepare = (body, ctx, family, route, headers)
+        if passthrough:
+            upstream = Upstream(body, sent, family.passthrough_path or "", headers)
+        elif boundary.off_loop(sent, flow.request.headers.get("content-encoding", "")):
+            upstream = await asyncio.to_thread(self.prepare, *prepare)  # as costly as parsing it
+        else:
+            upstream = self.prepare(*prepare)
+        if upstream.probe_answer is not None:
+            flow.response = json_response(200, upstream.probe_answer)
+            return
+        assert rt.relay is not None, "relay not running"
+        upstream_body, headers = upstream.body, upstream.headers
         # no conversation (or the OpenAI API): the request's own id, the one the client gets back
         headers.setdefault(header_policy.UPSTREAM_REQUEST_ID, flow.metadata[observe.REQUEST_ID])
         key = upstream_body.get("prompt_cache_key")
         ctx.options["conversation"] = key if isinstance(key, str) else ""  # the usage page's conversation
-        if not passthrough:
-            ctx.options["cache_thread"] = rt.cache_health.note_request(key, upstream_body, headers)
-        # passthrough forwards the client's bytes as they came, not a re-serialisation of them
-        upstream_bytes = (
-            sent
-            if passthrough
-            else json.dumps(upstream_body, ensure_ascii=False, separators=(",", ":")).encode()
-        )
         state = FlowState(
             family,
             ctx,
             passthrough,
             route,
-            upstream_path,
+            upstream.path,
             str(upstream_body.get("model") or ""),
-            body=upstream_bytes,
+            body=upstream.content,
         )
         # the flow keeps the client's path, so mitmweb lists it as what the client called
         accept = (
@@ -177,8 +174,31 @@ class ApiGateway:
         flow.comment = f"{ctx.model} -> {state.model_sent}"  # mitmweb's label (proxy/inspector.py)
         rt.relay.expect(flow.id, state)
         log.debug(
-            "%s -> %s %s (model %s, stream %s)", family.name, route, upstream_path, ctx.model, ctx.stream
+            "%s -> %s %s (model %s, stream %s)", family.name, route, upstream.path, ctx.model, ctx.stream
         )
+
+    def prepare(
+        self,
+        body: dict[str, Any],
+        ctx: RequestContext,
+        family: Family,
+        route: str,
+        headers: dict[str, str],
+    ) -> Upstream:
+        """Translation up to the bytes that go upstream: no flow, no await, so that a large body can be
+        prepared in a worker thread (its parts that keep state lock themselves)."""
+        if family.anthropic and anthropic.is_probe(body):
+            return Upstream(body, b"", "", headers, probe_answer=anthropic.probe_response(body, ctx))
+        upstream_body = family.module.to_upstream(body, ctx)
+        if route == "codex":  # an effort the model lacks would be a 400; the catalog says which
+            models.clamp_body_effort(
+                upstream_body, self.runtime.models.reasoning_levels(upstream_body.get("model"))
+            )
+            headers = conversation_headers(headers, upstream_body.get("prompt_cache_key"))
+        key = upstream_body.get("prompt_cache_key")
+        ctx.options["cache_thread"] = self.runtime.cache_health.note_request(key, upstream_body, headers)
+        content = json.dumps(upstream_body, ensure_ascii=False, separators=(",", ":")).encode()
+        return Upstream(upstream_body, content, family.upstream_path, headers)
 
     async def list_models(self, flow: http.HTTPFlow) -> dict[str, Any]:
         rt = self.runtime
@@ -236,6 +256,7 @@ class ApiGateway:
         state = flow_state(flow)
         if state is not None and self.runtime.relay is not None:
             self.runtime.relay.forget(flow.id)
+        self.release_after(flow)
 
     def error(self, flow: http.HTTPFlow) -> None:
         """The flow ended without an answer, most often because its client went away."""
@@ -246,3 +267,23 @@ class ApiGateway:
             log.info(
                 "%s flow ended early: %s", state.family.name, flow.error.msg if flow.error else "unknown"
             )
+        self.release_after(flow)
+
+    def release_after(self, flow: http.HTTPFlow) -> None:
+        """After a large body, its memory goes back to the system (boundary.release_memory): once,
+        a moment later, when mitmproxy has dropped the flow and its buffers."""
+        state = flow_state(flow)  # the upstream body lives there; a probe's, in the flow
+        size = max(len(flow.request.raw_content or b""), len(state.body) if state is not None else 0)
+        if size > boundary.OFF_LOOP_BYTES and (self.releasing is None or self.releasing.done()):
+            self.releasing = asyncio.get_running_loop().create_task(self._release())
+
+    @staticmethod
+    async def _release() -> None:
+        await asyncio.sleep(RELEASE_DELAY)
+        # mitmproxy's flow and connection objects form reference cycles: the body they hold would
+        # wait for the next full collection, which an idle proxy does not run
+        started = time.perf_counter()
+        gc.collect()
+        collected = time.perf_counter() - started
+        await asyncio.to_thread(boundary.release_memory)
+        log.debug("memory of a large body handed back to the system (collection %.0f ms)", collected * 1000)

@@ -1,7 +1,8 @@
 """The one module that touches mitmproxy's internals, replaced once and pinned by
 tests/test_mitmproxy_contract.py: its HTML error pages become JSON; a request head is bounded in size;
-and a client connection waiting for a request is timed (mitmproxy's one clock, `tcp_timeout`, counts
-any traffic, so it cannot tell a keep-alive connection nobody uses from a long answer in the making)."""
+a client connection waiting for a request is timed (mitmproxy's one clock, `tcp_timeout`, counts
+any traffic, so it cannot tell a keep-alive connection nobody uses from a long answer in the making);
+and a request body it cannot parse gets an answer, not a silent close."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from mitmproxy import http
 from mitmproxy.net.http import http1
 from mitmproxy.proxy import commands, events
 from mitmproxy.proxy.layers.http import _http1
+from mitmproxy.proxy.layers.http._base import ReceiveHttp
+from mitmproxy.proxy.layers.http._events import RequestProtocolError
 
 from ..core.errors import ProxyError
 from ..core.limits import CLIENT_HEAD_TIMEOUT, CLIENT_IDLE_TIMEOUT, KIB, MAX_HEAD
@@ -41,6 +44,36 @@ def bounded_read_headers(self: Any, event: Any) -> Any:
         yield commands.SendData(self.conn, _http1.make_error_response(431, message))
         yield commands.CloseConnection(self.conn)
         self.state = self.done
+
+
+_read_body = _http1.Http1Connection.read_body
+
+
+def answered_read_body(self: Any, event: Any) -> Any:
+    """mitmproxy closes a client's connection without a word when it cannot parse the request body
+    (a malformed chunk): the client gets a 400 JSON answer before the close, as for a bad head."""
+    body = _read_body(self, event)
+    reply = None
+    while True:
+        try:
+            command = body.send(reply)
+        except StopIteration as stop:
+            return stop.value
+        if isinstance(command, commands.CloseConnection) and command.connection is self.conn:
+            following = next(body, None)  # the protocol error that caused the close, if that is it
+            error = following.event if isinstance(following, ReceiveHttp) else None
+            if (
+                isinstance(error, RequestProtocolError)
+                and isinstance(event, events.DataReceived)  # not the close that follows it
+                and self.response is None
+            ):
+                message = error.message[:200]
+                yield commands.SendData(self.conn, _http1.make_error_response(400, message))
+            yield command
+            if following is None:
+                return None
+            command = following
+        reply = yield command
 
 
 _handle_event = _http1.Http1Server._handle_event
@@ -107,3 +140,4 @@ def apply() -> None:
     _http1.make_error_response = json_error_page
     _http1.Http1Server.read_headers = bounded_read_headers
     _http1.Http1Server._handle_event = timed_handle_event
+    _http1.Http1Server.read_body = answered_read_body

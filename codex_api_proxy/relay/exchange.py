@@ -134,6 +134,7 @@ class Exchange:
         self._out: list[bytes] = []  # stream bytes waiting for the next write (see write_chunk)
         self._flush_timer: asyncio.TimerHandle | None = None
         self._last_flush = float("-inf")
+        self.last_sent = self._loop.time()  # loop time of the last bytes written toward the client
         self._head = b""  # a stream's head, sent with its first chunk when that is already here
 
     def start(self) -> None:
@@ -226,9 +227,10 @@ class Exchange:
             self._out.clear()
             self.mark_first_byte()
             self.downstream.write(head + http11.chunk(data) if head else http11.chunk(data))
-            self._last_flush = self._loop.time()
+            self._last_flush = self.last_sent = self._loop.time()
         elif head:
             self.downstream.write(head)
+            self.last_sent = self._loop.time()
 
     def end_chunks(self) -> None:
         if not self.finished:
@@ -263,6 +265,7 @@ class Exchange:
         if self._head and not self.finished:
             head, self._head = self._head, b""
             self.downstream.write(head)
+            self.last_sent = self._loop.time()
         sink.schedule_heartbeat()
         try:
             await self._done
@@ -361,15 +364,18 @@ class _StreamSink:
             exchange.end_chunks()
 
     def schedule_heartbeat(self) -> None:
+        """Heartbeats follow what the CLIENT received, not what the upstream sent: an upstream busy
+        with events this client does not see (reasoning summaries on chat, SSE comments) leaves the
+        client's line as silent as no upstream bytes at all, and its read timeout as close."""
         if self.exchange.heartbeat > 0 and not self.exchange.finished:
-            due = self.response.last_activity + self.exchange.heartbeat
+            due = self.exchange.last_sent + self.exchange.heartbeat
             self._timer = self.loop.call_at(max(due, self.loop.time() + 0.01), self._tick)
 
     def _tick(self) -> None:
         self._timer = None
         if self.exchange.finished:
             return
-        silent = self.loop.time() - self.response.last_activity
+        silent = self.loop.time() - self.exchange.last_sent
         if silent >= self.exchange.heartbeat and self.at_boundary:
             self._emit(self.translator(_HEARTBEAT))
             self._timer = self.loop.call_later(self.exchange.heartbeat, self._tick)

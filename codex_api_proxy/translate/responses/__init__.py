@@ -143,6 +143,12 @@ def normalise(body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
     instructions = body.get("instructions")
     if instructions is not None and not isinstance(instructions, str):
         raise bad_request("instructions must be a string", param="instructions")
+    tools = body.get("tools")
+    if tools is not None and not (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)):
+        raise bad_request("tools must be an array of objects", param="tools")
+    key = body.get("prompt_cache_key")
+    if key is not None and not isinstance(key, str):
+        raise bad_request("prompt_cache_key must be a string", param="prompt_cache_key")
     if not instructions:
         out.pop("instructions", None)
     if not out.get("prompt_cache_key"):

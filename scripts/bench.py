@@ -423,7 +423,7 @@ def profile(upstream: int, requests: int, events: int, gap_ms: int = 0) -> None:
         rows = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:25]  # type: ignore[attr-defined]
         print(f"{'own time per request':>22}  {'share':>6}  function")
         for (filename, line, name), (_, _, tottime, _, _) in rows:
-            where = filename.split("site-packages/")[-1].split("/work/main/")[-1]
+            where = filename.split("site-packages/")[-1].removeprefix(f"{ROOT}/")
             print(f"{tottime / requests * 1e6:19.1f} µs  {tottime / total:6.1%}  {name} ({where}:{line})")
 
 

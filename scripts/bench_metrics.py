@@ -17,7 +17,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mitmproxy.test import tflow
 
-from codex_api_proxy.core.routes import route_path
 from codex_api_proxy.proxy import observe
 from codex_api_proxy.proxy.quota import Quota
 from codex_api_proxy.proxy.runtime import Runtime
@@ -48,7 +47,7 @@ def main(rounds: int) -> None:
         m.count_request("/messages", "anthropic", 200, "claude-sonnet-4-5", 1.5, 0.3, 0.002)
         m.token_usage("claude-sonnet-4-5", USAGE)
 
-    ids, quota, counting = observe.RequestIds(), Quota(rt), observe.RequestMetrics(rt, route_path)
+    ids, quota, counting = observe.RequestIds(), Quota(rt), observe.RequestMetrics(rt)
 
     def hooks() -> None:
         flow = tflow.tflow(resp=True)

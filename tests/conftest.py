@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from codex_api_proxy.auth.credentials import iso_time
+from codex_api_proxy.core.options import ADDON_OPTIONS
 from codex_api_proxy.testing.fake_backend import FakeBackend, make_jwt
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,10 +94,7 @@ class Proxy:
 
 
 # `start --foreground` flags as the mitmdump `--set` options they become (the same addon behind both)
-MITMDUMP_OPTIONS = {"--heartbeat": "codex_heartbeat", "--first-byte-timeout": "codex_first_byte_timeout",
-                    "--idle-timeout": "codex_idle_timeout", "--connect-timeout": "codex_connect_timeout",
-                    "--proxy": "codex_outbound_proxy", "--model-map": "codex_model_map",
-                    "--api-key-file": "codex_api_key_file"}  # fmt: skip
+MITMDUMP_OPTIONS = {o.flags[0]: o.addon for o in ADDON_OPTIONS}
 
 
 RUNNER = {"default": "start"}  # test_mitmdump.py switches it, so the same tests start mitmdump instead

@@ -19,11 +19,11 @@ import pytest
 
 from codex_api_proxy.core import tokens
 from codex_api_proxy.core.errors import HEARTBEAT_EVENT, ProxyError
+from codex_api_proxy.core.models import DEFAULT_MODEL_MAP, map_model
 from codex_api_proxy.core.sse import frame, parse_all
 from codex_api_proxy.testing.fake_backend import FakeBackend, Turn, function_call, reasoning, text
 from codex_api_proxy.translate.accumulate import aggregate
 from codex_api_proxy.translate.anthropic import (
-    DEFAULT_MODEL_MAP,
     GPT_EFFORTS,
     Stream,
     clean_schema,
@@ -31,7 +31,6 @@ from codex_api_proxy.translate.anthropic import (
     encode_signature,
     from_response,
     is_probe,
-    map_model,
     probe_response,
     to_upstream,
     upstream_tool_name,

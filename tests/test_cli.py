@@ -18,9 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from codex_api_proxy.cli.config import API_KEY_OPTION, CONFIG_OPTION, OPTIONS
 from codex_api_proxy.cli.daemon import is_ours
 from codex_api_proxy.core.models import claude_code_settings
+from codex_api_proxy.core.options import API_KEY_OPTION, CONFIG_OPTION, OPTIONS
 from codex_api_proxy.testing.fake_backend import FakeBackend, Turn, make_jwt, text
 
 from .conftest import ROOT, Proxy, free_port, write_auth

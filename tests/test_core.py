@@ -255,6 +255,7 @@ def test_outbound_proxy_is_used_for_upstream_calls(tmp_path: Path, backend: Fake
         forward.stop()
 
 
+@pytest.mark.slow
 def test_memory_stays_flat_over_thousands_of_requests(tmp_path: Path, backend: FakeBackend) -> None:
     p = start_proxy(tmp_path, backend, log_level="warning")
 

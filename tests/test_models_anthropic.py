@@ -14,7 +14,6 @@ import pytest
 
 from codex_api_proxy.core import models
 from codex_api_proxy.testing.fake_backend import FakeBackend, Turn, text
-from codex_api_proxy.translate.anthropic import base_name, map_model
 
 from .clients import CLAUDE_NEW, run_claude
 from .conftest import Proxy
@@ -41,8 +40,8 @@ def openai_sdk(proxy: Proxy) -> openai.OpenAI:
      ("claude-sonnet-4-5", "claude-sonnet-4-5"), ("odd[name]x", "odd[name]x")],
 )  # fmt: skip
 def test_bracket_suffix_is_not_part_of_the_route(name: str, base: str) -> None:
-    assert base_name(name) == base
-    assert map_model(name, {"opus": "gpt-5.4"}) == map_model(base, {"opus": "gpt-5.4"})
+    assert models.base_name(name) == base
+    assert models.map_model(name, {"opus": "gpt-5.4"}) == models.map_model(base, {"opus": "gpt-5.4"})
 
 
 def test_claude_code_settings_follow_the_real_windows() -> None:

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from mitmproxy import certs
 
 from codex_api_proxy.core.errors import ProxyError
-from codex_api_proxy.core.settings import Proxies, parse_proxy_url
+from codex_api_proxy.core.proxies import Proxies, parse_proxy_url
 from codex_api_proxy.relay.pool import Pool
 from codex_api_proxy.testing.fake_backend import FakeBackend, Turn, text
 

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from codex_api_proxy.core.errors import ProxyError
-from codex_api_proxy.core.settings import Proxies
+from codex_api_proxy.core.proxies import Proxies
 from codex_api_proxy.relay import http11
 from codex_api_proxy.relay.pool import Pool
 

@@ -127,7 +127,7 @@ def test_the_upstream_body_is_the_registered_one_not_the_hops() -> None:
         await relay.start()
         try:
             translated = b'{"model":"gpt-5.5","input":[],"stream":true}'
-            state = FlowState(FAMILIES["/responses"], RequestContext(stream=True), False, body=translated)
+            state = FlowState(FAMILIES["responses"], RequestContext(stream=True), False, body=translated)
             relay.expect("flow-3", state)
             reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
             writer.write(request("flow-3"))  # content-length: 0

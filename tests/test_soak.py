@@ -16,10 +16,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pytest
 
 from codex_api_proxy.testing.fake_backend import FakeBackend, Recorded, Turn, text
 
 from .conftest import Proxy, start_proxy
+
+pytestmark = pytest.mark.slow
 
 REQUESTS = int(os.environ.get("SOAK_REQUESTS", "400"))
 TAG = re.compile(r"soak-(\d+)-(\w+)")

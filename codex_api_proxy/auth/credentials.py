@@ -201,14 +201,14 @@ class _Flight:
     loop: asyncio.AbstractEventLoop
 
 
-_RUNNING: set[asyncio.Task[_Outcome]] = set()  # flights outlive a Credentials replaced meanwhile (options)
+Refreshes = set[asyncio.Task[_Outcome]]  # flights outlive a Credentials replaced meanwhile (options)
 
 
-async def wait_for_refreshes() -> None:
+async def wait_for_refreshes(refreshes: Refreshes) -> None:
     """Let every refresh in flight in this loop end and save its tokens. Call it before closing the client
     they use (shutdown, transport restart): the server may already have rotated the token."""
     loop = asyncio.get_running_loop()
-    running = [t for t in _RUNNING if t.get_loop() is loop and not t.done()]
+    running = [t for t in refreshes if t.get_loop() is loop and not t.done()]
     if running:
         log.info("waiting for a token refresh in flight to finish before closing the upstream client")
         await asyncio.wait(running)
@@ -232,6 +232,7 @@ class Credentials:
         refresh_margin: float = 300.0,
         refresh_wait: float | None = None,
         clock: Callable[[], float] = time.time,
+        refreshes: Refreshes | None = None,
     ) -> None:
         self.path = Path(path).expanduser() if path is not None else default_path()
         self.token_url = token_url or os.environ.get("CODEX_REFRESH_TOKEN_URL_OVERRIDE") or TOKEN_URL
@@ -248,6 +249,7 @@ class Credentials:
         self.lock_path = Path(str(self.path) + ".lock")
         self._flight: _Flight | None = None
         self._dead: tuple[str | None, ProxyError] | None = None  # a refresh token refused for good
+        self.refreshes: Refreshes = set() if refreshes is None else refreshes  # its owner's, to wait for
 
     def set_client(self, client: httpx.AsyncClient) -> None:
         self._client = client
@@ -402,8 +404,8 @@ class Credentials:
             mine = flight is None or flight.task.done() or flight.loop is not loop
             if mine:
                 task = loop.create_task(self._fly(stale_token, force))
-                _RUNNING.add(task)
-                task.add_done_callback(_RUNNING.discard)
+                self.refreshes.add(task)
+                task.add_done_callback(self.refreshes.discard)
                 flight = self._flight = _Flight(task, force, loop)
             assert flight is not None
             try:

@@ -17,8 +17,8 @@ from pathlib import Path
 import click
 import tomli_w
 
-from ..core.settings import API_KEY_ENV, default_auth_path
-from .config import ENV
+from ..core.options import API_KEY_ENV, ENV
+from ..core.settings import default_auth_path
 from .doctor import PROXY_VARS
 
 PLACEHOLDER_KEY = "codex-api-proxy"  # the clients want some key; a proxy without a local key takes any

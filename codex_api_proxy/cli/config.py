@@ -1,4 +1,5 @@
-"""The daemon's options in one table, and the TOML config file `start` saves and the others read.
+"""The option table (core/options.py) as click options, and the TOML config file `start` saves and the
+others read.
 
 Every option resolves in one order: command line > environment variable > config file > default, so
 `restart`, `status` and `doctor` find the daemon exactly where the last `start` put it. The config never
@@ -9,161 +10,56 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import click
 import tomli_w
 
-from ..core.settings import (
-    API_KEY_ENV,
-    DEFAULT_HOST,
-    DEFAULT_OPENAI_URL,
-    DEFAULT_PORT,
-    DEFAULT_UPSTREAM_URL,
-    OPENAI_URL_ENV,
-    UPSTREAM_URL_ENV,
-    parse_model_map,
+from ..core.options import (
+    ADDON_OPTIONS,
+    BY_NAME,
+    OPTIONS,
+    Choice,
+    Option,
+    default_state_dir,
 )
 
-ENV = "CODEX_API_PROXY_"
-STATE_DIR_ENV = ENV + "STATE_DIR"
 
+class Checked(click.ParamType):
+    """A check of the option table (core/options.py) as a click type."""
 
-def default_state_dir() -> Path:
-    value = os.environ.get(STATE_DIR_ENV, "").strip()
-    return Path(value).expanduser() if value else Path.home() / ".codex-api-proxy"
+    def __init__(self, option: Option) -> None:
+        self.check = option.check
+        self.name = option.check.name
 
-
-class Url(click.ParamType):
-    """An absolute URL with one of the given schemes and a host, checked before anything starts."""
-
-    name = "url"
-
-    def __init__(self, schemes: tuple[str, ...]) -> None:
-        self.schemes = schemes
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> str:
-        text = str(value).strip()
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
         try:
-            parts = urlsplit(text)
-            parts.port  # noqa: B018 - raises ValueError on a bad port
-        except ValueError:
-            self.fail(f"{text!r} is not a URL", param, ctx)
-        if parts.scheme not in self.schemes or not parts.hostname:
-            self.fail(f"{text!r} is not a URL like {self.schemes[0]}://host:port", param, ctx)
-        return text
-
-
-class ModelMap(click.ParamType):
-    """`opus=gpt-5.5,haiku=gpt-5.4-mini`, checked with the parser the proxy itself uses."""
-
-    name = "family=model,..."
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> str:
-        try:
-            parse_model_map(str(value))
+            return self.check(value)
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
-        return str(value)
 
 
-POSITIVE = click.FloatRange(min=0, min_open=True)
+def click_type(opt: Option) -> click.ParamType | None:
+    if opt.is_flag:
+        return None
+    if isinstance(opt.check, Choice):
+        return click.Choice(opt.check.choices)  # lists the choices in --help
+    return Checked(opt)
 
 
-@dataclass(frozen=True)
-class Option:
-    """One daemon option: its CLI flag, variable, default, and the mitmproxy option it feeds."""
-
-    name: str
-    type: Any
-    default: Any
-    help: str
-    env: str | None = None
-    addon: str | None = None  # the codex_* mitmproxy option
-    aliases: tuple[str, ...] = ()
-
-    @property
-    def flags(self) -> list[str]:
-        dashed = self.name.replace("_", "-")
-        flag = f"--{dashed}/--no-{dashed}" if self.type is bool else f"--{dashed}"
-        return [flag, *self.aliases]
-
-    def click_option(self) -> Any:
-        default = self.default() if callable(self.default) else self.default
-        return click.option(
-            *self.flags,
-            self.name,
-            type=None if self.type is bool else self.type,
-            default=None,  # None = not given: the config file and the default come after
-            envvar=self.env,
-            show_envvar=bool(self.env),
-            show_default=str(default) if default not in (None, "") else False,
-            help=self.help,
-        )
-
-
-def _state(name: str) -> Any:
-    return lambda: str(default_state_dir() / name)
-
-
-OPTIONS: tuple[Option, ...] = (
-    Option("host", str, DEFAULT_HOST, "Address to bind (anything but loopback needs an API key).", ENV + "HOST"),
-    Option("port", click.IntRange(1, 65535), DEFAULT_PORT, "Port to listen on.", ENV + "PORT"),
-    Option("api_key_file", click.Path(dir_okay=False), None,
-           f"File holding the local API key clients must send (or set {API_KEY_ENV}).", ENV + "API_KEY_FILE"),
-    Option("auth_file", click.Path(dir_okay=False), None, "The Codex login (default $CODEX_HOME/auth.json, "
-           "else ~/.codex/auth.json).", ENV + "AUTH_FILE", addon="codex_auth_file"),
-    Option("upstream_url", Url(("https", "http")), DEFAULT_UPSTREAM_URL, "ChatGPT Codex backend base URL.",
-           UPSTREAM_URL_ENV, addon="codex_upstream_url"),
-    Option("openai_url", Url(("https", "http")), DEFAULT_OPENAI_URL,
-           "OpenAI API base URL (auth.json with an OPENAI_API_KEY).", OPENAI_URL_ENV, addon="codex_openai_url"),
-    Option("proxy", Url(("http", "https", "socks5", "socks5h")), None,
-           "Outbound proxy (http, https, socks5, socks5h) for upstream calls and token refreshes; without it "
-           "HTTPS_PROXY/HTTP_PROXY/ALL_PROXY and NO_PROXY apply.",
-           ENV + "HTTPS_PROXY", addon="codex_outbound_proxy"),
-    Option("heartbeat", POSITIVE, 10.0, "Seconds of upstream silence between keep-alives to clients.",
-           ENV + "HEARTBEAT", addon="codex_heartbeat"),
-    Option("idle_timeout", POSITIVE, 300.0, "Seconds of upstream silence inside a stream before it fails.",
-           ENV + "IDLE_TIMEOUT", addon="codex_idle_timeout"),
-    Option("first_byte_timeout", POSITIVE, 300.0, "Seconds to wait for the upstream's response headers.",
-           ENV + "FIRST_BYTE_TIMEOUT", addon="codex_first_byte_timeout"),
-    Option("connect_timeout", POSITIVE, 15.0, "Seconds to connect to the upstream.", ENV + "CONNECT_TIMEOUT",
-           addon="codex_connect_timeout"),
-    Option("models_cache_ttl", click.FloatRange(min=0), 300.0, "Seconds a model listing is cached.",
-           ENV + "MODELS_CACHE_TTL", addon="codex_models_cache_ttl"),
-    Option("model_map", ModelMap(), "", "Claude family -> GPT model, e.g. opus=gpt-5.5,haiku=gpt-5.4-mini (unset: built-in map).",
-           ENV + "MODEL_MAP", addon="codex_model_map"),
-    Option("expose_reasoning", bool, False, "Give Chat Completions clients reasoning summaries.",
-           ENV + "EXPOSE_REASONING", addon="codex_expose_reasoning"),
-    Option("allow_origin", str, "", "Browser origins allowed to call the proxy, comma-separated "
-           "(e.g. http://localhost:3000); every other page gets 403.", ENV + "ALLOW_ORIGIN", addon="codex_allow_origin"),
-    Option("allow_host", str, "", "Host names clients may use beyond loopback and the bind address, "
-           "comma-separated (a DNS-rebinding guard).", ENV + "ALLOW_HOST", addon="codex_allow_host"),
-    Option("log_level", click.Choice(["debug", "info", "warning", "error"]), "info", "Daemon log level.",
-           ENV + "LOG_LEVEL"),
-    Option("log_format", click.Choice(["text", "json"]), "text", "Daemon log lines as text or JSON.",
-           ENV + "LOG_FORMAT"),
-    Option("log_file", click.Path(dir_okay=False), _state("codex-api-proxy.log"), "The daemon's log (default: beside the config).",
-           ENV + "LOG_FILE"),
-    Option("pid_file", click.Path(dir_okay=False), _state("codex-api-proxy.pid"), "The daemon's pid file (default: beside the config).",
-           ENV + "PID_FILE"),
-    Option("allow_no_login", bool, False, "Start even when no Codex login is found.", ENV + "ALLOW_NO_LOGIN"),
-    Option("web", bool, False, "Run under mitmweb, to look at every translated request in a browser.",
-           ENV + "WEB"),
-    Option("web_port", click.IntRange(1, 65535), 8081, "mitmweb's UI port (on 127.0.0.1) with --web.",
-           ENV + "WEB_PORT"),
-)  # fmt: skip
-BY_NAME = {o.name: o for o in OPTIONS}
-
-CONFIG_OPTION = Option("config", click.Path(dir_okay=False), _state("config.toml"),
-                       "The TOML config start saves and restart/status/doctor read.", ENV + "CONFIG",
-                       aliases=("--state-file",))  # fmt: skip
-API_KEY_OPTION = Option("api_key", str, None, f"Local key clients must send; prefer ${API_KEY_ENV} or "
-                        "--api-key-file (never saved, never passed on to the daemon's command line).",
-                        API_KEY_ENV)  # fmt: skip
+def click_option(opt: Option) -> Any:
+    default = opt.default_value()
+    return click.option(
+        *opt.flags,
+        opt.name,
+        type=click_type(opt),
+        default=None,  # None = not given: the config file and the default come after
+        envvar=opt.env,
+        show_envvar=bool(opt.env),
+        show_default=str(default) if default not in (None, "") else False,
+        help=opt.help,
+    )
 
 
 def config_path(given: str | None) -> Path:
@@ -228,18 +124,16 @@ def resolve(ctx: click.Context, given: dict[str, Any], saved: dict[str, Any]) ->
         elif opt.name in saved:
             value = _check(opt, saved[opt.name], ctx, f"config setting {opt.name}")
         else:
-            value = opt.default() if callable(opt.default) else opt.default
+            value = opt.default_value()
         values[opt.name] = value
     return values
 
 
 def _check(opt: Option, value: Any, ctx: click.Context, where: str) -> Any:
     """A value from the file or the env goes through the same validation as one from the command line."""
-    if opt.type is bool:
-        param = click.Option([opt.flags[0]])
+    param = click.Option([opt.flags[0]], type=click_type(opt))
+    if opt.is_flag:
         value = value if isinstance(value, bool) else str(value)
-    else:
-        param = click.Option([opt.flags[0]], type=opt.type)
     try:
         return param.type.convert(value, param, ctx)
     except click.BadParameter as exc:
@@ -247,11 +141,11 @@ def _check(opt: Option, value: Any, ctx: click.Context, where: str) -> Any:
 
 
 def addon_options(values: dict[str, Any]) -> dict[str, Any]:
-    """The codex_* mitmproxy options for these values (unset ones keep the addon's own default)."""
+    """The codex_* mitmproxy options for these values, every one of them: the addon's own default
+    reads the environment, which these values have already had their say over."""
     return {
-        o.addon: str(values[o.name]) if isinstance(values[o.name], float) else values[o.name]
-        for o in OPTIONS
-        if o.addon and values.get(o.name) not in (None, "")
+        o.addon: bool(values.get(o.name)) if o.is_flag else o.as_text(values.get(o.name))
+        for o in ADDON_OPTIONS
     }
 
 
@@ -262,7 +156,7 @@ def command_line(values: dict[str, Any]) -> list[str]:
         value = values.get(opt.name)
         if value is None or value == "":
             continue
-        if opt.type is bool:
+        if opt.is_flag:
             on, off = opt.flags[0].split("/")
             args.append(on if value else off)
         else:

@@ -1,14 +1,16 @@
 """The background daemon's lifecycle: a pid file that is only trusted when it is provably ours, a start
 that waits for the truth, and a stop that never signals a stranger.
 
-A pid file is trusted only when that pid is a codex-api-proxy process of this user (its /proc command
-line) that answers /health on the saved port (and holds that port's listening socket). It is removed
-only when that process is gone (or the pid is now someone else's); a live codex-api-proxy that does not
-answer on the port keeps its pid file. Each config has its own pid file (config.files_of).
+A pid file is trusted only when that pid is a codex-api-proxy process of this user (its command line)
+that answers /health on the saved port (and holds that port's listening socket). It is removed only
+when that process is gone (or the pid is now someone else's); a live codex-api-proxy that does not
+answer on the port keeps its pid file. Each config has its own pid file (config.files_of). Processes
+and sockets are read through psutil, so this holds on macOS as on Linux.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 ERROR_PREFIX = "codex-api-proxy: error: "  # the daemon's one-line reason, found in its log by `start`
 PORT_IN_USE = 3  # the daemon's exit status when its port is taken
@@ -71,7 +74,7 @@ def port_problem(host: str, port: int, daemon_hint: bool = True) -> str | None:
             s.bind((target, port))
             return None
         except OSError as exc:
-            if exc.errno != 98:  # EADDRINUSE
+            if exc.errno != errno.EADDRINUSE:
                 return f"cannot listen on {host}:{port}: {exc.strerror}"
     info = health(host, port)
     if info is not None:
@@ -83,48 +86,27 @@ def port_problem(host: str, port: int, daemon_hint: bool = True) -> str | None:
     return f"port {port} on {host} is in use by another program; choose another --port"
 
 
-def cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
-
-
 def is_ours(pid: int) -> bool:
-    """A live codex-api-proxy process of this user (its command line names the package)."""
+    """A live codex-api-proxy process of this user (its command line names the package); a zombie or
+    a process we may not read is not."""
     try:
-        if os.stat(f"/proc/{pid}").st_uid != os.getuid():
+        process = psutil.Process(pid)
+        if process.uids().effective != os.getuid():
             return False
-    except OSError:
+        args = " ".join(process.cmdline())
+    except psutil.Error:
         return False
-    args = cmdline(pid)
-    return b"codex_api_proxy" in args or b"codex-api-proxy" in args
+    return "codex_api_proxy" in args or "codex-api-proxy" in args
 
 
 def listens_on(pid: int, port: int) -> bool:
-    """Whether `pid` holds a listening TCP socket on `port` (Linux /proc): a /health answer on the port
-    could come from another proxy; this says the answer is this process's own."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            rows = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            fields = row.split()
-            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                inodes.add(f"socket:[{fields[9]}]")
+    """Whether `pid` holds a listening TCP socket on `port`: a /health answer on the port could come
+    from another proxy; this says the answer is this process's own."""
     try:
-        fds = list(Path(f"/proc/{pid}/fd").iterdir())
-    except OSError:
+        sockets = psutil.Process(pid).net_connections(kind="tcp")
+    except psutil.Error:
         return False
-    for fd in fds:
-        try:
-            if os.readlink(fd) in inodes:
-                return True
-        except OSError:
-            continue
-    return False
+    return any(s.status == psutil.CONN_LISTEN and s.laddr and s.laddr.port == port for s in sockets)
 
 
 @dataclass(frozen=True)
@@ -151,9 +133,7 @@ class Daemon:
                 self.pid_file.unlink(missing_ok=True)
             return None
         if not is_ours(pid):
-            why = (
-                "is not running" if not Path(f"/proc/{pid}").exists() else "is not a codex-api-proxy process"
-            )
+            why = "is not running" if not psutil.pid_exists(pid) else "is not a codex-api-proxy process"
             report(f"stale pid file {self.pid_file}: pid {pid} {why}; removed it (pid {pid} left alone)")
             self.pid_file.unlink(missing_ok=True)
             return None

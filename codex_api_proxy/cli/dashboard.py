@@ -10,7 +10,8 @@ import os
 from typing import Any
 
 from ..core.boundary import dashboard_token
-from ..core.settings import API_KEY_ENV, read_api_key
+from ..core.options import API_KEY_ENV
+from ..core.settings import read_api_key
 from .daemon import health, hostport
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import click
 import httpx
 
-from ..core.settings import DEFAULT_PORT
+from ..core.options import DEFAULT_PORT
 from ..relay.exchange import flow_state
 from ..testing.fake_backend import DemoModel, FakeBackend, make_jwt
 

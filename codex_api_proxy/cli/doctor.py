@@ -18,7 +18,8 @@ from .. import __version__
 from ..auth.credentials import Credentials, _jwt_claims
 from ..core import models
 from ..core.errors import ProxyError
-from ..core.settings import API_KEY_ENV, DEFAULT_PORT, is_loopback, parse_model_map
+from ..core.options import API_KEY_ENV, DEFAULT_PORT, parse_model_map
+from ..core.settings import is_loopback
 from .daemon import Daemon, get_json, health, hostport, is_ours, port_problem
 
 Check = tuple[bool | None, str, str]  # ok, FAIL, or None: a warning (shown, not failing)

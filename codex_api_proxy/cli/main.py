@@ -2,10 +2,10 @@
 addon-path.
 
 Every daemon option reads a CODEX_API_PROXY_* variable and the config file `start` saves
-(flag > variable > file > default; see config.py). The local API key is never left in any argv: a
-`--api-key KEY` given to `start` or `restart` moves into the environment of a re-executed process
-before anything runs, the daemon gets it through its environment, and `--api-key-file` reads it from a
-file. Every error is one line on stderr, never a traceback.
+(flag > variable > file > default; the table is core/options.py, its resolution cli/config.py). The
+local API key is never left in any argv: a `--api-key KEY` given to `start` or `restart` moves into the
+environment of a re-executed process before anything runs, the daemon gets it through its environment,
+and `--api-key-file` reads it from a file. Every error is one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -26,7 +26,17 @@ from .. import __version__
 from ..core.conversations import MAX_BYTES_ENV as STORE_MAX_BYTES_ENV
 from ..core.conversations import MAX_ENTRIES_ENV as STORE_MAX_ITEMS_ENV
 from ..core.conversations import TTL_ENV as STORE_TTL_ENV
-from ..core.settings import API_KEY_ENV, is_loopback, read_api_key
+from ..core.options import (
+    API_KEY_ENV,
+    API_KEY_OPTION,
+    BY_NAME,
+    CONFIG_OPTION,
+    ENV,
+    OPTIONS,
+    STATE_DIR_ENV,
+    parse_model_map,
+)
+from ..core.settings import is_loopback, read_api_key
 from . import config as cfg
 from .daemon import ERROR_PREFIX, PORT_IN_USE, Daemon, hostport, listens_on, port_problem
 
@@ -107,7 +117,7 @@ class SavedDefaults(click.Command):
     the one the last `start` saved, rather than the built-in default."""
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        path = cfg.config_path(config_from_argv() or os.environ.get(cfg.CONFIG_OPTION.env or "") or None)
+        path = cfg.config_path(config_from_argv() or os.environ.get(CONFIG_OPTION.env or "") or None)
         try:
             saved = cfg.load(path)
         except click.ClickException:
@@ -142,13 +152,13 @@ def config_from_argv() -> str | None:
 
 
 def daemon_options(f: Any) -> Any:
-    for opt in reversed((*cfg.OPTIONS, cfg.API_KEY_OPTION, cfg.CONFIG_OPTION)):
-        f = opt.click_option()(f)
+    for opt in reversed((*OPTIONS, API_KEY_OPTION, CONFIG_OPTION)):
+        f = cfg.click_option(opt)(f)
     return f
 
 
 def config_option(f: Any) -> Any:
-    return cfg.CONFIG_OPTION.click_option()(f)
+    return cfg.click_option(CONFIG_OPTION)(f)
 
 
 def settings_from(ctx: click.Context, kw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -297,8 +307,8 @@ def run_foreground(values: dict[str, Any], api_key: str | None) -> None:
 
 
 KNOWN_VARIABLES = frozenset(
-    {o.env for o in (*cfg.OPTIONS, cfg.CONFIG_OPTION, cfg.API_KEY_OPTION) if o.env}
-    | {cfg.STATE_DIR_ENV, "CODEX_API_PROXY_DEMO_PORT", "CODEX_API_PROXY_DEBUG", "CODEX_API_PROXY_CLAUDE_BIN",
+    {o.env for o in (*OPTIONS, CONFIG_OPTION, API_KEY_OPTION) if o.env}
+    | {STATE_DIR_ENV, "CODEX_API_PROXY_DEMO_PORT", "CODEX_API_PROXY_DEBUG", "CODEX_API_PROXY_CLAUDE_BIN",
        "CODEX_API_PROXY_CODEX_BIN", STORE_MAX_ITEMS_ENV, STORE_MAX_BYTES_ENV, STORE_TTL_ENV}
 )  # fmt: skip
 
@@ -307,9 +317,9 @@ def warn_unknown_variables() -> None:
     """A misspelt CODEX_API_PROXY_* variable would be ignored silently: name it, and the closest one."""
     import difflib
 
-    by_option = {o.name: o.env for o in (*cfg.OPTIONS, cfg.CONFIG_OPTION, cfg.API_KEY_OPTION) if o.env}
-    for name in sorted(n for n in os.environ if n.startswith(cfg.ENV) and n not in KNOWN_VARIABLES):
-        named = by_option.get(name.removeprefix(cfg.ENV).lower())  # the option's name, its variable not
+    by_option = {o.name: o.env for o in (*OPTIONS, CONFIG_OPTION, API_KEY_OPTION) if o.env}
+    for name in sorted(n for n in os.environ if n.startswith(ENV) and n not in KNOWN_VARIABLES):
+        named = by_option.get(name.removeprefix(ENV).lower())  # the option's name, its variable not
         close = [named] if named else difflib.get_close_matches(name, KNOWN_VARIABLES, n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]}?" if close else ""
         report(f"warning: ${name} is not a codex-api-proxy setting and is ignored{hint}")
@@ -388,7 +398,7 @@ def start_daemon(
     if reason:
         raise click.ClickException(reason)
     daemon.write_pid(child.pid)
-    cfg.save(Path(values["config"]), {**{k: values[k] for k in cfg.BY_NAME}, **key_source})
+    cfg.save(Path(values["config"]), {**{k: values[k] for k in BY_NAME}, **key_source})
     echo(
         f"codex-api-proxy {__version__} running on http://{hostport(daemon.host, daemon.port)} (pid {child.pid})"
     )
@@ -567,7 +577,7 @@ def client_proxy(ctx: click.Context) -> tuple[str, str, str | None, dict[str, An
     stderr: stdout is the client's)."""
     from .daemon import health
 
-    kw = {"config": os.environ.get(cfg.CONFIG_OPTION.env or "") or None}
+    kw = {"config": os.environ.get(CONFIG_OPTION.env or "") or None}
     values, saved = settings_from(ctx, kw)
     key = os.environ.get(API_KEY_ENV) or None
     if values.get("api_key_file"):
@@ -609,8 +619,7 @@ def codex(ctx: click.Context, args: tuple[str, ...]) -> None:
     at the proxy (and the model the map gives Claude's opus, unless you name one) is given with `-c`
     overrides for this run only; nothing is written to your config.toml. The Codex CLI's own help:
     `codex-api-proxy codex -- --help`."""
-    from ..core.settings import parse_model_map
-    from ..translate.anthropic import map_model
+    from ..core.models import map_model
     from . import clients
 
     binary = clients.CODEX.binary()

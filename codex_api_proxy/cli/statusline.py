@@ -17,7 +17,8 @@ from typing import Any
 
 import httpx
 
-from ..core.settings import API_KEY_ENV, read_api_key
+from ..core.options import API_KEY_ENV
+from ..core.settings import read_api_key
 from .daemon import hostport
 
 TIMEOUT = 0.8  # seconds: Claude Code waits for the line after every turn

@@ -6,14 +6,14 @@ Checked on the request's head, before any body is read, in this order:
   person allowed): a DNS-rebinding page sends its own host name and gets 403;
 - an `Origin` header is only sent by browsers: unless the person allowed that origin, 403, so no web
   page can use the subscription, key or no key (a preflight for an allowed origin gets its CORS answer);
-- the local key, when one is set (Bearer or x-api-key); the usage page (DASHBOARD_PATHS) also takes a
+- the local key, when one is set (Bearer or x-api-key); the usage page (its routes are `page`) also takes a
   token derived from it in its URL, since a browser cannot add a header to a link; and it is refused to
   any request a browser marks as coming from another site (`Sec-Fetch-Site`), an `<img>` or `<script>`
   of another page included;
 - a POST must say it is JSON: a cross-site form or `text/plain` post, which a browser sends without a
   preflight, gets 415;
 - a declared body larger than the limit: 413.
-A refused request is answered without reading its body (see `ApiGateway.refuse`); the decoded size of a
+A refused request is answered without reading its body (see proxy/boundary.py `Boundary.refuse`); the decoded size of a
 compressed body is bounded in `decoded_body`.
 """
 
@@ -31,23 +31,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ProxyError, bad_request
+from .headers import CORS_ALLOWED, CORS_EXPOSED
+from .limits import KIB, MAX_BODY, MAX_HEAD, MAX_HEADERS, MIB, OFF_LOOP_BYTES
+from .routes import find
 from .settings import is_loopback
 
-MAX_HEADERS = 200
-MAX_HEADER_BYTES = 64 << 10
-MAX_BODY = 64 << 20  # larger than any real prompt with images; beyond it, a clear 413
-OFF_LOOP_BYTES = 1 << 20  # a body larger than this is parsed and translated in a worker thread
-OPEN_PATHS = frozenset({"/health", "/", "/api/event_logging/batch", "/api/event_logging/v2/batch"})
-DASHBOARD_PATHS = frozenset({"/dashboard", "/dashboard/data.json", "/dashboard/status.json"})
-CREDENTIAL_HEADERS = frozenset({b"authorization", b"x-api-key"})  # masked on every flow once checked
 CORS_METHODS = "GET, POST, OPTIONS"
-CORS_HEADERS = (
-    "authorization, x-api-key, content-type, anthropic-version, anthropic-beta, "
-    "x-request-id, x-stainless-os, x-stainless-lang, x-stainless-arch, x-stainless-runtime, "
-    "x-stainless-runtime-version, x-stainless-package-version, x-stainless-retry-count, "
-    "x-stainless-timeout, openai-beta, openai-organization, openai-project, "
-    "anthropic-dangerous-direct-browser-access"
-)
 
 
 def host_of(authority: str) -> str:
@@ -113,14 +102,14 @@ def check_head(
 ) -> tuple[dict[str, str], ProxyError | None]:
     """The request's headers as a dict (lower-case names) and the refusal, if any.
 
-    `path` is the route (see addon.route_path), `token` the usage page's URL token. A flood of headers
-    costs one pass, nothing quadratic."""
+    `path` is the normalised path (routes.route_path), `token` the usage page's URL token; an open route
+    needs no key and takes any body. A flood of headers costs one pass, nothing quadratic."""
     fields = list(fields)
     headers = header_dict(fields[:MAX_HEADERS])
-    if len(fields) > MAX_HEADERS or sum(len(k) + len(v) + 4 for k, v in fields) > MAX_HEADER_BYTES:
+    if len(fields) > MAX_HEADERS or sum(len(k) + len(v) + 4 for k, v in fields) > MAX_HEAD:
         return headers, ProxyError(
             431,
-            f"request headers too large (at most {MAX_HEADERS} fields, {MAX_HEADER_BYTES >> 10} KiB)",
+            f"request headers too large (at most {MAX_HEADERS} fields, {MAX_HEAD // KIB} KiB)",
             code="request_header_fields_too_large",
         )
     if not policy.host_allowed(headers.get("host", "")):
@@ -136,18 +125,24 @@ def check_head(
             f"requests from web pages are refused (Origin {origin[:100]}); allow an origin with --allow-origin",
             code="origin_not_allowed",
         )
-    if path in DASHBOARD_PATHS and headers.get("sec-fetch-site", "none") not in ("none", "same-origin"):
+    route = find(path)
+    if (
+        route is not None
+        and route.page
+        and headers.get("sec-fetch-site", "none") not in ("none", "same-origin")
+    ):
         return headers, ProxyError(
             403, "the usage page is not shown to other web pages", code="origin_not_allowed"
         )
     if method == "OPTIONS":
         return headers, None  # a preflight (allowed origin) is answered by the gateway, key or not
-    dashboard_ok = path in DASHBOARD_PATHS and policy.token_ok(token)
-    if path not in OPEN_PATHS and not dashboard_ok and not policy.key_ok(headers):
+    is_open = route is not None and route.open
+    page_ok = route is not None and route.page and policy.token_ok(token)
+    if not is_open and not page_ok and not policy.key_ok(headers):
         return headers, ProxyError(
             401, "invalid or missing API key for codex-api-proxy", code="invalid_api_key"
         )
-    if method == "POST" and path not in OPEN_PATHS:
+    if method == "POST" and not is_open:
         media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if media != "application/json" and not media.endswith("+json"):
             return headers, ProxyError(
@@ -159,7 +154,7 @@ def check_head(
     length = headers.get("content-length", "")
     if length.isdigit() and int(length) > MAX_BODY:
         return headers, ProxyError(
-            413, f"request body is larger than {MAX_BODY >> 20} MiB", code="request_too_large"
+            413, f"request body is larger than {MAX_BODY // MIB} MiB", code="request_too_large"
         )
     return headers, None
 
@@ -222,7 +217,7 @@ def cors_headers(origin: str) -> dict[str, str]:
     return {
         "access-control-allow-origin": origin,
         "access-control-allow-credentials": "true",
-        "access-control-expose-headers": "x-request-id, retry-after",
+        "access-control-expose-headers": CORS_EXPOSED,
         "vary": "Origin",
     }
 
@@ -231,7 +226,7 @@ def preflight_headers(origin: str) -> dict[str, str]:
     return {
         **cors_headers(origin),
         "access-control-allow-methods": CORS_METHODS,
-        "access-control-allow-headers": CORS_HEADERS,
+        "access-control-allow-headers": CORS_ALLOWED,
         "access-control-max-age": "600",
     }
 
@@ -249,7 +244,7 @@ def decoded_body(raw: bytes, encoding: str, limit: int = MAX_BODY) -> bytes:
 
 
 def _too_large(limit: int, how: str = " once decoded") -> ProxyError:
-    return ProxyError(413, f"request body is larger than {limit >> 20} MiB{how}", code="request_too_large")
+    return ProxyError(413, f"request body is larger than {limit // MIB} MiB{how}", code="request_too_large")
 
 
 def _decode(data: bytes, coding: str, limit: int) -> bytes:

@@ -22,12 +22,13 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from .headers import SESSION_HEADERS
+
 log = logging.getLogger(__name__)
 
 CONVERSATIONS = 1024
 THREADS = 8  # turn lines followed per key (the main conversation and its sub-agents)
 SHARE_DROP = 0.25  # a fall of the cached share by this much (absolute) with an unchanged prefix is reported
-SESSION_HEADERS = ("session_id", "session-id")  # what the gateway sends upstream
 
 
 def _digest(value: Any) -> bytes:
@@ -142,7 +143,7 @@ class Thread:
 
 @dataclass
 class CacheHealth:
-    """The per-conversation record; one per proxy process (HEALTH)."""
+    """The per-conversation record; one per proxy (Runtime.cache_health)."""
 
     size: int = CONVERSATIONS
     threads: int = THREADS
@@ -195,6 +196,3 @@ def _listed(value: Any) -> list[Any]:
 
 def _short(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:10]
-
-
-HEALTH = CacheHealth()

@@ -1,4 +1,5 @@
-"""One error type for everything that goes wrong, and the two envelopes clients understand.
+"""One error type for everything that goes wrong, and the two envelopes clients understand (built here
+only: `openai_body`, `anthropic_body`; `body` picks one by the client's family).
 
 Every failure (bad input, local auth, credentials, upstream HTTP errors, failures inside an upstream
 stream, transport errors) becomes a `ProxyError`; each API family renders it in its own dialect, so a
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from .headers import rate_limit_headers
 from .upstream_errors import FAILURE_STATUS, RELOGIN_HINT, failure_status
 
 # Events the upstream relay injects into a relayed stream (upstream dialect, `type` like any other event).
@@ -46,19 +48,6 @@ _TRY_AGAIN = re.compile(r"try again in\s+([0-9.]+)\s*(ms|s)", re.IGNORECASE)
 # show "You've hit your usage limit ... try again at 6:45 AM" instead of retrying): kept as they came.
 _KEPT_FIELDS = ("plan_type", "resets_at", "resets_in_seconds", "rate_limit_reached_type", "promo_message")
 _USAGE_TYPES = ("usage_limit_reached", "usage_not_included", "insufficient_quota")
-# Upstream response headers that go back to the client with an error (rate-limit windows and the
-# active limit the Codex CLI reads from x-codex-*).
-PASSED_BACK = ("retry-after", "x-request-id", "request-id", "openai-processing-ms")
-PASSED_BACK_PREFIXES = ("x-codex-", "x-ratelimit-")
-
-
-def passed_back(headers: Any) -> dict[str, str]:
-    """The upstream response headers a client may rely on (Codex CLI reads the x-codex-* quota ones)."""
-    return {
-        k.lower(): v
-        for k, v in (headers or {}).items()
-        if k.lower() in PASSED_BACK or k.lower().startswith(PASSED_BACK_PREFIXES)
-    }
 
 
 @dataclass
@@ -109,6 +98,19 @@ class ProxyError(Exception):
             "type": "error",
             "error": {"type": self.anthropic_type(), "message": self.anthropic_message()},
         }
+
+    def body(self, anthropic: bool) -> dict[str, Any]:
+        """The envelope of the client's family: Anthropic's for the Messages routes, else OpenAI's."""
+        return self.anthropic_body() if anthropic else self.openai_body()
+
+    def either_body(self) -> dict[str, Any]:
+        """For an answer whose client is not known (mitmproxy's own error pages): Anthropic's envelope
+        with OpenAI's fields inside, which both families' SDKs read."""
+        return {"type": "error", "error": {**self.openai_body()["error"], "type": self.anthropic_type()}}
+
+    def encoded(self, anthropic: bool) -> bytes:
+        """`body` as the bytes of a JSON answer."""
+        return json.dumps(self.body(anthropic), separators=(",", ":")).encode()
 
     def event(self) -> dict[str, Any]:
         """The relay's in-band form, parsed back by `from_event`."""
@@ -198,10 +200,9 @@ def from_upstream(status: int, body: bytes, headers: Any = None) -> ProxyError:
         text = body.decode("utf-8", "replace").strip()
         message = text[:500] if text and not text.startswith("<") else f"upstream returned HTTP {status}"
     retry = _retry_after(headers, err, message) if status in (429, 503, 529) else None
-    kept = {k: v for k, v in passed_back(headers).items() if k.startswith(PASSED_BACK_PREFIXES)}
     return ProxyError(
         status, message, code=code, retry_after=retry, kind=_kind(err), details=_details(err),
-        upstream_headers=kept,
+        upstream_headers=rate_limit_headers(headers),
     )  # fmt: skip
 
 

@@ -10,16 +10,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..translate.anthropic import base_name, map_model
-
+# Claude model names -> GPT models, by family (opus, sonnet, haiku; a claude name with no family counts
+# as sonnet); the person's --model-map comes over it, and an exact name in it wins.
+DEFAULT_MODEL_MAP = {"opus": "gpt-5.5", "sonnet": "gpt-5.5", "haiku": "gpt-5.4-mini"}
+MODEL_FAMILIES = ("opus", "sonnet", "haiku")
+_BRACKET_SUFFIX = re.compile(r"\[[^\[\]]*\]$")
 CLIENT_VERSION = "0.169.0"  # the catalog filters models by minimal_client_version
 
 # Every effort name clients send, weakest first. `ultra` is the Codex CLI's own level: it sends it as
 # `max` (codex-rs client.rs), so it is never a wire value here either.
 EFFORT_ORDER = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 _ALIASES = {"ultra": "max"}
-# What the catalog says (`supported_reasoning_levels`, reference/peers-2026-12.md §3.6) for the models we
-# know, used until the account's catalog has been fetched; `minimal` is refused by all of them.
+# What the backend's catalog says (`supported_reasoning_levels` of GET /models) for the models we know,
+# used until the account's catalog has been fetched; `minimal` is refused by all of them.
 _TO_XHIGH = ("low", "medium", "high", "xhigh")
 KNOWN_LEVELS: dict[str, tuple[str, ...]] = {
     "gpt-5.4": _TO_XHIGH,
@@ -29,6 +32,25 @@ KNOWN_LEVELS: dict[str, tuple[str, ...]] = {
     "gpt-5.6-terra": (*_TO_XHIGH, "max"),
     "gpt-5.6-luna": (*_TO_XHIGH, "max"),
 }
+
+
+def base_name(name: str) -> str:
+    """A model name without Claude Code's bracket suffix (`claude-opus-4-5[1m]` -> `claude-opus-4-5`):
+    the suffix only tells Claude Code the context window, so it routes like the base name."""
+    return _BRACKET_SUFFIX.sub("", name).strip()
+
+
+def map_model(name: str, model_map: dict[str, str] | None = None) -> str:
+    """The upstream model for a client model name (see DEFAULT_MODEL_MAP)."""
+    table = {**DEFAULT_MODEL_MAP, **(model_map or {})}
+    name = base_name(name)
+    if name in table:
+        return table[name]
+    lower = name.lower()
+    if not lower.startswith("claude"):
+        return name
+    family = next((f for f in MODEL_FAMILIES if f in lower), "sonnet")
+    return table[family]
 
 
 def clamp_effort(levels: Sequence[str], wanted: str) -> str:

@@ -15,11 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import PASSED_BACK_PREFIXES
-
 WINDOWS = ("primary", "secondary")
 CREDITS = ("has-credits", "unlimited", "balance")
-_PASSED_BACK_PREFIXES = tuple(p.encode() for p in PASSED_BACK_PREFIXES)
 MARKER = "x-codex-primary-used-percent"  # an answer with this one carries the figures already
 MAX_ACCOUNTS = 16
 

@@ -13,12 +13,13 @@ most of a Claude Code request. Non-text inputs are estimated:
 
 Calibration: the backend reports the input tokens it really counted at the end of every turn; per
 conversation (its prompt_cache_key) the ratio of that number to the local count of the same request is
-kept (CALIBRATION, CALIBRATION_SIZE conversations, the latest turn's ratio, clamped to RATIO_BOUNDS), and
-later counts for that conversation are scaled by it, so Claude Code compacts where the model's window
-really ends rather than where o200k and our overhead guesses say.
+kept (a `Calibration`, one per proxy: CALIBRATION_SIZE conversations, the latest turn's ratio, clamped
+to RATIO_BOUNDS), and later counts for that conversation are scaled by it, so Claude Code compacts where
+the model's window really ends rather than where o200k and our overhead guesses say.
 
 Each piece of text (a tool definition, a system block, a message block) is counted on its own, and
-pieces of CACHE_MIN_CHARS or more are remembered by digest (CACHE_SIZE entries, oldest dropped first):
+pieces of CACHE_MIN_CHARS or more are remembered by digest (a `PieceCache`: CACHE_SIZE entries, oldest
+dropped first):
 Claude Code re-sends the same tools and system prompt every turn, and its /context view fires many
 counts over the same tools at once. A 114 KB Claude Code request counts in about 10 ms the first time
 and about 1 ms when only its last message is new.
@@ -56,8 +57,6 @@ CALIBRATION_SIZE = 1024
 SLICE_CHARS = 1 << 17  # a text longer than this is counted in slices (see count_text)
 RATIO_BOUNDS = (0.5, 2.0)  # beyond these the "same request" was not the same: do not trust the ratio
 _PDF_PAGE = re.compile(rb"/Type\s*/Page(?!s)")
-_cache: dict[bytes, int] = {}
-_cache_lock = threading.Lock()
 
 
 @functools.cache
@@ -92,24 +91,33 @@ def count_text(text: str) -> int:
     return total
 
 
-def _count_piece(text: str) -> int:
-    if len(text) < CACHE_MIN_CHARS:
-        return count_text(text)
-    key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
-    with _cache_lock:
-        known = _cache.get(key)
-    if known is not None:
-        return known
-    count = count_text(text)
-    with _cache_lock:
-        if len(_cache) >= CACHE_SIZE:
-            del _cache[next(iter(_cache))]
-        _cache[key] = count
-    return count
+@dataclass
+class PieceCache:
+    """Counts of long pieces of text by digest (see the module docstring); thread-safe: counts run in
+    worker threads."""
+
+    size: int = CACHE_SIZE
+    counts: dict[bytes, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def count(self, text: str) -> int:
+        if len(text) < CACHE_MIN_CHARS:
+            return count_text(text)
+        key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        with self.lock:
+            known = self.counts.get(key)
+        if known is not None:
+            return known
+        count = count_text(text)
+        with self.lock:
+            if len(self.counts) >= self.size:
+                del self.counts[next(iter(self.counts))]
+            self.counts[key] = count
+        return count
 
 
-def count_tokens(body: dict[str, Any]) -> int:
-    """Estimated input tokens of an Anthropic Messages request body."""
+def count_tokens(body: dict[str, Any], pieces: PieceCache | None = None) -> int:
+    """Estimated input tokens of an Anthropic Messages request body (`pieces`: remembered counts)."""
     messages = body.get("messages")
     if not isinstance(messages, list):
         raise bad_request("messages: a list of messages is required", "messages")
@@ -132,7 +140,8 @@ def count_tokens(body: dict[str, Any]) -> int:
             counter.texts.append(
                 "\n".join(str(tool.get(k) or "") for k in ("name", "description")) + "\n" + schema
             )
-    return BASE_TOKENS + counter.fixed + sum(_count_piece(t) for t in counter.texts if t)
+    count = pieces.count if pieces is not None else count_text
+    return BASE_TOKENS + counter.fixed + sum(count(t) for t in counter.texts if t)
 
 
 class _Counter:
@@ -236,7 +245,8 @@ def _jpeg_size(head: bytes) -> tuple[int, int] | None:
 @dataclass
 class Calibration:
     """Upstream/local input-token ratios by conversation, the most recently used kept (see the module
-    docstring). Thread-safe: counts run in worker threads, turns end on the event loop.
+    docstring), and the counts of pieces they share. One per proxy (Runtime.calibration). Thread-safe:
+    counts run in worker threads, turns end on the event loop.
 
     Only conversations whose client has asked for a count are calibrated, and the turn's own count
     runs in a worker: a proxy whose clients never count never loads the tokenizer (1.5 s, 130 MB),
@@ -247,6 +257,14 @@ class Calibration:
     lock: threading.Lock = field(default_factory=threading.Lock)
     asked: OrderedDict[str, None] = field(default_factory=OrderedDict)  # keys a count was asked for
     pending: dict[str, Future[None]] = field(default_factory=dict)  # turn counts still running
+    pieces: PieceCache = field(default_factory=PieceCache)
+    worker: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="calibration")
+    )  # its thread starts with the first turn to count
+
+    def count(self, body: dict[str, Any]) -> int:
+        """The local count of a Messages body, before calibration."""
+        return count_tokens(body, self.pieces)
 
     def observe_turn(self, key: str | None, body: dict[str, Any], upstream: int) -> None:
         """A turn ended (on the event loop): the backend counted `upstream` input tokens for `body`."""
@@ -255,7 +273,7 @@ class Calibration:
         with self.lock:
             if key not in self.asked:
                 return
-            self.pending[key] = _COUNTER.submit(lambda: self.observe(key, count_tokens(body), upstream))
+            self.pending[key] = self.worker.submit(lambda: self.observe(key, self.count(body), upstream))
 
     def observe(self, key: str | None, local: int, upstream: int) -> None:
         """A finished turn: the backend counted `upstream` input tokens for a request counted `local`."""
@@ -288,7 +306,3 @@ class Calibration:
         with self.lock:
             ratio = self.ratios.get(key)
         return round(local * ratio) if ratio else local
-
-
-_COUNTER = ThreadPoolExecutor(1, thread_name_prefix="calibration")
-CALIBRATION = Calibration()

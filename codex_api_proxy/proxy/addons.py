@@ -1,7 +1,9 @@
 """The proxy's mitmproxy addons, in hook order, sharing one `Runtime`.
 
 One class per concern and file; each `request` hook leaves a flow alone once an earlier one has answered
-it. Hooks only route and delegate: translation lives in `translate/`, transport in `relay/`. Every hook
+it. Hooks route and delegate to the rules of `core/` (routes, headers, limits, errors), the translators
+of `translate/` and the transport of `relay/`; the one place a request's plan is made is
+`ApiGateway.translate_request` (passthrough or translation, which upstream, which headers). Every hook
 fails closed: an exception answers the client with a JSON error, and no flow is ever forwarded
 untranslated (the reverse target is a dead port on top of that).
 """
@@ -10,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..core.routes import route_path
 from . import mitm_patches, observe
 from .boundary import Boundary
 from .dashboard import Dashboard
@@ -38,5 +39,5 @@ def make_addons(runtime: Runtime | None = None) -> list[Any]:
         # they only watch, after the gateway so they see its final answers; RequestMetrics last
         observe.RequestIds(),
         Quota(runtime),
-        observe.RequestMetrics(runtime, route_path),
+        observe.RequestMetrics(runtime),
     ]

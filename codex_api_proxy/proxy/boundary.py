@@ -6,13 +6,17 @@ import logging
 
 from mitmproxy import http
 
-from ..core import boundary
+from ..core import boundary, routes
 from ..core.errors import ProxyError
-from ..core.routes import is_anthropic_path, route_path
+from ..core.headers import CREDENTIALS
+from ..core.routes import is_anthropic_path
 from ..relay.server import FLOW_HEADER, Canned
 from .runtime import ORIGIN, REFUSED, Runtime, error_response, to_relay
 
 log = logging.getLogger("codex_api_proxy")
+
+
+_CREDENTIALS = frozenset(name.encode() for name in CREDENTIALS)
 
 
 def _discard(chunk: bytes) -> list[bytes]:
@@ -24,24 +28,25 @@ def mask_credentials(request: http.Request) -> None:
     """Once checked, a client's key is of no further use on the flow, and mitmweb (its list, File >
     Save) and `mitmdump --set flow_detail=3` show every flow's headers: the value is masked."""
     fields = request.headers.fields
-    if any(name.lower() in boundary.CREDENTIAL_HEADERS for name, _ in fields):
+    if any(name.lower() in _CREDENTIALS for name, _ in fields):
         request.headers.fields = tuple(
-            (name, b"***" if name.lower() in boundary.CREDENTIAL_HEADERS else value) for name, value in fields
+            (name, b"***" if name.lower() in _CREDENTIALS else value) for name, value in fields
         )
 
 
 class Boundary:
     """Refuses, on the head and before any body is read, what may not reach the subscription
-    (boundary.py says what and why): the local key, Host, Origin, content type, declared size."""
+    (core/boundary.py says what and why): the local key, Host, Origin, content type, declared size."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         try:
-            path = route_path(flow.request.path)
+            path = routes.route_path(flow.request.path)
+            route = routes.find(path)
             token = ""
-            if path in boundary.DASHBOARD_PATHS:
+            if route is not None and route.page:
                 token = flow.request.query.get("token", "")
                 if token:
                     flow.request.query["token"] = "***"  # not in mitmweb's list nor in a dump

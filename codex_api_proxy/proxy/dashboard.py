@@ -16,8 +16,8 @@ from typing import Any
 from mitmproxy import http
 
 from .. import __version__
-from ..core.routes import route_path
-from ..translate.anthropic.request import map_model
+from ..core import routes
+from ..core.models import map_model
 from .dashboard_page import PAGE
 from .runtime import Runtime, fail_closed, handled, json_response
 
@@ -108,12 +108,13 @@ class Dashboard:
     def request(self, flow: http.HTTPFlow) -> None:
         if handled(flow) or flow.request.method not in ("GET", "HEAD"):
             return
-        path = route_path(flow.request.path)
-        if path == "/dashboard":
+        route = routes.find(routes.route_path(flow.request.path))
+        name = route.name if route is not None else ""
+        if name == "dashboard":
             flow.response = http.Response.make(200, PAGE, {**PAGE_HEADERS, **PRIVATE})
-        elif path == "/dashboard/data.json":
+        elif name == "dashboard_data":
             flow.response = json_response(200, self.data(), PRIVATE)
-        elif path == "/dashboard/status.json":
+        elif name == "dashboard_status":
             query = flow.request.query
             flow.response = json_response(
                 200, self.status(query.get("session", ""), query.get("model", "")), PRIVATE

@@ -5,9 +5,9 @@ from __future__ import annotations
 from mitmproxy import http
 
 from .. import __version__
+from ..core import routes
 from ..core.errors import ProxyError
 from ..core.metrics import CONTENT_TYPE as METRICS_TEXT
-from ..core.routes import route_path
 from .runtime import Runtime, fail_closed, handled, json_response
 
 
@@ -21,9 +21,11 @@ class LocalEndpoints:
     def request(self, flow: http.HTTPFlow) -> None:
         if handled(flow):
             return
-        path, method = route_path(flow.request.path), flow.request.method
+        route, method = routes.find(routes.route_path(flow.request.path)), flow.request.method
+        if route is None or route.family != "local" or method not in route.methods:
+            return  # the gateway's (it answers 404 and 405 too)
         rt = self.runtime
-        if path == "/health" and method in ("GET", "HEAD"):
+        if route.name == "health":
             flow.response = json_response(
                 200,
                 {
@@ -34,18 +36,18 @@ class LocalEndpoints:
                     "store": rt.conversations.figures(),
                 },
             )
-        elif path == "/" and method in ("GET", "HEAD"):
+        elif route.name == "root":
             flow.response = json_response(200, {"ok": True, "service": "codex-api-proxy"})
+        elif route.name == "event_logging":
+            flow.response = json_response(200, {})
+        elif route.name == "ready":
+            flow.response = self.ready()
+        elif route.name == "metrics":
+            flow.response = json_response(200, rt.metrics.json())
+        elif route.name == "prometheus":
+            flow.response = http.Response.make(200, rt.metrics.text(), {"content-type": METRICS_TEXT})
         if flow.response and method == "HEAD":
             flow.response.content = b""  # a HEAD answer has headers only
-        elif path.startswith("/api/event_logging/") and method == "POST":
-            flow.response = json_response(200, {})
-        elif path == "/ready" and method == "GET":
-            flow.response = self.ready()
-        elif path == "/metrics" and method == "GET":
-            flow.response = json_response(200, rt.metrics.json())
-        elif path == "/metrics/prometheus" and method == "GET":
-            flow.response = http.Response.make(200, rt.metrics.text(), {"content-type": METRICS_TEXT})
 
     def ready(self) -> http.Response:
         rt = self.runtime

@@ -6,7 +6,6 @@ import asyncio
 import gc
 import json
 import logging
-import os
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -14,10 +13,11 @@ from typing import Any
 
 from mitmproxy import http
 
-from ..core import boundary, cache_health, models
+from ..core import boundary, models, routes
+from ..core import headers as header_policy
 from ..core.conversations import conversation_headers
 from ..core.errors import ProxyError
-from ..core.routes import route_path
+from ..core.limits import RELEASE_DELAY
 from ..relay.exchange import Family, FlowState, flow_state, set_flow_state
 from ..relay.server import FLOW_HEADER
 from ..translate import anthropic, chat, responses, tool_order
@@ -28,17 +28,12 @@ from .runtime import Runtime, error_response, fail_closed, handled, json_respons
 
 log = logging.getLogger("codex_api_proxy")
 
-RELEASE_DELAY = 1.0  # seconds after a large body's flow ends before its memory is handed back
-# Client headers worth keeping upstream: conversation identity and Codex CLI's own metadata.
-_FORWARDED_HEADERS = ("session_id", "session-id", "thread-id", "x-client-request-id", "originator")
-_FORWARDED_PREFIXES = ("x-codex-",)
-
-
+# route name (core/routes.py) -> the family that translates it
 FAMILIES = {
-    "/responses": Family("responses", responses, passthrough_path="responses"),
-    "/chat/completions": Family("chat", chat, passthrough_path="chat/completions"),
-    "/messages": Family("anthropic", anthropic, anthropic=True),
-    "/responses/compact": Family(
+    "responses": Family("responses", responses, passthrough_path="responses"),
+    "chat": Family("chat", chat, passthrough_path="chat/completions"),
+    "messages": Family("anthropic", anthropic, anthropic=True),
+    "compact": Family(
         "compact",
         compact,
         passthrough_path="responses/compact",
@@ -76,23 +71,25 @@ class ApiGateway:
     async def request(self, flow: http.HTTPFlow) -> None:
         if handled(flow):
             return
-        path, method = route_path(flow.request.path), flow.request.method
+        path, method = routes.route_path(flow.request.path), flow.request.method
         called = flow.request.path.split("?", 1)[0][:200]  # error texts name the path as the client wrote it
-        family = FAMILIES.get(path)
-        if path == "/responses" and method == "GET":
+        route = routes.find(path)
+        if route is None:
+            raise ProxyError(404, f"no route for {method} {called}", code="not_found")
+        if route.name == "responses" and method == "GET":
             responses.refuse_websocket(flow.request.headers)  # 426: clients fall back to HTTP at once
-        if family and method == "POST":
-            await self.translate_request(flow, family)
-        elif path == "/messages/count_tokens" and method == "POST":
+        if method not in route.methods:
+            raise ProxyError(405, f"{method} is not allowed on {called}", code="method_not_allowed")
+        if route.name in FAMILIES:
+            await self.translate_request(flow, FAMILIES[route.name])
+        elif route.name == "count_tokens":
             body, _ = await self.json_body(flow)
             headers = boundary.header_dict(flow.request.headers.fields)
-            count = await asyncio.to_thread(anthropic.count_tokens, body, headers)
+            count = await asyncio.to_thread(anthropic.count_tokens, body, headers, self.runtime.calibration)
             flow.response = json_response(200, {"input_tokens": count})
-        elif (path == "/models" or path.startswith("/models/")) and method == "GET":
+        elif route.name in ("models", "model"):
             flow.response = await self.models_answer(flow, path[len("/models/") :] or None)
-        elif family or path in ("/messages/count_tokens", "/models"):
-            raise ProxyError(405, f"{method} is not allowed on {called}", code="method_not_allowed")
-        else:
+        else:  # a local route the endpoints did not answer
             raise ProxyError(404, f"no route for {method} {called}", code="not_found")
 
     @staticmethod
@@ -105,13 +102,18 @@ class ApiGateway:
         return boundary.json_body(raw, encoding)
 
     def family_options(self, family: Family, account: str | None) -> dict[str, Any]:
-        settings = self.runtime.settings
-        shared = {tool_order.OPTION: self.runtime.tool_order}
-        if family.name == "anthropic":
-            return {**shared, "model_map": settings.model_map}
+        rt = self.runtime
+        shared = {tool_order.OPTION: rt.tool_order}
+        if family.name == "anthropic":  # the per-conversation records its turns feed
+            return {
+                **shared,
+                "model_map": rt.settings.model_map,
+                "calibration": rt.calibration,
+                "cache_health": rt.cache_health,
+            }
         if family.name == "chat":
-            return {**shared, "expose_reasoning": settings.expose_reasoning}
-        return {**shared, responses.CONVERSATIONS: self.runtime.conversations.conversation(account)}
+            return {**shared, "expose_reasoning": rt.settings.expose_reasoning}
+        return {**shared, responses.CONVERSATIONS: rt.conversations.conversation(account)}
 
     async def translate_request(self, flow: http.HTTPFlow, family: Family) -> None:
         rt = self.runtime
@@ -126,15 +128,9 @@ class ApiGateway:
         )
         passthrough = auth.mode == "apikey" and family.passthrough_path is not None
         route = "openai" if passthrough or auth.mode != "chatgpt" else "codex"
-        headers = {
-            k: v
-            for k, v in client_headers.items()
-            if k in _FORWARDED_HEADERS or k.startswith(_FORWARDED_PREFIXES)
-        }
+        headers = header_policy.forwarded(client_headers)
         if route == "codex":
-            headers.setdefault(
-                "originator", os.environ.get("CODEX_INTERNAL_ORIGINATOR_OVERRIDE", "codex_cli_rs")
-            )
+            headers.setdefault("originator", header_policy.originator())
         prepare = (body, ctx, family, route, headers)
         if passthrough:
             upstream = Upstream(body, sent, family.passthrough_path or "", headers)
@@ -148,7 +144,7 @@ class ApiGateway:
         assert rt.relay is not None, "relay not running"
         upstream_body, headers = upstream.body, upstream.headers
         # no conversation (or the OpenAI API): the request's own id, the one the client gets back
-        headers.setdefault("x-client-request-id", flow.metadata[observe.REQUEST_ID])
+        headers.setdefault(header_policy.UPSTREAM_REQUEST_ID, flow.metadata[observe.REQUEST_ID])
         key = upstream_body.get("prompt_cache_key")
         ctx.options["conversation"] = key if isinstance(key, str) else ""  # the usage page's conversation
         state = FlowState(
@@ -200,7 +196,7 @@ class ApiGateway:
             )
             headers = conversation_headers(headers, upstream_body.get("prompt_cache_key"))
         key = upstream_body.get("prompt_cache_key")
-        ctx.options["cache_thread"] = cache_health.HEALTH.note_request(key, upstream_body, headers)
+        ctx.options["cache_thread"] = self.runtime.cache_health.note_request(key, upstream_body, headers)
         content = json.dumps(upstream_body, ensure_ascii=False, separators=(",", ":")).encode()
         return Upstream(upstream_body, content, family.upstream_path, headers)
 

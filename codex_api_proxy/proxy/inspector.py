@@ -16,12 +16,12 @@ import json
 
 from mitmproxy import http
 
+from ..core.limits import INSPECT_CHARS
 from ..relay.exchange import FlowState, flow_state
 from ..relay.server import FLOW_HEADER
 from .runtime import Runtime, handled
 
 UPSTREAM_MARK = "Sent upstream: "  # starts the comment's upstream part (the Upstream content view)
-INSPECT_LIMIT = 64 << 10  # characters of the translated request kept in the comment
 _CREDENTIALS = {"codex": ("authorization: Bearer ***", "chatgpt-account-id: ***"), "openai": ("authorization: Bearer ***",)}  # fmt: skip
 
 
@@ -70,8 +70,8 @@ class Inspector:
             body = json.dumps(json.loads(state.body or b"null"), ensure_ascii=False, indent=1)
         except ValueError:
             body = state.body.decode("utf-8", "replace")
-        if len(body) > INSPECT_LIMIT:
-            body = body[:INSPECT_LIMIT] + f"\n... ({len(body) - INSPECT_LIMIT} more characters)"
+        if len(body) > INSPECT_CHARS:
+            body = body[:INSPECT_CHARS] + f"\n... ({len(body) - INSPECT_CHARS} more characters)"
         credentials = _CREDENTIALS.get(state.route, ())
         return "\n".join([f"{UPSTREAM_MARK}POST {base}/{state.path}",
                           *(f"{c} (added past mitmproxy)" for c in credentials), *headers, "", body])  # fmt: skip

@@ -1,7 +1,7 @@
 """The lean in-process mitmproxy master that `codex-api-proxy start` runs.
 
 Only the addons a reverse proxy needs are loaded (measured at about 35% less CPU per request than
-mitmdump's ~35 default addons, reference/mitmproxy.md §6). No flows are kept and none are printed.
+mitmdump's ~35 default addons). No flows are kept and none are printed.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def mitm_options(host: str, port: int, confdir: Path) -> dict[str, Any]:
         "websocket": False,
         "rawtcp": False,
         # a chunked body is cut off here (mitmproxy's error page is our JSON one); a declared length
-        # over boundary.MAX_BODY is refused before, on the head, with the client's own envelope
+        # over limits.MAX_BODY is refused before, on the head, with the client's own envelope
         "body_size_limit": BODY_SIZE_LIMIT,
     }
 

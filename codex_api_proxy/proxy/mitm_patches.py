@@ -17,8 +17,8 @@ from mitmproxy.proxy.layers.http import _http1
 from mitmproxy.proxy.layers.http._base import ReceiveHttp
 from mitmproxy.proxy.layers.http._events import RequestProtocolError
 
-from ..core import boundary
 from ..core.errors import ProxyError
+from ..core.limits import CLIENT_HEAD_TIMEOUT, CLIENT_IDLE_TIMEOUT, KIB, MAX_HEAD
 from .runtime import JSON
 
 
@@ -26,8 +26,9 @@ def json_error_page(status_code: int, message: str = "") -> bytes:
     """mitmproxy's own error answers (an unparsable request, an unreachable target) as JSON that
     both SDKs read: the Anthropic envelope with the OpenAI error fields inside."""
     error = ProxyError(status_code, f"codex-api-proxy: {message}", code="proxy_error")
-    body = {"type": "error", "error": {**error.openai_body()["error"], "type": error.anthropic_type()}}
-    response = http.Response.make(status_code, json.dumps(body), {**JSON, "connection": "close"})
+    response = http.Response.make(
+        status_code, json.dumps(error.either_body()), {**JSON, "connection": "close"}
+    )
     return http1.assemble_response(response)
 
 
@@ -38,8 +39,8 @@ def bounded_read_headers(self: Any, event: Any) -> Any:
     """mitmproxy buffers a request head until its blank line, however long ("FIXME: protect against
     header size DoS"): past the limit, the client gets a 431 and the connection is closed."""
     yield from _read_headers(self, event)
-    if self.state == self.read_headers and len(self.buf) > boundary.MAX_HEADER_BYTES:
-        message = f"request head larger than {boundary.MAX_HEADER_BYTES >> 10} KiB"
+    if self.state == self.read_headers and len(self.buf) > MAX_HEAD:
+        message = f"request head larger than {MAX_HEAD // KIB} KiB"
         yield commands.SendData(self.conn, _http1.make_error_response(431, message))
         yield commands.CloseConnection(self.conn)
         self.state = self.done
@@ -74,9 +75,6 @@ def answered_read_body(self: Any, event: Any) -> Any:
             command = following
         reply = yield command
 
-
-CLIENT_IDLE_TIMEOUT = 60.0  # a client connection with no request in it is closed after this
-CLIENT_HEAD_TIMEOUT = 5.0  # a request head must arrive within this of its first byte (408 after)
 
 _handle_event = _http1.Http1Server._handle_event
 

@@ -7,13 +7,14 @@ request has no conversation, whose thread id that header carries as the Codex CL
 
 `RequestMetrics` counts every flow exactly once, in one place: its `response` and `error` hooks both end
 in `count`, which marks the flow, so a flow that sees both is still one request. It runs after every
-other addon, so it sees the final answer (local endpoints, LocalAuth's 401s, the gateway's rebuilt
-bodies and errors) and times it: total latency, time to the first body byte, and the proxy's own share
+other addon, so it sees the final answer (local endpoints, the boundary's refusals, the gateway's
+errors and the relay's translated answers) and times it: total latency, time to the first body byte, and the proxy's own share
 (routing before the upstream call, translation of the answer, hooks after it; the upstream's wait is
 left out).
 
+Its labels come from the routes table (core/routes.py): a path not in it is route and family "other".
 What only the relay knows (the upstream's failure, the token usage, when the first byte left, the time
-spent translating) it leaves on the gateway's `FlowState`.
+spent translating) it leaves on the gateway's `FlowState`, which both read.
 """
 
 from __future__ import annotations
@@ -23,14 +24,16 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from mitmproxy import http
 from prometheus_client.core import CounterMetricFamily
 
+from ..core import routes
 from ..core.errors import ProxyError
+from ..core.headers import REQUEST_ID as REQUEST_ID_HEADER
+from ..core.headers import REQUEST_ID_HEADERS
 from ..core.metrics import PREFIX
 from ..core.usage import RequestRecord
 from ..relay.exchange import flow_state
@@ -40,27 +43,8 @@ log = logging.getLogger("codex_api_proxy")
 
 REQUEST_ID = "request_id"  # flow.metadata key, read by log lines
 _TIMING = "cxp_timing"
-_ID_HEADERS = (b"x-request-id", b"x-correlation-id", b"x-client-request-id")  # in order of preference
+_ID_HEADERS = tuple(h.encode() for h in REQUEST_ID_HEADERS)
 _VALID_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-# route -> API family; any other path is route "other" (a client cannot add label values)
-ROUTE_FAMILIES = {
-    "/responses": "responses",
-    "/responses/compact": "compact",
-    "/chat/completions": "chat",
-    "/messages": "anthropic",
-    "/messages/count_tokens": "anthropic",
-    "/models": "models",
-    "/health": "local",
-    "/": "local",
-    "/ready": "local",
-    "/metrics": "local",
-    "/metrics/prometheus": "local",
-    "/api/event_logging/batch": "local",
-    "/api/event_logging/v2/batch": "local",
-    "/dashboard": "local",
-    "/dashboard/data.json": "local",
-    "/dashboard/status.json": "local",
-}
 
 
 def request_id(flow: http.HTTPFlow) -> str:
@@ -104,7 +88,7 @@ class RequestIds:
     @staticmethod
     def _stamp(response: http.Response, flow: http.HTTPFlow) -> None:
         if REQUEST_ID in flow.metadata:
-            response.headers["x-request-id"] = flow.metadata[REQUEST_ID]
+            response.headers[REQUEST_ID_HEADER] = flow.metadata[REQUEST_ID]
 
 
 @dataclass
@@ -126,9 +110,8 @@ class _Timing:
 class RequestMetrics:
     """Counts and times every flow once; must be the last addon (see the module docstring)."""
 
-    def __init__(self, runtime: Runtime, route_of: Callable[[str], str]) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self.route_of = route_of  # the proxy's own route normalisation (addon.route_path)
         runtime.metrics.register(self.token_refreshes)
 
     def token_refreshes(self) -> list[CounterMetricFamily]:
@@ -146,9 +129,11 @@ class RequestMetrics:
     def _timing(self, flow: http.HTTPFlow) -> _Timing:
         timing = flow.metadata.get(_TIMING)
         if not isinstance(timing, _Timing):  # new, or a plain copy (a flow mitmweb duplicated or replays)
-            route = self.route_of(flow.request.path)
-            family = ROUTE_FAMILIES.get(route)
-            timing = flow.metadata[_TIMING] = _Timing(route if family else "other", family or "other")
+            # labels from the routes table only: any other path is route "other", family "other"
+            route = routes.find(routes.route_path(flow.request.path))
+            timing = flow.metadata[_TIMING] = (
+                _Timing(route.path, route.family) if route else _Timing("other", "other")
+            )
         return timing
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:

@@ -1,4 +1,4 @@
-"""The proxy's mitmproxy options (`codex_*`), validated once into one `Settings`."""
+"""The proxy's mitmproxy options (`codex_*`, made from core/options.py), validated once into one `Settings`."""
 
 from __future__ import annotations
 
@@ -12,33 +12,33 @@ from mitmproxy.proxy.mode_specs import ProxyMode
 
 from ..auth.credentials import Credentials
 from ..core import boundary, models
-from ..core.settings import (
-    API_KEY_ENV,
-    DEFAULT_OPENAI_URL,
-    DEFAULT_UPSTREAM_URL,
-    OPENAI_URL_ENV,
-    UPSTREAM_URL_ENV,
-    Proxies,
-    Settings,
-    default_auth_path,
-    is_loopback,
-    parse_model_map,
-    read_api_key,
-)
+from ..core.options import ADDON_OPTIONS, API_KEY_ENV, Option, parse_model_map
+from ..core.proxies import Proxies
+from ..core.settings import Settings, default_auth_path, is_loopback, read_api_key
 from .runtime import Runtime
 
 
-def _seconds(options: Any, name: str) -> float:
-    """A duration option: a positive number of seconds (cache TTL: 0 allowed)."""
-    try:
-        value = float(getattr(options, name))
-    except ValueError:
-        raise exceptions.OptionsError(
-            f"{name} must be a number of seconds, not {getattr(options, name)!r}"
-        ) from None
-    if (value <= 0 and name != "codex_models_cache_ttl") or value != value or value == float("inf"):
-        raise exceptions.OptionsError(f"{name} must be a positive number of seconds")
-    return value
+def default_text(option: Option) -> str | bool:
+    """The mitmproxy default: the option's variable when set (mitmdump/mitmweb users), else the table's."""
+    from_env = os.environ.get(option.env or "", "").strip()
+    if option.is_flag:
+        try:
+            return bool(option.check(from_env or option.default_value()))
+        except ValueError:  # configure cannot name a bad variable: its option holds a bool
+            return bool(option.default_value())
+    return from_env or option.as_text(option.default_value())
+
+
+def checked(options: Any) -> dict[str, Any]:
+    """Every codex_* option through the table's check, by its table name; empty means the default."""
+    values = {}
+    for opt in ADDON_OPTIONS:
+        raw = getattr(options, str(opt.addon))
+        try:
+            values[opt.name] = opt.check(raw) if raw not in ("", None) else opt.default_value()
+        except ValueError as exc:
+            raise exceptions.OptionsError(f"{opt.addon}: {exc}") from None
+    return values
 
 
 def _items(value: str) -> list[str]:
@@ -69,73 +69,17 @@ def check_bind(options: Any, settings: Settings) -> None:
 
 
 class ProxyOptions:
-    """Declares the proxy's options and turns them into one validated `Settings`."""
+    """Declares the proxy's options (the table in core/options.py) and turns them into one `Settings`."""
 
     WATCHED = frozenset({"mode", "listen_host", "store_streamed_bodies"})  # bind: key needed?
-    SECONDS = (
-        "codex_connect_timeout",
-        "codex_first_byte_timeout",
-        "codex_idle_timeout",
-        "codex_heartbeat",
-        "codex_models_cache_ttl",
-    )
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
     def load(self, loader: Any) -> None:
-        add = loader.add_option
-        add(
-            "codex_upstream_url",
-            str,
-            os.environ.get(UPSTREAM_URL_ENV) or DEFAULT_UPSTREAM_URL,
-            "ChatGPT Codex backend base URL (generation: POST {base}/responses).",
-        )
-        add(
-            "codex_openai_url",
-            str,
-            os.environ.get(OPENAI_URL_ENV) or DEFAULT_OPENAI_URL,
-            "OpenAI API base URL, used when auth.json holds an OPENAI_API_KEY.",
-        )
-        add(
-            "codex_auth_file",
-            str,
-            "",
-            "auth.json to use (default: $CODEX_HOME/auth.json or ~/.codex/auth.json).",
-        )
-        add(
-            "codex_api_key_file",
-            str,
-            "",
-            f"File holding the local API key clients must present (or set {API_KEY_ENV}). Never pass keys in argv.",
-        )
-        add(
-            "codex_outbound_proxy",
-            str,
-            "",
-            "Outbound proxy, http(s):// or socks5(h):// (default: HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY).",
-        )
-        # seconds are strings: mitmproxy's --set cannot parse a float option (mitmdump/mitmweb users)
-        add("codex_connect_timeout", str, "15", "Seconds to connect to the upstream.")
-        add("codex_first_byte_timeout", str, "300", "Seconds to wait for the upstream's response headers.")
-        add("codex_idle_timeout", str, "300", "Seconds of upstream silence inside a stream before it fails.")
-        add("codex_heartbeat", str, "10", "Seconds of upstream silence between keep-alives to clients.")
-        add("codex_models_cache_ttl", str, "300", "Seconds a model listing is cached (0: never).")
-        add("codex_model_map", str, "", "Claude family -> GPT model, e.g. 'opus=gpt-5.5,haiku=gpt-5.4-mini'.")
-        add("codex_expose_reasoning", bool, False, "Give Chat Completions clients reasoning summaries.")
-        add(
-            "codex_allow_origin",
-            str,
-            "",
-            "Web origins (scheme://host[:port], comma-separated) allowed to call the proxy from a browser; "
-            "none by default.",
-        )
-        add(
-            "codex_allow_host",
-            str,
-            "",
-            "Host names (comma-separated) clients may use beyond loopback and the bound address.",
-        )
+        for opt in ADDON_OPTIONS:
+            # every value is a str but the flags: mitmproxy's --set cannot parse a float option
+            loader.add_option(str(opt.addon), bool if opt.is_flag else str, default_text(opt), opt.help)
 
     def configure(self, updated: set[str]) -> None:
         # mitmproxy calls configure only for options that changed: a start with every codex_* option at
@@ -147,27 +91,24 @@ class ProxyOptions:
         ):
             return
         o = ctx.options
+        v = checked(o)
         try:
-            api_key = read_api_key(o.codex_api_key_file) if o.codex_api_key_file else None
-            model_map = parse_model_map(o.codex_model_map)
+            api_key = read_api_key(v["api_key_file"]) if v["api_key_file"] else None
         except (OSError, ValueError) as exc:
-            raise exceptions.OptionsError(str(exc)) from None
-        seconds = {name: _seconds(o, name) for name in self.SECONDS}
-        if seconds["codex_models_cache_ttl"] < 0:
-            raise exceptions.OptionsError("codex_models_cache_ttl must not be negative")
+            raise exceptions.OptionsError(f"codex_api_key_file: {exc}") from None
         settings = Settings(
-            upstream_url=o.codex_upstream_url.rstrip("/"),
-            openai_url=o.codex_openai_url.rstrip("/"),
-            auth_path=Path(o.codex_auth_file).expanduser() if o.codex_auth_file else default_auth_path(),
+            upstream_url=v["upstream_url"].rstrip("/"),
+            openai_url=v["openai_url"].rstrip("/"),
+            auth_path=Path(v["auth_file"]).expanduser() if v["auth_file"] else default_auth_path(),
             api_key=api_key or os.environ.get(API_KEY_ENV) or None,
-            proxies=Proxies.from_environ(o.codex_outbound_proxy or None),
-            connect_timeout=seconds["codex_connect_timeout"],
-            first_byte_timeout=seconds["codex_first_byte_timeout"],
-            idle_timeout=seconds["codex_idle_timeout"],
-            heartbeat=seconds["codex_heartbeat"],
-            models_cache_ttl=seconds["codex_models_cache_ttl"],
-            model_map=model_map,
-            expose_reasoning=o.codex_expose_reasoning,
+            proxies=Proxies.from_environ(v["proxy"] or None),  # else HTTPS_PROXY, ALL_PROXY, NO_PROXY...
+            connect_timeout=v["connect_timeout"],
+            first_byte_timeout=v["first_byte_timeout"],
+            idle_timeout=v["idle_timeout"],
+            heartbeat=v["heartbeat"],
+            models_cache_ttl=v["models_cache_ttl"],
+            model_map=parse_model_map(v["model_map"]),
+            expose_reasoning=v["expose_reasoning"],
         )
         try:  # first: a proxy from the environment stays wrong when a failed update is rolled back
             settings.proxies.check()
@@ -179,13 +120,15 @@ class ProxyOptions:
         rt.inspecting = bool(getattr(o, "store_streamed_bodies", False))
         rt.policy = boundary.Policy(
             api_key=settings.api_key,
-            allowed_origins=frozenset(x.rstrip("/").lower() for x in _items(o.codex_allow_origin)),
-            allowed_hosts=frozenset(boundary.host_of(x) for x in _items(o.codex_allow_host)),
+            allowed_origins=frozenset(x.rstrip("/").lower() for x in _items(v["allow_origin"])),
+            allowed_hosts=frozenset(boundary.host_of(x) for x in _items(v["allow_host"])),
             bind_hosts=frozenset(bind_hosts(o)),
         )
         rt.settings = settings
         # a client waits for a token refresh as long as for the upstream's first byte; the refresh goes on
-        rt.credentials = Credentials(settings.auth_path, refresh_wait=settings.first_byte_timeout)
+        rt.credentials = Credentials(
+            settings.auth_path, refresh_wait=settings.first_byte_timeout, refreshes=rt.refreshes
+        )
         rt.models = models.ModelCache(settings.models_cache_ttl)
         if rt.backend:  # options changed while running (mitmweb): rebuild the transport
             rt.restarting = asyncio.get_running_loop().create_task(rt.restart_transport())

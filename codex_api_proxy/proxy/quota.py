@@ -8,6 +8,7 @@ import time
 from mitmproxy import http
 from prometheus_client.core import GaugeMetricFamily
 
+from ..core.headers import quota_fields
 from ..core.metrics import PREFIX
 from ..core.quota import MARKER, number
 from .observe import relayed, upstream_error
@@ -28,11 +29,7 @@ class Quota:
         response = flow.response
         if response is None or not relayed(flow):
             return
-        codex = {
-            k.decode("latin-1").lower(): v.decode("latin-1")
-            for k, v in response.headers.fields
-            if k[:8].lower() == b"x-codex-"
-        }
+        codex = quota_fields(response.headers.fields)
         if codex:
             self.runtime.quota.update(self.account(), codex, ok=response.status_code < 400)
 

@@ -12,16 +12,17 @@ from typing import Any
 
 from mitmproxy import http
 
-from ..auth.credentials import Credentials, wait_for_refreshes
+from ..auth.credentials import Credentials, Refreshes, wait_for_refreshes
 from ..core import boundary, models
+from ..core.cache_health import CacheHealth
 from ..core.conversations import ConversationStore
 from ..core.errors import ProxyError
 from ..core.metrics import Metrics
 from ..core.quota import QuotaBook
 from ..core.routes import is_anthropic_path, route_path
 from ..core.settings import Settings
+from ..core.tokens import Calibration
 from ..relay.backend import Backend
-from ..relay.exchange import error_body
 from ..relay.server import RelayServer
 from ..translate.tool_order import ToolOrder
 
@@ -33,7 +34,7 @@ ORIGIN = "codex_api_proxy.origin"  # flow.metadata: an allowed browser origin, f
 
 
 def error_response(error: ProxyError, anthropic_dialect: bool) -> http.Response:
-    return http.Response.make(error.status, error_body(error, anthropic_dialect), {**JSON, **error.headers()})
+    return http.Response.make(error.status, error.encoded(anthropic_dialect), {**JSON, **error.headers()})
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> http.Response:
@@ -42,7 +43,8 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
 
 @dataclass
 class Runtime:
-    """What the addons of one proxy share: settings, credentials, the upstream and the counters."""
+    """What the addons of one proxy share: settings, credentials, the upstream, the counters and the
+    per-conversation records (the translators get those through RequestContext.options)."""
 
     settings: Settings = field(default_factory=Settings)
     credentials: Credentials = field(default_factory=Credentials)
@@ -54,6 +56,9 @@ class Runtime:
     conversations: ConversationStore = field(default_factory=ConversationStore.from_env)
     tool_order: ToolOrder = field(default_factory=ToolOrder)  # per-conversation tool order (prompt cache)
     policy: boundary.Policy = field(default_factory=boundary.Policy)
+    cache_health: CacheHealth = field(default_factory=CacheHealth)
+    calibration: Calibration = field(default_factory=Calibration)  # token counts, by conversation
+    refreshes: Refreshes = field(default_factory=set)  # token refreshes in flight, of any Credentials
     restarting: asyncio.Task[None] | None = None
     configured: bool = False  # settings were built from the options at least once
     inspecting: bool = False  # mitmweb keeps bodies: flows also carry the client's original request
@@ -66,7 +71,9 @@ class Runtime:
     async def stop_transport(self) -> None:
         if self.relay:
             await self.relay.stop()
-        await wait_for_refreshes()  # a sent refresh needs the upstream client to get and save its answer
+        await wait_for_refreshes(
+            self.refreshes
+        )  # a sent refresh needs the upstream client to get and save its answer
         if self.backend:
             await self.backend.aclose()
 

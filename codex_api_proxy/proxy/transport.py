@@ -17,13 +17,13 @@ from typing import Any
 from mitmproxy import ctx
 
 from .. import __version__
-from ..relay.server import MAX_BODY as RELAY_MAX_BODY
+from ..core.limits import MIB, MITMPROXY_BODY
 from .mitm_patches import json_error_page
 from .runtime import Runtime
 
 log = logging.getLogger("codex_api_proxy")
 
-BODY_SIZE_LIMIT = f"{RELAY_MAX_BODY >> 20}m"  # mitmproxy's own cut for bodies of no declared length
+BODY_SIZE_LIMIT = f"{MITMPROXY_BODY // MIB}m"  # mitmproxy's own cut for bodies of no declared length
 
 
 OPEN_MAX = 10240  # macOS: setrlimit refuses a soft descriptor limit above this (its <sys/syslimits.h>)

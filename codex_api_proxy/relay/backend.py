@@ -17,32 +17,13 @@ import httpx
 from .. import __version__
 from ..auth.credentials import REFRESH_TIMEOUT, Auth, Credentials
 from ..core.errors import ProxyError, from_upstream
+from ..core.headers import to_upstream
+from ..core.limits import MAX_UPSTREAM_JSON
 from ..core.settings import Settings
 from .outbound import trust_context
 from .pool import Pool, Response
 
 log = logging.getLogger(__name__)
-
-INTERNAL_PREFIX = "x-cxp-"  # headers between the addon and the relay, never sent upstream
-# Never forwarded: hop-by-hop, framing (the pool frames the body itself), and the client's own keys.
-_NOT_FORWARDED = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "host",
-        "content-length",
-        "accept-encoding",
-        "authorization",
-        "x-api-key",
-    }
-)
-MAX_JSON_BODY = 16 << 20
 
 
 def user_agent() -> str:
@@ -98,9 +79,7 @@ class Backend:
     async def _open(
         self, route: str, method: str, path: str, body: bytes | None, headers: dict[str, str], auth: Auth
     ) -> Response:
-        out = {
-            k: v for k, v in headers.items() if k not in _NOT_FORWARDED and not k.startswith(INTERNAL_PREFIX)
-        }
+        out = to_upstream(headers)
         out.setdefault("user-agent", self.user_agent)
         out["accept-encoding"] = "identity"  # translators read raw bytes
         out.update(auth.headers())
@@ -109,7 +88,7 @@ class Backend:
     async def json(self, route: str, path: str) -> Any:
         """GET a small JSON document; HTTP errors become ProxyError at the upstream status."""
         response = await self.send(route, "GET", path, None, {"accept": "application/json"})
-        body = await response.read(MAX_JSON_BODY)
+        body = await response.read(MAX_UPSTREAM_JSON)
         if response.status >= 400:
             raise from_upstream(response.status, body, response.headers)
         try:

@@ -19,7 +19,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..core.errors import ERROR_EVENT, HEARTBEAT_EVENT, ProxyError, from_upstream, passed_back
+from ..core.errors import ERROR_EVENT, HEARTBEAT_EVENT, ProxyError, from_upstream
+from ..core.headers import passed_back
+from ..core.limits import MAX_ERROR_BODY, MAX_JSON_ANSWER
 from ..core.sse import frame
 from ..translate.accumulate import StreamFolder, usage_of
 from ..translate.base import RequestContext, Translator
@@ -30,9 +32,7 @@ from .pool import Response
 
 log = logging.getLogger(__name__)
 
-MAX_ERROR_BODY = 1 << 20
 COALESCE = 0.004  # seconds: stream bytes arriving this soon after a write join the next one
-MAX_JSON_ANSWER = 64 << 20
 _HEARTBEAT = frame({"type": HEARTBEAT_EVENT}, HEARTBEAT_EVENT)
 _STREAM_HEADERS = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
 _JSON = {"content-type": "application/json"}
@@ -89,11 +89,6 @@ def flow_state(flow: _Flow) -> FlowState | None:
 
 def set_flow_state(flow: _Flow, state: FlowState) -> None:
     flow.metadata[_STATE_KEY] = state
-
-
-def error_body(error: ProxyError, anthropic: bool) -> bytes:
-    body = error.anthropic_body() if anthropic else error.openai_body()
-    return json.dumps(body, separators=(",", ":")).encode()
 
 
 class Downstream(Protocol):
@@ -200,7 +195,7 @@ class Exchange:
 
     def respond_error(self, error: ProxyError, headers: dict[str, str]) -> None:
         self.state.failure = error
-        body = error_body(error, self.state.family.anthropic)
+        body = error.encoded(self.state.family.anthropic)
         self.respond(error.status, {**_JSON, **headers, **error.headers()}, body)
 
     def mark_first_byte(self) -> None:

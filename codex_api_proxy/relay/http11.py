@@ -27,8 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 
-MAX_HEAD = 64 << 10  # a head (start line and headers, or a chunked body's trailers) larger than this
-MAX_CHUNK_LINE = 4096  # a chunk-size line (with its extensions) longer than this is not a server we know
+from ..core.limits import MAX_CHUNK_LINE, MAX_HEAD
 
 _NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,15}")

@@ -23,10 +23,9 @@ from python_socks import ProxyTimeoutError, ProxyType
 from python_socks.async_.asyncio import Proxy as SocksProxy
 
 from ..core.errors import ProxyError
-from ..core.settings import OutboundProxy
+from ..core.limits import MAX_CONNECT_HEAD
+from ..core.proxies import OutboundProxy
 from . import http11
-
-MAX_CONNECT_HEAD = 16 << 10  # a proxy's answer to CONNECT is a few lines
 
 
 def trust_context() -> ssl.SSLContext:

@@ -25,18 +25,18 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from ..core.errors import ProxyError
-from ..core.settings import OutboundProxy, Proxies
+from ..core.limits import (
+    KEEPALIVE_COUNT,
+    KEEPALIVE_IDLE,
+    KEEPALIVE_INTERVAL,
+    MAX_IDLE_PER_ORIGIN,
+    REUSED_FIRST_BYTE_TIMEOUT,
+    UPSTREAM_KEEPALIVE,
+)
+from ..core.proxies import OutboundProxy, Proxies
 from . import http11, outbound
 
 log = logging.getLogger(__name__)
-
-MAX_IDLE_PER_ORIGIN = 32
-KEEPALIVE_EXPIRY = 60.0
-# A reused connection that sends back no byte within this is taken for dead (a peer gone while it sat
-# in the pool answers nothing, ever) and the request goes once more on a fresh connection. The Codex
-# backend sends its head at once and its events after, so a live server is far inside this.
-REUSED_FIRST_BYTE_TIMEOUT = 10.0
-KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 15, 5, 3  # TCP probes: a dead peer found in 30 s
 
 
 class BodySink(Protocol):
@@ -455,7 +455,7 @@ class Pool:
         while idle:
             conn = idle.pop()
             alive = conn.state == _IDLE and conn.transport and not conn.transport.is_closing()
-            if alive and now - conn.idle_since < KEEPALIVE_EXPIRY:
+            if alive and now - conn.idle_since < UPSTREAM_KEEPALIVE:
                 return conn
             conn._drop()
         return None

@@ -1,8 +1,8 @@
 """The relay: mitmproxy's upstream for every generation call, a loopback server in the same event loop.
 
-mitmproxy owns the client's socket but cannot do what a generation call needs (reference/mitmproxy.md
-§5: no upstream timeout, HTML error pages, no write while the upstream is silent, no pool across
-client connections). So the addon retargets each translated flow here, and an `Exchange` serves it:
+mitmproxy owns the client's socket but cannot do what a generation call needs (its upstream side has
+no timeout, writes HTML error pages, cannot write while the upstream is silent, and pools nothing
+across client connections). So the addon retargets each translated flow here, and an `Exchange` serves it:
 credentials, the upstream call, translation of the answer, heartbeats, in-band errors.
 
 This side is an `asyncio.Protocol`, not a stream reader: the transport is always reading, so when
@@ -12,7 +12,7 @@ mid-stream, or folding a non-streaming answer).
 
 Only a flow the addon registered is served, once: its id (a random uuid4, in a header) is checked on
 the head before any body is read, so another local process can neither borrow the login through the
-relay nor make it buffer; heads and bodies are bounded, a request must arrive within HEAD_TIMEOUT of
+relay nor make it buffer; heads and bodies are bounded, a request must arrive within RELAY_HEAD_TIMEOUT of
 its first byte, and idle connections are closed. No secret is needed on the flow, so mitmweb shows
 nothing worth stealing (a replay finds its id used up). The request body the upstream gets is the one
 the gateway registered on the `FlowState`: mitmproxy sends an empty one over this hop.
@@ -26,16 +26,14 @@ import logging
 from dataclasses import dataclass
 
 from ..core.errors import ProxyError
+from ..core.limits import MITMPROXY_BODY, RELAY_HEAD_TIMEOUT, RELAY_IDLE_TIMEOUT
 from . import http11
 from .backend import Backend
-from .exchange import Exchange, FlowState, RelayRequest, error_body
+from .exchange import Exchange, FlowState, RelayRequest
 
 log = logging.getLogger(__name__)
 
 FLOW_HEADER = "x-cxp-flow"  # the flow's id: the state the addon registered for it, served once
-MAX_BODY = 80 << 20  # mitmproxy's own cut (addon.BODY_SIZE_LIMIT); the gateway's is lower and comes first
-IDLE_TIMEOUT = 60.0  # an idle keep-alive connection (mitmproxy opens a fresh one when it needs one)
-HEAD_TIMEOUT = 5.0  # a request (head and body) must arrive within this of its first byte
 
 
 @dataclass(frozen=True)
@@ -57,8 +55,8 @@ class RelayServer:
         self,
         backend: Backend,
         heartbeat: float,
-        idle_timeout: float = IDLE_TIMEOUT,
-        head_timeout: float = HEAD_TIMEOUT,
+        idle_timeout: float = RELAY_IDLE_TIMEOUT,
+        head_timeout: float = RELAY_HEAD_TIMEOUT,
     ) -> None:
         self.backend = backend
         self.heartbeat = heartbeat
@@ -111,7 +109,7 @@ class RelayServer:
 
 
 def _plain(status: int, message: str) -> bytes:
-    body = error_body(ProxyError(status, message, code="relay_refused"), anthropic=False)
+    body = ProxyError(status, message, code="relay_refused").encoded(anthropic=False)
     return http11.response(status, {"content-type": "application/json", "connection": "close"}, body)
 
 
@@ -212,7 +210,7 @@ class _RelayConnection(asyncio.Protocol):
                     return self._refuse(403, "not a live codex-api-proxy flow")
                 if event.length is None:
                     return self._refuse(400, "the relay takes content-length bodies only")
-                if event.length > MAX_BODY:
+                if event.length > MITMPROXY_BODY:
                     return self._refuse(413, "request body too large")
                 self.request = event
             elif event is http11.END:

@@ -1,10 +1,11 @@
 """What every API family's translator shares: the request context and the incremental stream driver.
 
 A `StreamTranslator` is fed raw upstream bytes (Responses API SSE, plus the relay's heartbeat and
-error events) chunk by chunk and returns the client's bytes for that chunk. It is the callable
-mitmproxy runs as `flow.response.stream`, so its contract is mitmproxy's: called once per chunk and
-once with `b""` at a clean end, it always returns a list (an empty `b""` mid-stream would end the
-HTTP body), and it never raises (an exception would cut the connection with no error for the client).
+error events) chunk by chunk and returns the client's bytes for that chunk. The relay's exchange calls
+it (relay/exchange.py, `_StreamSink`) once per upstream read and once with `b""` at the end, and
+writes what it returns toward the client as one chunk. It always returns a list, and it never raises:
+the answer's head has already gone, so a failure must reach the client as the family's own error
+event, not as a cut connection.
 """
 
 from __future__ import annotations

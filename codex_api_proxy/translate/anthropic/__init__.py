@@ -1,16 +1,13 @@
 """Anthropic Messages API <-> Codex Responses API: the names the gateway and the tests use.
 
-One module per direction: anthropic_request (request, tools and schemas), anthropic_stream (the SSE
-translator), anthropic_response (whole responses, token counts and the probe), anthropic_signature
-(thinking signatures), anthropic_web_search (the hosted search as server tool blocks).
+One module per direction: request (request, tools and schemas), stream (the SSE translator), response
+(whole responses, token counts and the probe), signature (thinking signatures), web_search (the hosted
+search as server tool blocks). The model map is core/models.py's.
 """
 
 from .request import (
-    DEFAULT_MODEL_MAP,
     GPT_EFFORTS,
-    base_name,
     clean_schema,
-    map_model,
     mark_error,
     to_upstream,
     upstream_tool_name,
@@ -20,17 +17,14 @@ from .signature import decode_signature, encode_signature
 from .stream import Stream
 
 __all__ = [
-    "DEFAULT_MODEL_MAP",
     "GPT_EFFORTS",
     "Stream",
-    "base_name",
     "clean_schema",
     "count_tokens",
     "decode_signature",
     "encode_signature",
     "from_response",
     "is_probe",
-    "map_model",
     "mark_error",
     "probe_response",
     "to_upstream",

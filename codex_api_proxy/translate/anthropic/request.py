@@ -4,7 +4,7 @@ messages and their blocks.
 Choices a reader needs (each one is tested in tests/test_anthropic_translate.py):
 
 - Models: `claude-*` names map by family (opus, sonnet, haiku; a claude name with no family counts as
-  sonnet) through `ctx.options["model_map"]` over DEFAULT_MODEL_MAP; an exact name in the map wins;
+  sonnet) through `ctx.options["model_map"]` over DEFAULT_MODEL_MAP (core/models.map_model); an exact name in the map wins;
   other names pass through; a bracket suffix (`[1m]`) is ignored. Responses echo the name the client
   asked for (`ctx.model`).
 - Reasoning effort: `output_config.effort` wins (EFFORT_BY_NAME: low..max as themselves). Otherwise
@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...core.errors import bad_request
+from ...core.models import map_model
 from .. import tool_order, upstream_policy
 from ..base import RequestContext, client_errors
 from ..cache_key import prompt_cache_key
@@ -51,8 +52,6 @@ from .signature import decode_signature
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL_MAP = {"opus": "gpt-5.5", "sonnet": "gpt-5.5", "haiku": "gpt-5.4-mini"}
-MODEL_FAMILIES = ("opus", "sonnet", "haiku")
 # GPT's effort scale, lowest first; each Claude level (low..max) is its namesake on it, none collapsed:
 # the clamp to what the target model's catalog entry accepts happens after translation, for every family.
 GPT_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
@@ -63,7 +62,6 @@ THINKING_OFF_EFFORT = "low"
 BILLING_PREFIX = "x-anthropic-billing-header:"
 ERROR_PREFIX = "Error: "
 
-_BRACKET_SUFFIX = re.compile(r"\[[^\[\]]*\]$")
 _SCHEMA_DROP = frozenset({"$schema", "$id", "$comment"})
 _SCHEMA_MAPS = frozenset({"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"})
 _SCHEMA_LISTS = frozenset({"anyOf", "oneOf", "allOf", "prefixItems"})
@@ -88,28 +86,6 @@ _DROPPED_BLOCKS = {
     "container_upload": "a file for Anthropic's code-execution container, which the backend does not have",
 }
 _USER_DROPPED = {**_DROPPED_BLOCKS, "thinking": "reasoning belongs to assistant turns"}
-
-
-# --- names, models -----------------------------------------------------------------
-
-
-def base_name(name: str) -> str:
-    """A model name without Claude Code's bracket suffix (`claude-opus-4-5[1m]` -> `claude-opus-4-5`):
-    the suffix only tells Claude Code the context window, so it routes like the base name."""
-    return _BRACKET_SUFFIX.sub("", name).strip()
-
-
-def map_model(name: str, model_map: dict[str, str] | None = None) -> str:
-    """The upstream model for a client model name (see the module docstring)."""
-    table = {**DEFAULT_MODEL_MAP, **(model_map or {})}
-    name = base_name(name)
-    if name in table:
-        return table[name]
-    lower = name.lower()
-    if not lower.startswith("claude"):
-        return name
-    family = next((f for f in MODEL_FAMILIES if f in lower), "sonnet")
-    return table[family]
 
 
 # --- request ---------------------------------------------------------------------------------

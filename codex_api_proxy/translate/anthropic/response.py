@@ -22,7 +22,8 @@ import logging
 import uuid
 from typing import Any
 
-from ...core import cache_health, tokens
+from ...core import tokens
+from ...core.cache_health import CacheHealth
 from ...core.errors import ProxyError
 from ..accumulate import usage_of
 from ..base import RequestContext, client_errors
@@ -168,23 +169,29 @@ def from_response(response: dict[str, Any], ctx: RequestContext) -> dict[str, An
 def turn_done(response: dict[str, Any], ctx: RequestContext) -> None:
     """A finished turn's usage feeds the conversation's token calibration and its cache health."""
     usage, body, key = usage_of(response), ctx.options.get("request_body"), ctx.options.get("cache_key")
-    if isinstance(body, dict):
-        tokens.CALIBRATION.observe_turn(key, body, usage["input"])
+    calibration: tokens.Calibration | None = ctx.options.get("calibration")
+    if isinstance(body, dict) and calibration is not None:
+        calibration.observe_turn(key, body, usage["input"])
     model = str(ctx.options.get("upstream_model") or "")
-    health = cache_health.HEALTH
-    health.note_usage(ctx.options.get("cache_thread"), str(key), model, usage["input"], usage["cached"])
+    health: CacheHealth | None = ctx.options.get("cache_health")
+    if health is not None:
+        health.note_usage(ctx.options.get("cache_thread"), str(key), model, usage["input"], usage["cached"])
 
 
 @client_errors
-def count_tokens(body: dict[str, Any], headers: dict[str, str]) -> int:
+def count_tokens(
+    body: dict[str, Any], headers: dict[str, str], calibration: tokens.Calibration | None = None
+) -> int:
     """Input tokens of a Messages body as the backend would count them: the local count, calibrated by
     earlier turns of the same conversation (the key its /v1/messages requests get)."""
-    local = tokens.count_tokens(body)
+    if calibration is None:
+        return tokens.count_tokens(body)
+    local = calibration.count(body)
     try:
         key = to_upstream({"model": "-", **body}, RequestContext(headers=headers))["prompt_cache_key"]
     except ProxyError:
         return local  # a body only count_tokens accepts (tool_result without its call...): no conversation
-    return tokens.CALIBRATION.apply(key, local)
+    return calibration.apply(key, local)
 
 
 def is_probe(body: Any) -> bool:
@@ -206,7 +213,7 @@ def probe_response(body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
         "stop_reason": "max_tokens",
         "stop_sequence": None,
         "usage": {
-            "input_tokens": count_tokens(body, ctx.headers),
+            "input_tokens": count_tokens(body, ctx.headers, ctx.options.get("calibration")),
             "cache_creation_input_tokens": 0,
             "cache_read_input_tokens": 0,
             "output_tokens": 0,

@@ -141,7 +141,7 @@ class Stream(StreamTranslator):
         return out
 
     def on_failure(self, error: ProxyError) -> list[bytes]:
-        return [self._event("error", {"error": {"type": error.anthropic_type(), "message": error.message}})]
+        return [self._event("error", error.anthropic_body())]
 
     def on_heartbeat(self) -> list[bytes]:
         return [self._event("ping", {})]

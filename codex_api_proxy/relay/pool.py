@@ -181,7 +181,7 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        keep_probing(transport)
+        set_socket_options(transport)
 
     def data_received(self, data: bytes) -> None:
         self.last_activity = self.loop.time()
@@ -381,14 +381,20 @@ class _ConnectionLost(Exception):
         self.got_bytes = got_bytes
 
 
-def keep_probing(transport: asyncio.BaseTransport) -> None:
-    """TCP keep-alive probes on an upstream socket: a peer that vanished (laptop sleep, a VPN or Wi-Fi
-    switch, a NAT that forgot us) is found in KEEPALIVE_IDLE + KEEPALIVE_COUNT * KEEPALIVE_INTERVAL
-    seconds of silence, pooled or mid-answer, instead of at the first-byte or idle timeout."""
+def set_socket_options(transport: asyncio.BaseTransport) -> None:
+    """TCP_NODELAY, and TCP keep-alive probes on an upstream socket.
+
+    asyncio sets TCP_NODELAY only on sockets it made itself (proto IPPROTO_TCP): a socket a SOCKS
+    proxy's library connected (proto 0) would otherwise hold a small request back behind Nagle's
+    algorithm until the last segment was acknowledged. Keep-alive probes find a peer that vanished
+    (laptop sleep, a VPN or Wi-Fi switch, a NAT that forgot us) in KEEPALIVE_IDLE + KEEPALIVE_COUNT *
+    KEEPALIVE_INTERVAL seconds of silence, pooled or mid-answer, instead of at the first-byte or idle
+    timeout."""
     sock = transport.get_extra_info("socket")
     if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
         return
     with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         # Linux names the idle time TCP_KEEPIDLE, macOS TCP_KEEPALIVE
         idle = getattr(socket, "TCP_KEEPIDLE", None) or getattr(socket, "TCP_KEEPALIVE", None)

@@ -65,3 +65,11 @@ def test_long_strings_are_found_and_what_is_not_a_string_is_left_to_json() -> No
     assert jsonslices.loads(raw) == json.loads(raw)
     for odd in (b'["a"' + b" " * 40 + b', "b"]', b"[" + b"1" * 40 + b"]", b'{"' + b"k" * 40 + b'": 1}'):
         assert _outcome(jsonslices.loads, odd) == _outcome(json.loads, odd)
+
+
+def test_encode_is_json_dumps_bytes() -> None:
+    value = {"input": [{"text": "é😀\n" * 20}], "n": 1}
+    assert (
+        jsonslices.encode(value, separators=(",", ":"))
+        == json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    )

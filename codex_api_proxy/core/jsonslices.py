@@ -66,6 +66,17 @@ def dumps_pieces(
     return pieces
 
 
+def encode(value: Any, *, separators: tuple[str, str] = (", ", ": ")) -> bytes:
+    """dumps_pieces' text as UTF-8 bytes: each piece is let go once encoded, so the whole text and
+    its bytes are not held side by side (a large body's peak memory)."""
+    pieces = dumps_pieces(value, separators=separators)
+    encoded: list[bytes] = []
+    for n, piece in enumerate(pieces):
+        encoded.append(piece.encode())
+        pieces[n] = ""
+    return b"".join(encoded)
+
+
 _ESCAPE_REACH = 12  # bytes: the longest escape, a surrogate pair written as two \uXXXX, fits in this
 _CUT_SEARCH = 4 * KIB  # how far back from a slice's end a safe place to cut is looked for
 

@@ -204,9 +204,7 @@ class ApiGateway:
             key, upstream_body, headers, large
         )
         if large:
-            content = b"".join(
-                p.encode() for p in jsonslices.dumps_pieces(upstream_body, separators=(",", ":"))
-            )
+            content = jsonslices.encode(upstream_body, separators=(",", ":"))
         else:
             content = json.dumps(upstream_body, ensure_ascii=False, separators=(",", ":")).encode()
         return Upstream(upstream_body, content, family.upstream_path, headers)

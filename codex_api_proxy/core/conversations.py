@@ -15,7 +15,7 @@ nothing here (the Codex CLI sends `store: false`; Anthropic and chat clients hav
 a client that chains `previous_response_id` needs its latest turn, rarely one an hour old.
 The least recently used entry goes first; a reference to an evicted entry is a clear 400, never a
 silent drop. Nothing here knows about HTTP: a future Responses WebSocket transport holds one
-`Conversation` per socket, puts it in `ctx.options["conversations"]` for each `response.create` frame
+`Conversation` per socket, gives it as `ctx.options.conversation` for each `response.create` frame
 (so `previous_response_id` expands as over HTTP) and calls `remember` after every turn itself, also
 for `store: false` (the Codex CLI's incremental turns on one socket are store=false, and the OpenAI
 API keeps a socket's previous response in connection-local memory).

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from codex_api_proxy.auth.credentials import iso_time
+from codex_api_proxy.auth.authfile import iso_time
 from codex_api_proxy.core.options import ADDON_OPTIONS
 from codex_api_proxy.testing.fake_backend import FakeBackend, make_jwt
 

@@ -35,7 +35,7 @@ from codex_api_proxy.translate.anthropic import (
     to_upstream,
     upstream_tool_name,
 )
-from codex_api_proxy.translate.base import RequestContext
+from codex_api_proxy.translate.base import RequestContext, TranslatorOptions
 
 from .conftest import ACCESS_TOKEN, ACCOUNT_ID
 
@@ -60,7 +60,7 @@ def translate(
         model=body.get("model", ""),
         stream=bool(body.get("stream")),
         headers=headers or {},
-        options=dict(options),
+        options=TranslatorOptions(**options),
     )
     return to_upstream(body, ctx), ctx
 
@@ -717,7 +717,7 @@ def test_model_names(name: str, model_map: dict | None, expected: str) -> None:
 def test_reasoning_effort_table(extra: dict[str, Any], reasoning: dict[str, str]) -> None:
     up, ctx = translate(body_with(user({"type": "text", "text": "x"}), **extra))
     assert up["reasoning"] == reasoning
-    assert ("include" in up) is ("summary" in reasoning) is ctx.options["thinking"]
+    assert ("include" in up) is ("summary" in reasoning) is ctx.state.thinking
 
 
 def test_every_claude_effort_level_keeps_its_place_on_the_gpt_scale() -> None:
@@ -792,7 +792,7 @@ def test_tool_names_are_sanitised_reversibly() -> None:
     assert [t["name"] for t in up["tools"]] == [upstream_tool_name(long), upstream_tool_name(dotted), "Bash"]
     assert up["input"][1]["name"] == upstream_tool_name(long)
     assert up["tool_choice"] == {"type": "function", "name": upstream_tool_name(dotted)}
-    assert ctx.options["tool_names"] == {upstream_tool_name(long): long, upstream_tool_name(dotted): dotted}
+    assert ctx.state.tool_names == {upstream_tool_name(long): long, upstream_tool_name(dotted): dotted}
     # and the way back, streamed and whole
     events = created() + call_events(0, upstream_tool_name(long), "{}") + completed()
     assert blocks(sdk_final(stream(events, ctx)))[0]["name"] == long

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import httpx
 
+from codex_api_proxy.cli.argv_key import without_api_key
 from codex_api_proxy.cli.daemon import is_ours
-from codex_api_proxy.cli.main import without_api_key
 from codex_api_proxy.testing.fake_backend import FakeBackend
 
 from .conftest import ROOT, free_port, start_proxy, write_auth

@@ -18,7 +18,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from codex_api_proxy.core.errors import HEARTBEAT_EVENT, ProxyError
 from codex_api_proxy.core.sse import frame, parse_all
 from codex_api_proxy.translate.accumulate import aggregate
-from codex_api_proxy.translate.base import RequestContext
+from codex_api_proxy.translate.base import RequestContext, RequestState, TranslatorOptions
 from codex_api_proxy.translate.cache_key import prompt_cache_key
 from codex_api_proxy.translate.chat import Stream, from_response, to_upstream
 
@@ -49,7 +49,7 @@ def request(*messages: dict[str, Any], **fields: Any) -> dict[str, Any]:
 
 
 def translate(body: dict[str, Any], **options: Any) -> tuple[dict[str, Any], RequestContext]:
-    ctx = RequestContext(model=MODEL, options=dict(options))
+    ctx = RequestContext(model=MODEL, options=TranslatorOptions(**options))
     return to_upstream(body, ctx), ctx
 
 
@@ -435,7 +435,7 @@ def test_defaults_send_no_optional_fields(fields):
 
 @pytest.mark.parametrize("stream", [True, False])
 def test_context_learns_model_and_stream_mode(stream):
-    ctx = RequestContext(options={"expose_reasoning": False})
+    ctx = RequestContext(options=TranslatorOptions(expose_reasoning=False))
     to_upstream(request({"role": "user", "content": "hi"}, stream=stream), ctx)
     assert (ctx.model, ctx.stream) == (MODEL, stream)
 
@@ -459,7 +459,7 @@ def test_expose_reasoning_asks_for_summaries():
 )
 def test_options_recorded_for_the_answer(fields, options):
     _, ctx = translate(request({"role": "user", "content": "hi"}, **fields))
-    assert {k: ctx.options[k] for k in options} == options
+    assert {k: getattr(ctx.state, k) for k in options} == options
 
 
 BAD = [
@@ -694,8 +694,13 @@ def events(body: bytes) -> list[Any]:
     return [e.data if e.data == "[DONE]" else json.loads(e.data) for e in parse_all(body)]
 
 
-def ctx_for(**options: Any) -> RequestContext:
-    return RequestContext(model=MODEL, stream=True, options={"stop": [], **options})
+def ctx_for(expose_reasoning: bool = False, **state: Any) -> RequestContext:
+    return RequestContext(
+        model=MODEL,
+        stream=True,
+        options=TranslatorOptions(expose_reasoning=expose_reasoning),
+        state=RequestState(**state),
+    )
 
 
 SPLITS = [None, 1, 7, 64]
@@ -792,7 +797,7 @@ def proxy_client(
             model=body["model"],
             stream=bool(body.get("stream")),
             headers=dict(req.headers),
-            options=dict(options),
+            options=TranslatorOptions(**options),
         )
         try:
             up = to_upstream(body, ctx)
@@ -1036,8 +1041,11 @@ def test_items_without_deltas_are_sent_when_done():
 # from_response
 
 
-def answer(up: Upstream, **options: Any) -> dict[str, Any]:
-    body = from_response(up.response(), RequestContext(model=MODEL, options={"stop": [], **options}))
+def answer(up: Upstream, expose_reasoning: bool = False, **state: Any) -> dict[str, Any]:
+    options = TranslatorOptions(expose_reasoning=expose_reasoning)
+    body = from_response(
+        up.response(), RequestContext(model=MODEL, options=options, state=RequestState(**state))
+    )
     ChatCompletion.model_validate(body)
     return body
 

@@ -24,7 +24,8 @@ import httpx
 import pytest
 
 from codex_api_proxy.auth import credentials as credentials_module
-from codex_api_proxy.auth.credentials import CLIENT_ID, TOKEN_URL, Auth, Credentials, default_path
+from codex_api_proxy.auth.authfile import Auth, default_path
+from codex_api_proxy.auth.credentials import CLIENT_ID, TOKEN_URL, Credentials
 from codex_api_proxy.core.errors import ProxyError
 from codex_api_proxy.testing.fake_backend import FakeBackend, make_jwt
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from codex_api_proxy.translate import anthropic, chat, responses
-from codex_api_proxy.translate.base import RequestContext
-from codex_api_proxy.translate.tool_order import OPTION, ToolOrder
+from codex_api_proxy.translate.base import RequestContext, TranslatorOptions
+from codex_api_proxy.translate.tool_order import ToolOrder
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DEFERRED = ("CronCreate", "NotebookEdit")
@@ -34,7 +34,9 @@ def claude_code_turns() -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def upstream(body: dict[str, Any], order: ToolOrder) -> dict[str, Any]:
-    ctx = RequestContext(headers={"x-claude-code-session-id": "s-1"}, options={OPTION: order})
+    ctx = RequestContext(
+        headers={"x-claude-code-session-id": "s-1"}, options=TranslatorOptions(tool_order=order)
+    )
     return anthropic.to_upstream(copy.deepcopy(body), ctx)
 
 
@@ -78,15 +80,19 @@ def test_chat_and_responses_routes_keep_the_order_too() -> None:
     order = ToolOrder()
     tools = [{"type": "function", "function": {"name": n, "parameters": {"type": "object"}}} for n in "bc"]
     body = {"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}], "prompt_cache_key": "k"}
-    chat.to_upstream({**body, "tools": tools}, RequestContext(options={OPTION: order}))
+    chat.to_upstream({**body, "tools": tools}, RequestContext(options=TranslatorOptions(tool_order=order)))
     later = [tools[0], {"type": "function", "function": {"name": "a"}}, tools[1]]
-    out = chat.to_upstream({**body, "tools": later}, RequestContext(options={OPTION: order}))
+    out = chat.to_upstream(
+        {**body, "tools": later}, RequestContext(options=TranslatorOptions(tool_order=order))
+    )
     assert [t["name"] for t in out["tools"]] == ["b", "c", "a"]
     rbody = {"model": "gpt-5.5", "input": "hi", "prompt_cache_key": "r", "store": False}
     rtools = [{"type": "function", "name": n} for n in "bc"]
-    responses.to_upstream({**rbody, "tools": rtools}, RequestContext(options={OPTION: order}))
+    responses.to_upstream(
+        {**rbody, "tools": rtools}, RequestContext(options=TranslatorOptions(tool_order=order))
+    )
     out = responses.to_upstream(
         {**rbody, "tools": [{"type": "function", "name": "a"}, *rtools]},
-        RequestContext(options={OPTION: order}),
+        RequestContext(options=TranslatorOptions(tool_order=order)),
     )
     assert [t["name"] for t in out["tools"]] == ["b", "c", "a"]

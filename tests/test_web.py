@@ -104,6 +104,8 @@ def test_web_mode_shows_the_translation_and_no_secret(web: tuple[dict[str, str],
     assert upstream.startswith(f"Sent upstream: POST {fake.url}/responses\nauthorization: Bearer *** ")
     sent_body = json.loads(upstream.split("\n\n", 1)[1])
     assert sent_body == fake.responses_requests[-1].body  # exactly what the backend received
+    sent_length = fake.responses_requests[-1].headers["content-length"]
+    assert f"\ncontent-length: {sent_length}\n" in upstream  # the body's, not the empty loopback hop's
     assert sent_body["model"] == "gpt-5.5" and sent_body["prompt_cache_key"] == SESSION
     shown = api.get(f"/flows/{flow['id']}/request/content/upstream.json").json()
     assert shown["view_name"] == "Upstream" and shown["text"] == upstream  # the same, lines kept

@@ -21,44 +21,35 @@ Four rules keep the login alive under faults:
 - One refresh runs at a time; callers arriving meanwhile share its outcome, and the first caller after
   a failure tries again at once (no remembered failures, except a refresh token that is dead for good).
 
-The file stays the person's: a rewrite keeps its owner, group and mode (a proxy run with sudo or as a
-service must not leave a root-owned 0600 login the Codex CLI can no longer read), and so does the lock
-file beside it. A process that could not keep them (another user's file) refuses to refresh at all:
-spending the refresh token without saving its successor would log the owner out.
+The file and its lock are handled in authfile.py, which keeps them the person's: a process that could not
+rewrite auth.json keeping its owner refuses to refresh at all, since spending the refresh token without
+saving its successor would log the owner out.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
-import copy
 import dataclasses
-import errno
-import json
 import logging
 import os
-import stat
-import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import filelock
 import httpx
 
 from ..core.errors import ProxyError
+from . import authfile
+from .authfile import LOGIN_HINT, Auth, Snapshot, default_path, owner_problem, text
 
 log = logging.getLogger(__name__)
 
 TOKEN_URL = "https://auth.openai.com/oauth/token"
 CLIENT_ID = "app_EMoamEEZ73f0CkXaXp7hrann"
 SCOPE = "openid profile email"
-AUTH_CLAIM = "https://api.openai.com/auth"
 OPAQUE_REFRESH_AGE = 8 * 24 * 3600.0  # the Codex CLI refreshes tokens without `exp` after 8 days
 # OAuth error codes that say the refresh token is dead for good (OpenAI's three, and RFC 6749's own
 # `invalid_grant`); nothing else, however refused, keeps a later request from trying again.
@@ -71,7 +62,6 @@ CONNECT_TIMEOUT = 10.0
 CONNECT_RETRY_PAUSES = (0.5, 1.0)  # before re-sending a refresh whose connection never opened
 FOREIGN_REFRESH_GRACE = 2.0  # after `reused`, how long to wait for the winner (e.g. the Codex CLI) to save
 LOCK_TIMEOUT = REFRESH_TIMEOUT + 60.0  # another process may hold the lock for a whole refresh and its grace
-LOCK_POLL = 0.02
 # How refreshes ended, counted in `Credentials.refresh_outcomes`.
 OUTCOMES = (
     "ok",  # new tokens saved
@@ -83,83 +73,6 @@ OUTCOMES = (
     "unreachable",  # no connection, or it broke before an answer
     "timeout",  # no answer within the HTTP client's timeout
 )
-LOGIN_HINT = "Run `codex login` to sign in again."
-
-
-def default_path() -> Path:
-    """Where the Codex CLI keeps its login: `$CODEX_HOME/auth.json`, else `~/.codex/auth.json`."""
-    home = os.environ.get("CODEX_HOME", "").strip()
-    base = Path(home).expanduser() if home else Path.home() / ".codex"
-    return base / "auth.json"
-
-
-@dataclass(frozen=True)
-class Auth:
-    """What an upstream request needs to authenticate; `repr` never shows the token."""
-
-    mode: Literal["chatgpt", "apikey"]
-    token: str = field(repr=False)  # access token or API key
-    account_id: str | None
-    fedramp: bool
-
-    def headers(self) -> dict[str, str]:
-        out = {"Authorization": f"Bearer {self.token}"}
-        if self.mode == "chatgpt" and self.account_id:
-            out["ChatGPT-Account-ID"] = self.account_id
-        if self.fedramp:
-            out["X-OpenAI-Fedramp"] = "true"
-        return out
-
-
-@dataclass(frozen=True)
-class _Snapshot:
-    """One parsed state of auth.json and the stat key it was read at."""
-
-    key: tuple[int, int, int]  # (mtime_ns, size, inode)
-    data: dict[str, Any] = field(repr=False)  # the whole object, rewritten with only tokens changed
-    newline: bool  # the file ended with a newline (kept when rewriting)
-    auth: Auth
-    refresh_token: str | None = field(repr=False)
-    expires_at: float | None  # the access token's JWT `exp`
-    last_refresh: datetime | None
-
-
-def iso_time(seconds: float) -> str:
-    """`last_refresh` as the Codex CLI writes it: UTC, ISO 8601, a `Z` suffix."""
-    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
-
-
-def _jwt_claims(token: Any) -> dict[str, Any]:
-    """Unverified JWT payload (only read, never trusted for anything but timing and ids)."""
-    if isinstance(token, dict):  # some tools store the id_token already decoded
-        return token
-    if not isinstance(token, str) or token.count(".") != 2:
-        return {}
-    part = token.split(".")[1]
-    try:
-        claims = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
-    except (ValueError, binascii.Error):
-        return {}
-    return claims if isinstance(claims, dict) else {}
-
-
-def _text(value: Any) -> str | None:
-    return value.strip() if isinstance(value, str) and value.strip() else None
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _account_claims(id_token: Any) -> dict[str, Any]:
-    claims = _jwt_claims(id_token).get(AUTH_CLAIM)
-    return claims if isinstance(claims, dict) else {}
 
 
 def _error_code(payload: Any) -> str | None:
@@ -178,8 +91,8 @@ def _error_detail(payload: Any) -> str:
     err = payload.get("error")
     parts = [_error_code(payload)]
     if isinstance(err, dict):
-        parts.append(_text(err.get("message")))
-    parts.append(_text(payload.get("error_description")) or _text(payload.get("message")))
+        parts.append(text(err.get("message")))
+    parts.append(text(payload.get("error_description")) or text(payload.get("message")))
     return ": ".join(dict.fromkeys(p for p in parts if p))[:300]
 
 
@@ -189,7 +102,7 @@ class _Outcome:
 
     auth: Auth | None = None
     error: ProxyError | None = None
-    snap: _Snapshot | None = None
+    snap: Snapshot | None = None
 
 
 @dataclass
@@ -245,7 +158,7 @@ class Credentials:
         self.refresh_outcomes: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
         self.reads = 0  # times auth.json was actually read (not just stat'ed)
         self._client = client
-        self._snap: _Snapshot | None = None
+        self._snap: Snapshot | None = None
         self.lock_path = Path(str(self.path) + ".lock")
         self._flight: _Flight | None = None
         self._dead: tuple[str | None, ProxyError] | None = None  # a refresh token refused for good
@@ -297,16 +210,16 @@ class Credentials:
 
     # -- reading --------------------------------------------------------------------------------------
 
-    def _load(self, force: bool = False) -> _Snapshot:
+    def _load(self, force: bool = False) -> Snapshot:
         """The current file, re-read only when its stat key changed (or when forced)."""
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
             self._snap = None
-            raise self._signed_out(f"No Codex login found at {self.path}.") from None
+            raise authfile.signed_out(f"No Codex login found at {self.path}.") from None
         except OSError as exc:
-            raise self._invalid(f"cannot be read ({exc.strerror})") from None
-        if not force and self._snap is not None and self._snap.key == (st.st_mtime_ns, st.st_size, st.st_ino):
+            raise authfile.invalid(self.path, f"cannot be read ({exc.strerror})") from None
+        if not force and self._snap is not None and self._snap.key == authfile.stat_key(st):
             return self._snap
         try:
             with open(self.path, "rb") as f:
@@ -315,13 +228,13 @@ class Credentials:
         except FileNotFoundError:
             return self._load(force)  # replaced between stat and open
         except OSError as exc:
-            raise self._invalid(f"cannot be read ({exc.strerror})") from None
+            raise authfile.invalid(self.path, f"cannot be read ({exc.strerror})") from None
         self.reads += 1
-        self._snap = self._parse(raw, (st.st_mtime_ns, st.st_size, st.st_ino))
+        self._snap = authfile.parse(self.path, raw, authfile.stat_key(st))
         log.debug("loaded %s (%s mode)", self.path, self._snap.auth.mode)
         return self._snap
 
-    async def _current(self, force: bool = False) -> _Snapshot:
+    async def _current(self, force: bool = False) -> Snapshot:
         """`_load`, tolerating one torn read: the Codex CLI rewrites auth.json in place, not atomically."""
         try:
             return self._load(force)
@@ -331,52 +244,7 @@ class Credentials:
             await asyncio.sleep(0.1)
             return self._load(True)
 
-    def _invalid(self, what: str) -> ProxyError:
-        return ProxyError(503, f"The Codex login file {self.path} {what}. {LOGIN_HINT}", code="auth_invalid")
-
-    @staticmethod
-    def _signed_out(what: str) -> ProxyError:
-        """No login (never made, or removed by `codex logout`): the person must sign in, so a 401."""
-        return ProxyError(
-            401, f"{what} Run `codex login` to sign in (or set CODEX_HOME).", code="auth_missing"
-        )
-
-    def _parse(self, raw: bytes, key: tuple[int, int, int]) -> _Snapshot:
-        try:
-            data = json.loads(raw)
-        except UnicodeDecodeError:
-            raise self._invalid("is not UTF-8 text") from None
-        except json.JSONDecodeError as exc:
-            raise self._invalid(f"is not valid JSON (line {exc.lineno}, column {exc.colno})") from None
-        if not isinstance(data, dict):
-            raise self._invalid("does not hold a JSON object")
-        newline = raw.endswith(b"\n")
-        api_key = _text(data.get("OPENAI_API_KEY"))
-        if api_key:
-            auth = Auth("apikey", api_key, None, False)
-            return _Snapshot(key, data, newline, auth, None, None, None)
-        tokens = data.get("tokens")
-        if tokens is None or (
-            isinstance(tokens, dict)
-            and not any(_text(tokens.get(k)) for k in ("access_token", "refresh_token"))
-        ):
-            raise self._signed_out(
-                f"The Codex login in {self.path} holds no API key and no tokens (signed out)."
-            )
-        if not isinstance(tokens, dict):
-            raise self._invalid("has neither an OPENAI_API_KEY nor ChatGPT tokens")
-        access = _text(tokens.get("access_token"))
-        if not access:
-            raise self._invalid("has no tokens.access_token")
-        claims = _account_claims(tokens.get("id_token"))
-        account_id = _text(tokens.get("account_id")) or _text(claims.get("chatgpt_account_id"))
-        auth = Auth("chatgpt", access, account_id, bool(claims.get("chatgpt_account_is_fedramp")))
-        exp = _jwt_claims(access).get("exp")
-        expires_at = float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
-        refresh = _text(tokens.get("refresh_token"))
-        return _Snapshot(key, data, newline, auth, refresh, expires_at, _parse_time(data.get("last_refresh")))
-
-    def _stale(self, snap: _Snapshot) -> bool:
+    def _stale(self, snap: Snapshot) -> bool:
         if snap.auth.mode != "chatgpt":
             return False
         if snap.expires_at is not None:
@@ -385,7 +253,7 @@ class Credentials:
             return self.clock() - snap.last_refresh.timestamp() >= OPAQUE_REFRESH_AGE
         return False
 
-    def _settled(self, snap: _Snapshot, stale_token: str, force: bool) -> bool:
+    def _settled(self, snap: Snapshot, stale_token: str, force: bool) -> bool:
         """No refresh needed for this caller: the file changed mode, someone else already replaced the token
         (even one still near expiry: refreshing it again would only churn), or it is not stale after all."""
         if snap.auth.mode != "chatgpt" or snap.auth.token != stale_token:
@@ -394,7 +262,7 @@ class Credentials:
 
     # -- waiting for a refresh ------------------------------------------------------------------------
 
-    async def _refresh(self, stale_token: str, force: bool, current: _Snapshot | None = None) -> Auth:
+    async def _refresh(self, stale_token: str, force: bool, current: Snapshot | None = None) -> Auth:
         """Fresh credentials from the refresh in flight, or from a new one if none is running. Waits at
         most `refresh_wait`; the refresh itself is shielded and runs to its own end."""
         loop = asyncio.get_running_loop()
@@ -423,7 +291,7 @@ class Credentials:
                 continue  # a proactive refresh found this token fresh, but upstream rejected it: force one
             return outcome.auth
 
-    def _fail(self, snap: _Snapshot | None, err: ProxyError, force: bool) -> Auth:
+    def _fail(self, snap: Snapshot | None, err: ProxyError, force: bool) -> Auth:
         """Raise `err`, unless a proactive refresh failed transiently and the token still works."""
         expired = snap is None or (snap.expires_at is not None and snap.expires_at <= self.clock())
         if force or expired or err.status == 401:
@@ -443,7 +311,7 @@ class Credentials:
             problem = owner_problem(self.path)
             if problem:  # refreshing without saving would log the file's owner out
                 return _Outcome(error=self._unwritable(problem), snap=snap)
-            async with self._exclusive():
+            async with authfile.exclusive(self.path, self.lock_path, LOCK_TIMEOUT):
                 snap = await self._current(force=True)
                 if self._settled(snap, stale_token, force):
                     log.debug("adopted tokens refreshed by another process")
@@ -457,7 +325,7 @@ class Credentials:
         except ProxyError as err:
             return _Outcome(error=err)
 
-    async def _refresh_locked(self, snap: _Snapshot, retry_pauses: tuple[float, ...]) -> _Outcome:
+    async def _refresh_locked(self, snap: Snapshot, retry_pauses: tuple[float, ...]) -> _Outcome:
         try:
             payload = await self._call(snap, retry_pauses)
         except ProxyError as err:
@@ -478,7 +346,7 @@ class Credentials:
         self.refresh_outcomes["ok" if saved else "discarded"] += 1
         return _Outcome(auth)
 
-    async def _foreign_refresh(self, before: _Snapshot) -> Auth | None:
+    async def _foreign_refresh(self, before: Snapshot) -> Auth | None:
         """After a permanent refusal: tokens another program (e.g. the Codex CLI, which does not take our
         lock) obtained with the same refresh token, if it saves them within a short grace period."""
         deadline = time.monotonic() + FOREIGN_REFRESH_GRACE
@@ -499,43 +367,7 @@ class Credentials:
             code="auth_not_writable",
         )
 
-    @contextlib.asynccontextmanager
-    async def _exclusive(self) -> AsyncIterator[None]:
-        """The cross-process lock, polled without blocking so the event loop never waits on it. The lock
-        file gets the login's owner, group and mode: whoever may refresh the login may take the lock."""
-        try:
-            owner = os.stat(self.path)
-        except OSError:
-            owner = None
-        mode = stat.S_IMODE(owner.st_mode) & 0o666 if owner else 0o600
-        lock = filelock.FileLock(str(self.lock_path), mode=mode)
-        deadline = time.monotonic() + LOCK_TIMEOUT
-        while True:
-            try:
-                lock.acquire(timeout=0)
-                break
-            except filelock.Timeout:
-                if time.monotonic() >= deadline:
-                    raise ProxyError(
-                        503,
-                        f"Another process held {self.lock_path} for over {LOCK_TIMEOUT:.0f} s; "
-                        "cannot refresh the Codex login.",
-                        code="auth_locked",
-                    ) from None
-                await asyncio.sleep(LOCK_POLL)
-            except OSError as exc:
-                raise ProxyError(
-                    503, f"Cannot create the lock file {self.lock_path} ({exc.strerror}).", code="auth_locked"
-                ) from None
-        try:
-            if owner is not None:
-                with contextlib.suppress(OSError):  # a lock works whoever owns it
-                    _give_to_owner(self.lock_path, owner)
-            yield
-        finally:
-            lock.release()
-
-    async def _call(self, snap: _Snapshot, retry_pauses: tuple[float, ...]) -> dict[str, Any]:
+    async def _call(self, snap: Snapshot, retry_pauses: tuple[float, ...]) -> dict[str, Any]:
         """The token endpoint's answer to one refresh, awaited until the HTTP client's timeout."""
         if not snap.refresh_token:
             raise ProxyError(
@@ -570,7 +402,7 @@ class Credentials:
             payload = None
         if resp.status_code >= 400:
             raise self._refusal(resp.status_code, payload, snap)
-        if not isinstance(payload, dict) or not _text(payload.get("access_token")):
+        if not isinstance(payload, dict) or not text(payload.get("access_token")):
             raise ProxyError(
                 502,
                 "The OpenAI token endpoint answered without a new access token.",
@@ -598,7 +430,7 @@ class Credentials:
                     )
                     await asyncio.sleep(pause)
 
-    def _refusal(self, status: int, payload: Any, snap: _Snapshot) -> ProxyError:
+    def _refusal(self, status: int, payload: Any, snap: Snapshot) -> ProxyError:
         """Final (401, remembered until auth.json changes) only when the OAuth error code says the refresh
         token is dead. The Codex CLI takes any 401 as final; a middlebox's 401 would then cost a login."""
         code = _error_code(payload)
@@ -612,7 +444,7 @@ class Credentials:
         message = f"Refreshing the Codex login failed: the token endpoint answered HTTP {status}"
         return ProxyError(502, message + (f" ({detail})." if detail else "."), code="refresh_failed")
 
-    async def _save(self, snap: _Snapshot, payload: dict[str, Any]) -> tuple[Auth, bool]:
+    async def _save(self, snap: Snapshot, payload: dict[str, Any]) -> tuple[Auth, bool]:
         """Write the new tokens into the file just read, keeping every other key, the key order and format;
         (credentials to use, whether they were saved). Just before writing, the file is read again: a login
         removed meanwhile (`codex logout`) stays removed (ProxyError 401), a newer one is kept."""
@@ -627,18 +459,9 @@ class Credentials:
             # Only a new login can have replaced a refresh token we just consumed: keep it.
             log.debug("auth.json changed during the refresh; keeping the newer login")
             return now.auth, False
-        data = copy.deepcopy(snap.data)
-        tokens = data["tokens"]
-        for name in ("id_token", "access_token", "refresh_token"):
-            if _text(payload.get(name)):
-                tokens[name] = payload[name].strip()
-        account_id = _text(_account_claims(payload.get("id_token")).get("chatgpt_account_id"))
-        if account_id:
-            tokens["account_id"] = account_id
-        data["last_refresh"] = iso_time(self.clock())
-        raw = json.dumps(data, indent=2, ensure_ascii=False).encode() + (b"\n" if snap.newline else b"")
+        raw = authfile.with_new_tokens(snap, payload, self.clock())
         try:
-            key = write_keeping_owner(self.path, raw)
+            key = authfile.write_keeping_owner(self.path, raw)
         except OSError as exc:
             log.error(
                 "could not save the refreshed Codex login to %s (%s); this proxy keeps it in memory, "
@@ -649,65 +472,5 @@ class Credentials:
             key = self._snap.key if self._snap else (0, 0, 0)
         else:
             log.debug("saved refreshed tokens to %s", self.path)
-        self._snap = self._parse(raw, key)
+        self._snap = authfile.parse(self.path, raw, key)
         return self._snap.auth, True
-
-
-def owner_problem(path: Path) -> str | None:
-    """Why this process could not rewrite `path` keeping its owner and group, or None: only root can give
-    a file to another user, and only to a group of one's own."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None  # nothing to keep
-    if os.geteuid() == 0 or (st.st_uid == os.geteuid() and st.st_gid in (os.getegid(), *os.getgroups())):
-        return None
-    return (
-        f"belongs to uid {st.st_uid} gid {st.st_gid} and this process runs as uid {os.geteuid()}: a rewrite "
-        "would take the file over"
-    )
-
-
-def _give_to_owner(file: int | Path, owner: os.stat_result) -> None:
-    """Give `file` (a path, or an open descriptor: fchown/fchmod) the owner, group and mode of `owner`."""
-    st = os.stat(file)
-    if (st.st_uid, st.st_gid) != (owner.st_uid, owner.st_gid):
-        os.chown(file, owner.st_uid, owner.st_gid)
-    if stat.S_IMODE(st.st_mode) != stat.S_IMODE(owner.st_mode):
-        os.chmod(file, stat.S_IMODE(owner.st_mode))
-
-
-def write_keeping_owner(path: Path, raw: bytes) -> tuple[int, int, int]:
-    """Replace the file (the symlink target, if it is one) in one step, keeping its owner, group and mode
-    (0600 for a new file); refuses (PermissionError) rather than take another user's file over. Returns
-    the new file's stat key."""
-    target = Path(os.path.realpath(path))
-    problem = owner_problem(target)
-    if problem:
-        raise PermissionError(errno.EPERM, f"it {problem}")
-    try:
-        owner: os.stat_result | None = os.stat(target)
-    except FileNotFoundError:
-        owner = None
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if owner is not None:  # before the secret is written: never readable by more than the original
-                _give_to_owner(f.fileno(), owner)
-            f.write(raw)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable; the file is in place either way
-        with contextlib.suppress(OSError):
-            dir_fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-    st = os.stat(target)
-    return (st.st_mtime_ns, st.st_size, st.st_ino)

@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 import tomli_w
 
-from ..core.options import API_KEY_ENV, ENV
+from ..core.options import API_KEY_ENV, CLAUDE_BIN_ENV, CODEX_BIN_ENV
 from ..core.settings import default_auth_path
 from .doctor import PROXY_VARS
 
@@ -36,10 +36,7 @@ class Client:
     title: str
     program: str
     package: str
-
-    @property
-    def override(self) -> str:
-        return f"{ENV}{self.program.upper()}_BIN"
+    override: str  # the variable naming another executable
 
     def binary(self) -> str:
         """The client's executable: the override variable's, else the one on PATH; else one line
@@ -59,8 +56,8 @@ class Client:
         return found
 
 
-CLAUDE = Client("Claude Code", "claude", "@anthropic-ai/claude-code")
-CODEX = Client("The Codex CLI", "codex", "@openai/codex")
+CLAUDE = Client("Claude Code", "claude", "@anthropic-ai/claude-code", CLAUDE_BIN_ENV)
+CODEX = Client("The Codex CLI", "codex", "@openai/codex", CODEX_BIN_ENV)
 
 
 def with_no_proxy(env: dict[str, str], host: str) -> None:

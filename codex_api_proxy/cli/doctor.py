@@ -15,7 +15,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .. import __version__
-from ..auth.credentials import Credentials, _jwt_claims
+from ..auth.authfile import jwt_claims
+from ..auth.credentials import Credentials
 from ..core import models
 from ..core.errors import ProxyError
 from ..core.options import API_KEY_ENV, DEFAULT_PORT, parse_model_map
@@ -69,7 +70,7 @@ def _access_token(path: Path, expires_in: int | None) -> Check:
     token = tokens.get("access_token") if isinstance(tokens, dict) else None
     if not isinstance(token, str) or token.count(".") != 2:
         return None, "access token", f"not a JWT (ChatGPT's are), so its expiry cannot be read; {unverified}"
-    claims = _jwt_claims(token)
+    claims = jwt_claims(token)
     if not claims:
         return False, "access token", "shaped like a JWT, but its payload does not decode; run `codex login`"
     if expires_in is None:

@@ -8,7 +8,8 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from ..auth.credentials import Credentials, _jwt_claims
+from ..auth.authfile import jwt_claims
+from ..auth.credentials import Credentials
 from ..core.errors import ProxyError
 from ..core.settings import default_auth_path
 from .daemon import Daemon, get_json, health, hostport
@@ -30,7 +31,7 @@ def account(auth_file: str | None) -> str:
         return f"no readable login at {path}"
     tokens = data.get("tokens") if isinstance(data, dict) else None
     if isinstance(tokens, dict) and tokens.get("access_token"):
-        email = _jwt_claims(tokens.get("id_token")).get("email")
+        email = jwt_claims(tokens.get("id_token")).get("email")
         who = mask(str(tokens.get("account_id") or "unknown"))
         return f"{who} ({mask(email)})" if isinstance(email, str) else who
     if isinstance(data, dict) and data.get("OPENAI_API_KEY"):

@@ -15,7 +15,7 @@ nothing here (the Codex CLI sends `store: false`; Anthropic and chat clients hav
 a client that chains `previous_response_id` needs its latest turn, rarely one an hour old.
 The least recently used entry goes first; a reference to an evicted entry is a clear 400, never a
 silent drop. Nothing here knows about HTTP: a future Responses WebSocket transport holds one
-`Conversation` per socket, puts it in `ctx.options["conversations"]` for each `response.create` frame
+`Conversation` per socket, gives it as `ctx.options.conversation` for each `response.create` frame
 (so `previous_response_id` expands as over HTTP) and calls `remember` after every turn itself, also
 for `store: false` (the Codex CLI's incremental turns on one socket are store=false, and the OpenAI
 API keeps a socket's previous response in connection-local memory).
@@ -36,9 +36,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-MAX_ENTRIES_ENV = "CODEX_API_PROXY_STORE_MAX_ITEMS"
-MAX_BYTES_ENV = "CODEX_API_PROXY_STORE_MAX_BYTES"
-TTL_ENV = "CODEX_API_PROXY_STORE_TTL"
+from .options import STORE_MAX_BYTES_ENV, STORE_MAX_ITEMS_ENV, STORE_TTL_ENV
+
 DEFAULT_MAX_ENTRIES = 5_000
 DEFAULT_MAX_BYTES = 16 << 20
 DEFAULT_TTL = 2 * 3600.0
@@ -96,9 +95,9 @@ class ConversationStore:
             return default
 
         return cls(
-            max_entries=int(number(MAX_ENTRIES_ENV, DEFAULT_MAX_ENTRIES)),
-            max_bytes=int(number(MAX_BYTES_ENV, DEFAULT_MAX_BYTES)),
-            ttl=number(TTL_ENV, DEFAULT_TTL),
+            max_entries=int(number(STORE_MAX_ITEMS_ENV, DEFAULT_MAX_ENTRIES)),
+            max_bytes=int(number(STORE_MAX_BYTES_ENV, DEFAULT_MAX_BYTES)),
+            ttl=number(STORE_TTL_ENV, DEFAULT_TTL),
         )
 
     def __len__(self) -> int:

@@ -19,7 +19,17 @@ from urllib.parse import urlsplit
 
 ENV = "CODEX_API_PROXY_"
 API_KEY_ENV = ENV + "API_KEY"
+# The variables read outside the option table (EXTRA_VARIABLES says what each does), named once here and
+# imported by the module that reads each.
 STATE_DIR_ENV = ENV + "STATE_DIR"
+DEMO_PORT_ENV = ENV + "DEMO_PORT"
+DEBUG_ENV = ENV + "DEBUG"
+CLAUDE_BIN_ENV = ENV + "CLAUDE_BIN"
+CODEX_BIN_ENV = ENV + "CODEX_BIN"
+STORE_MAX_ITEMS_ENV = ENV + "STORE_MAX_ITEMS"
+STORE_MAX_BYTES_ENV = ENV + "STORE_MAX_BYTES"
+STORE_TTL_ENV = ENV + "STORE_TTL"
+KEY_FROM_ARGV_ENV = ENV + "KEY_FROM_ARGV"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 DEFAULT_UPSTREAM_URL = "https://chatgpt.com/backend-api/codex"
@@ -255,6 +265,31 @@ CONFIG_OPTION = Option("config", File(), _state("config.toml"),
 API_KEY_OPTION = Option("api_key", Text(), None, f"Local key clients must send; prefer ${API_KEY_ENV} or "
                         "--api-key-file (never saved, never passed on to the daemon's command line).",
                         API_KEY_ENV)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Variable:
+    """A CODEX_API_PROXY_* variable that is not an option's: read by one module, never saved."""
+
+    name: str
+    help: str
+
+
+EXTRA_VARIABLES = (
+    Variable(STATE_DIR_ENV, "The folder of the config, pid file and log (default ~/.codex-api-proxy)."),
+    Variable(DEMO_PORT_ENV, "The port of `demo`."),
+    Variable(DEBUG_ENV, "Any value: an internal error shows its traceback instead of one line."),
+    Variable(CLAUDE_BIN_ENV, "The Claude Code executable `claude` runs (default: `claude` on PATH)."),
+    Variable(CODEX_BIN_ENV, "The Codex CLI executable `codex` runs (default: `codex` on PATH)."),
+    Variable(STORE_MAX_ITEMS_ENV, "How many stored Responses items the conversation store keeps."),
+    Variable(STORE_MAX_BYTES_ENV, "How many bytes of stored Responses items the conversation store keeps."),
+    Variable(STORE_TTL_ENV, "Seconds a stored Responses item is kept after its last use."),
+    Variable(KEY_FROM_ARGV_ENV, "Internal: the re-executed process's local key was given as --api-key."),
+)
+# Every CODEX_API_PROXY_* variable the package reads: any other one set is a misspelling (`main` warns).
+KNOWN_VARIABLES = frozenset(
+    {o.env for o in (*OPTIONS, CONFIG_OPTION, API_KEY_OPTION) if o.env} | {v.name for v in EXTRA_VARIABLES}
+)
 
 
 def default_of(name: str) -> Any:

@@ -20,8 +20,8 @@ from ..core.errors import ProxyError
 from ..core.limits import RELEASE_DELAY
 from ..relay.exchange import Family, FlowState, flow_state, set_flow_state
 from ..relay.server import FLOW_HEADER
-from ..translate import anthropic, chat, responses, tool_order
-from ..translate.base import RequestContext
+from ..translate import anthropic, chat, responses
+from ..translate.base import RequestContext, TranslatorOptions
 from ..translate.responses import compact
 from . import observe
 from .runtime import Runtime, error_response, fail_closed, handled, json_response, to_relay
@@ -101,19 +101,21 @@ class ApiGateway:
             return await asyncio.to_thread(boundary.json_body, raw, encoding)
         return boundary.json_body(raw, encoding)
 
-    def family_options(self, family: Family, account: str | None) -> dict[str, Any]:
+    def translator_options(self, family: Family, account: str | None) -> TranslatorOptions:
+        """What the family's translator reads of the settings and the Runtime's shared records."""
         rt = self.runtime
-        shared = {tool_order.OPTION: rt.tool_order}
         if family.name == "anthropic":  # the per-conversation records its turns feed
-            return {
-                **shared,
-                "model_map": rt.settings.model_map,
-                "calibration": rt.calibration,
-                "cache_health": rt.cache_health,
-            }
+            return TranslatorOptions(
+                tool_order=rt.tool_order,
+                model_map=rt.settings.model_map,
+                calibration=rt.calibration,
+                cache_health=rt.cache_health,
+            )
         if family.name == "chat":
-            return {**shared, "expose_reasoning": rt.settings.expose_reasoning}
-        return {**shared, responses.CONVERSATIONS: rt.conversations.conversation(account)}
+            return TranslatorOptions(tool_order=rt.tool_order, expose_reasoning=rt.settings.expose_reasoning)
+        return TranslatorOptions(
+            tool_order=rt.tool_order, conversation=rt.conversations.conversation(account)
+        )
 
     async def translate_request(self, flow: http.HTTPFlow, family: Family) -> None:
         rt = self.runtime
@@ -124,7 +126,7 @@ class ApiGateway:
             model=str(body.get("model") or ""),
             stream=bool(body.get("stream")),
             headers=client_headers,
-            options=self.family_options(family, auth.account_id),
+            options=self.translator_options(family, auth.account_id),
         )
         passthrough = auth.mode == "apikey" and family.passthrough_path is not None
         route = "openai" if passthrough or auth.mode != "chatgpt" else "codex"
@@ -147,7 +149,7 @@ class ApiGateway:
         # no conversation (or the OpenAI API): the request's own id, the one the client gets back
         headers.setdefault(header_policy.UPSTREAM_REQUEST_ID, flow.metadata[observe.REQUEST_ID])
         key = upstream_body.get("prompt_cache_key")
-        ctx.options["conversation"] = key if isinstance(key, str) else ""  # the usage page's conversation
+        ctx.state.conversation = key if isinstance(key, str) else ""  # the usage page's conversation
         state = FlowState(
             family,
             ctx,
@@ -200,9 +202,7 @@ class ApiGateway:
             )
             headers = conversation_headers(headers, upstream_body.get("prompt_cache_key"))
         key = upstream_body.get("prompt_cache_key")
-        ctx.options["cache_thread"] = self.runtime.cache_health.note_request(
-            key, upstream_body, headers, large
-        )
+        ctx.state.cache_thread = self.runtime.cache_health.note_request(key, upstream_body, headers, large)
         if large:
             content = jsonslices.encode(upstream_body, separators=(",", ":"))
         else:

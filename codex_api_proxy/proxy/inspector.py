@@ -63,9 +63,10 @@ class Inspector:
         the body the gateway registered on the flow's state."""
         settings = self.runtime.settings
         base = settings.upstream_url if state.route == "codex" else settings.openai_url
-        headers = [
-            f"{k}: {v}" for k, v in flow.request.headers.items() if k.lower() not in ("host", FLOW_HEADER)
-        ]
+        # the loopback hop carries no body (the relay takes it from the state): its length is the state's
+        hop_only = ("host", "content-length", FLOW_HEADER)
+        headers = [f"{k}: {v}" for k, v in flow.request.headers.items() if k.lower() not in hop_only]
+        headers.append(f"content-length: {len(state.body or b'')}")
         try:
             body = json.dumps(json.loads(state.body or b"null"), ensure_ascii=False, indent=1)
         except ValueError:

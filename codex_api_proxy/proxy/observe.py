@@ -212,7 +212,7 @@ class RequestMetrics:
                 "output_tokens": (usage or {}).get("output", 0),
                 "error": error_kind(error) if error is not None else (flow.error.msg if flow.error else ""),
             }
-            options = getattr(getattr(state, "ctx", None), "options", None) or {}
+            learnt = getattr(getattr(state, "ctx", None), "state", None)  # translate.base.RequestState
             metrics.record(
                 RequestRecord(
                     time=started,
@@ -226,9 +226,9 @@ class RequestMetrics:
                     duration_ms=fields["duration_ms"],
                     **{k: int((usage or {}).get(k, 0)) for k in ("input", "cached", "output", "reasoning")},
                     error=str(fields["error"])[:200],
-                    conversation=str(options.get("conversation") or ""),
+                    conversation=getattr(learnt, "conversation", ""),
                 ),
-                getattr(options.get("cache_thread"), "miss", ""),
+                getattr(getattr(learnt, "cache_thread", None), "miss", ""),
             )
             sent = fields["model_sent"]
             model_text = f" model={model}" + (f"->{sent}" if sent else "") if model or sent else ""

@@ -44,7 +44,7 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
 @dataclass
 class Runtime:
     """What the addons of one proxy share: settings, credentials, the upstream, the counters and the
-    per-conversation records (the translators get those through RequestContext.options)."""
+    per-conversation records (the gateway gives the translators those as TranslatorOptions)."""
 
     settings: Settings = field(default_factory=Settings)
     credentials: Credentials = field(default_factory=Credentials)

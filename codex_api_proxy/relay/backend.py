@@ -15,7 +15,8 @@ from typing import Any
 import httpx
 
 from .. import __version__
-from ..auth.credentials import REFRESH_TIMEOUT, Auth, Credentials
+from ..auth.authfile import Auth
+from ..auth.credentials import REFRESH_TIMEOUT, Credentials
 from ..core.errors import ProxyError, from_upstream
 from ..core.headers import to_upstream
 from ..core.limits import MAX_UPSTREAM_JSON

@@ -43,7 +43,8 @@ headers, sent on every Codex `/responses` answer, errors included; a Turn's own 
 `connections_opened`. Validation failures
 (401/403/400) do not consume a scripted Turn; an HTTP-error Turn does.
 
-This module is the server (connections, routing, the endpoints); the rest is beside it: script.py
+This module routes each request to its endpoint and answers it; the rest is beside it: server.py (the
+HTTP/1.1 server, its thread and connections), script.py
 (Turn and its output items), events.py (a Turn as a Responses stream), rules.py (the backend's request
 rules), tokens.py (the token endpoint's tokens and rotation), openai_api.py (the OpenAI API's shapes),
 demo_model.py (the `demo` model).
@@ -52,18 +53,15 @@ demo_model.py (the `demo` model).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-import json
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 from ..core.sse import frame
-from ..relay import http11
 from .demo_model import DEMO_COMMAND, DemoModel
 from .events import (
     STREAM_SHAPES,
@@ -90,6 +88,7 @@ from .script import (
     text,
     web_search,
 )
+from .server import LoopbackServer, Reply
 from .tokens import (
     TOKEN_EXPIRED,
     TokenEndpoint,
@@ -131,98 +130,10 @@ DEFAULT_QUOTA_HEADERS = {
 }
 
 
-# ---- output items a Turn streams -------------------------------------------------------------------
-
-
-# ---- helpers -----------------------------------------------------------------------------------------
-
-
-def _parse_body(raw: bytes, content_type: str) -> Any:
-    """JSON whatever the content type says; form fields only as a fallback (the token endpoint takes both)."""
-    try:
-        return json.loads(raw) if raw else None
-    except ValueError:
-        if "application/x-www-form-urlencoded" in content_type:
-            return dict(parse_qsl(raw.decode("utf-8", "replace")))
-        return None
-
-
-# ---- HTTP plumbing -----------------------------------------------------------------------------------
-
-
-async def _watch_close(reader: asyncio.StreamReader, rec: Recorded) -> None:
-    """Notice the client going away while its request is being answered (stalls included)."""
-    while not reader.at_eof() and reader.exception() is None:
-        await asyncio.sleep(0.02)
-    rec.closed_at = time.monotonic()
-
-
-class _Reply:
-    """Writes one HTTP/1.1 answer: a JSON body, or a chunked stream flushed per write."""
-
-    def __init__(self, writer: asyncio.StreamWriter, rec: Recorded, keep_alive: bool) -> None:
-        self.writer, self.rec, self.keep_alive = writer, rec, keep_alive
-
-    def _head(self, status: int, headers: dict[str, str]) -> None:
-        self.rec.status = status
-        fields = [*headers.items(), *([("connection", "close")] if not self.keep_alive else [])]
-        self.writer.write(http11.response_head(status, fields, phrase(status)))
-
-    async def json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
-        self._head(
-            status, {"content-type": "application/json", "content-length": str(len(data)), **(headers or {})}
-        )
-        self.writer.write(data)
-        await self.writer.drain()
-
-    async def start_stream(self, headers: dict[str, str]) -> None:
-        base = {
-            "content-type": "text/event-stream",
-            "cache-control": "no-cache",
-            "transfer-encoding": "chunked",
-        }
-        self._head(200, {**base, **headers})
-        await self.writer.drain()
-
-    async def chunk(self, data: bytes) -> None:
-        self.writer.write(http11.chunk(data))
-        await self.writer.drain()
-
-    async def end(self) -> None:
-        self.writer.write(http11.LAST_CHUNK)
-        await self.writer.drain()
-
-
-async def _read_request(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, parser: http11.Parser
-) -> tuple[http11.Request, bytes]:
-    """The next request on a connection, through the proxy's own codec (EOFError: the client left)."""
-    events = parser.next_message()
-    head: http11.Request | None = None
-    body = bytearray()
-    while True:
-        for event in events:
-            if isinstance(event, http11.Request):
-                head = event
-                if head.headers.get("expect", "").lower() == "100-continue":
-                    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            elif event is http11.END:
-                assert head is not None
-                return head, bytes(body)
-            else:
-                body += event
-        data = await reader.read(1 << 16)
-        if not data:
-            parser.feed_eof()
-            raise EOFError("the client closed the connection")
-        events = parser.feed(data)
-
-
 # ---- the fake ----------------------------------------------------------------------------------------
 
 
-class FakeBackend(TokenEndpoint, CodexRules, ResponsesStream):
+class FakeBackend(LoopbackServer, TokenEndpoint, CodexRules, ResponsesStream):
     def __init__(
         self,
         access_tokens: Iterable[str] | None = None,
@@ -278,19 +189,6 @@ class FakeBackend(TokenEndpoint, CodexRules, ResponsesStream):
         return f"http://127.0.0.1:{self._token_port}{TOKEN_PATH}"
 
     @property
-    def token_down(self) -> bool:
-        return self._token_server is None
-
-    @token_down.setter
-    def token_down(self, down: bool) -> None:
-        """Take the token endpoint down (its port refuses connections, open ones are cut) or bring it back
-        on the same port. Blocks until done; call it from any thread but the fake's own."""
-        if down == self.token_down or self._loop is None:
-            return
-        change = self._close_token_endpoint() if down else self._open_token_endpoint()
-        asyncio.run_coroutine_threadsafe(change, self._loop).result(10)
-
-    @property
     def openai_url(self) -> str:
         return self.base_url + OPENAI_PATH
 
@@ -327,111 +225,7 @@ class FakeBackend(TokenEndpoint, CodexRules, ResponsesStream):
         """Every request to the OpenAI API fake (under `openai_url`)."""
         return [r for r in self.requests if r.path.startswith(OPENAI_PATH + "/")]
 
-    def start(self) -> FakeBackend:
-        if self._thread is not None:
-            return self
-        ready = threading.Event()
-        failure: list[BaseException] = []
-        self._thread = threading.Thread(
-            target=lambda: asyncio.run(self._main(ready, failure)), name="fake-codex-backend", daemon=True
-        )
-        self._thread.start()
-        if not ready.wait(10) or failure:
-            raise RuntimeError(f"fake backend failed to start: {failure[0] if failure else 'timeout'}")
-        return self
-
-    def stop(self) -> None:
-        if self._thread is None or self._loop is None or self._stopping is None:
-            return
-        with contextlib.suppress(RuntimeError):  # loop already closed
-            self._loop.call_soon_threadsafe(self._stopping.set)
-        self._thread.join(10)
-        self._thread = None
-
-    def __enter__(self) -> FakeBackend:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    # -- server
-
-    async def _main(self, ready: threading.Event, failure: list[BaseException]) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stopping = asyncio.Event()
-        try:
-            server = await asyncio.start_server(self._connection, "127.0.0.1", self.port, limit=1 << 20)
-            await self._open_token_endpoint()
-        except OSError as exc:
-            failure.append(exc)
-            ready.set()
-            return
-        self.port = server.sockets[0].getsockname()[1]
-        ready.set()
-        await self._stopping.wait()
-        server.close()
-        await self._close_token_endpoint()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await server.wait_closed()
-
-    async def _open_token_endpoint(self) -> None:
-        self._token_server = await asyncio.start_server(
-            self._token_connection, "127.0.0.1", self._token_port, limit=1 << 20
-        )
-        self._token_port = self._token_server.sockets[0].getsockname()[1]
-
-    async def _close_token_endpoint(self) -> None:
-        server, self._token_server = self._token_server, None
-        if server is not None:
-            server.close()  # stops listening; the connections it accepted are cut below
-        for writer in list(self._token_writers):
-            writer.close()
-
-    async def _token_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._token_writers.add(writer)
-        try:
-            await self._connection(reader, writer)
-        finally:
-            self._token_writers.discard(writer)
-
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        self.connections_opened += 1
-        parser = http11.Parser("server")
-        try:
-            while await self._exchange(reader, writer, parser):
-                pass
-        except (ConnectionError, EOFError, http11.ProtocolError):
-            pass  # the client went away or sent garbage: drop the connection
-        except asyncio.CancelledError:
-            pass  # stop(): end quietly (a cancelled stream handler task gets logged as an error)
-        finally:
-            self._tasks.discard(task)
-            writer.close()
-
-    async def _exchange(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, parser: http11.Parser
-    ) -> bool:
-        """Serve one request; True to keep the connection open for the next one."""
-        request, raw = await _read_request(reader, writer, parser)
-        method, target, headers = request.method, request.target, request.headers
-        url = urlsplit(target)
-        body = _parse_body(raw, headers.get("content-type", ""))
-        rec = Recorded(method, url.path, dict(parse_qsl(url.query)), headers, body, raw)
-        with self._lock:
-            self._requests.append(rec)
-        reply = _Reply(writer, rec, request.keep_alive)
-        watcher = asyncio.create_task(_watch_close(reader, rec))
-        try:
-            return await self._dispatch(method, url.path, rec, reply)
-        finally:
-            watcher.cancel()
-
-    async def _dispatch(self, method: str, path: str, rec: Recorded, reply: _Reply) -> bool:
+    async def _dispatch(self, method: str, path: str, rec: Recorded, reply: Reply) -> bool:
         url = urlsplit(path)
         if method == "POST" and url.path == CODEX_PATH + "/responses":
             await self._responses(rec, reply)
@@ -451,13 +245,13 @@ class FakeBackend(TokenEndpoint, CodexRules, ResponsesStream):
 
     # -- routes
 
-    async def _models(self, rec: Recorded, reply: _Reply) -> None:
+    async def _models(self, rec: Recorded, reply: Reply) -> None:
         if not self._bearer_ok(rec):
             await reply.json(401, TOKEN_EXPIRED)
         else:
             await reply.json(200, {"models": self.models})
 
-    async def _responses(self, rec: Recorded, reply: _Reply) -> None:
+    async def _responses(self, rec: Recorded, reply: Reply) -> None:
         problem = self._check(rec)
         if problem:
             await reply.json(*problem)
@@ -469,7 +263,7 @@ class FakeBackend(TokenEndpoint, CodexRules, ResponsesStream):
         if turn is not None:
             await self._play(turn, reply, [frame(e, e["type"]) for e in self._events(turn, rec)])
 
-    async def _api_generate(self, rec: Recorded, reply: _Reply, chat: bool) -> None:
+    async def _api_generate(self, rec: Recorded, reply: Reply, chat: bool) -> None:
         """POST /v1/chat/completions or /v1/responses of the OpenAI API, streaming or not."""
         problem = self._check_api(rec, "messages" if chat else None)
         if problem:
@@ -498,7 +292,7 @@ class FakeBackend(TokenEndpoint, CodexRules, ResponsesStream):
         else:
             await reply.json(200, self._events(turn, rec, full_output=True)[-1]["response"], turn.headers)
 
-    async def _api_models(self, rec: Recorded, reply: _Reply) -> None:
+    async def _api_models(self, rec: Recorded, reply: Reply) -> None:
         problem = self._check_api(rec)
         if problem:
             await reply.json(*problem)
@@ -508,7 +302,7 @@ class FakeBackend(TokenEndpoint, CodexRules, ResponsesStream):
         await reply.json(200, {"object": "list", "data": data})
 
     async def _next_turn(
-        self, reply: _Reply, default_error: Callable[[int], Any], headers: dict[str, str] | None = None
+        self, reply: Reply, default_error: Callable[[int], Any], headers: dict[str, str] | None = None
     ) -> Turn | None:
         """The next scripted Turn, with `headers` under its own; None when it was an HTTP-error Turn,
         already answered."""
@@ -524,7 +318,7 @@ class FakeBackend(TokenEndpoint, CodexRules, ResponsesStream):
         return None
 
     @staticmethod
-    async def _play(turn: Turn, reply: _Reply, frames: list[bytes]) -> None:
+    async def _play(turn: Turn, reply: Reply, frames: list[bytes]) -> None:
         """Stream one frame per chunk as the Turn says: a stall after the first, a delay between the
         others, a cut after `cut_after`."""
         await reply.start_stream(turn.headers)
@@ -542,7 +336,7 @@ class FakeBackend(TokenEndpoint, CodexRules, ResponsesStream):
             await reply.chunk(data)
         await reply.end()
 
-    async def _token(self, rec: Recorded, reply: _Reply) -> None:
+    async def _token(self, rec: Recorded, reply: Reply) -> None:
         body = rec.body if isinstance(rec.body, dict) else {}
         token = body.get("refresh_token")
         status, answer = self._rotate(body, token if isinstance(token, str) else None)
@@ -606,7 +400,7 @@ class FakeBackend(TokenEndpoint, CodexRules, ResponsesStream):
         ]
         return [frame({**e, "sequence_number": n}, e["type"]) for n, e in enumerate(events)]
 
-    async def _compact(self, rec: Recorded, reply: _Reply) -> None:
+    async def _compact(self, rec: Recorded, reply: Reply) -> None:
         """v1: `POST /responses/compact` (unary JSON, no stream/store) -> `{"output": [...]}`, the new
         history: the user messages kept, then one `compaction` item for everything else."""
         if not self._bearer_ok(rec):
@@ -629,11 +423,3 @@ class FakeBackend(TokenEndpoint, CodexRules, ResponsesStream):
             return
         kept = [i for i in body["input"] if isinstance(i, dict) and i.get("role") == "user"]
         await reply.json(200, {"output": [*kept, self._issue_compaction(rec)]})
-
-    # -- the stream
-
-
-# ---- the OpenAI API's shapes ---------------------------------------------------------------------------
-
-
-# ---- the demo's scripted model -----------------------------------------------------------------------

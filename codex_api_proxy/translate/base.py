@@ -1,4 +1,5 @@
-"""What every API family's translator shares: the request context and the incremental stream driver.
+"""What every API family's translator shares: the request context (the options the gateway gives, the
+state the request learns on its way up) and the incremental stream driver.
 
 A `StreamTranslator` is fed raw upstream bytes (Responses API SSE, plus the relay's heartbeat and
 error events) chunk by chunk and returns the client's bytes for that chunk. The relay's exchange calls
@@ -18,15 +19,71 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..core.cache_health import CacheHealth, Thread
+from ..core.conversations import Conversation
 from ..core.errors import ERROR_EVENT, HEARTBEAT_EVENT, ProxyError, bad_request, from_event
 from ..core.sse import SSEEvent, SSEParser, comment
+from ..core.tokens import Calibration
 from .accumulate import usage_of
 from .events import EventOrder
+from .tool_order import ToolOrder
 
 log = logging.getLogger(__name__)
 
 TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete"})
 FAILURE_EVENTS = frozenset({"response.failed", "error", ERROR_EVENT})
+
+
+@dataclass(frozen=True)
+class TranslatorOptions:
+    """What the gateway gives a translator for one request: the person's settings and the shared
+    stores on the Runtime that the family's turns feed or read (proxy/gateway.py `translator_options`).
+    Each family reads only its own fields; the defaults are "none given", so a test passes only what
+    it exercises."""
+
+    # every family: the per-conversation tool order, so a tool loaded later costs no cached prompt
+    tool_order: ToolOrder | None = None
+    # anthropic: the person's Claude name -> GPT model map, over DEFAULT_MODEL_MAP (core/models.py)
+    model_map: dict[str, str] | None = None
+    # anthropic: per-conversation token counts learned from earlier turns, for count_tokens and probes
+    calibration: Calibration | None = None
+    # anthropic: per-conversation prompt cache hits, noted when a turn's usage comes back
+    cache_health: CacheHealth | None = None
+    # chat: reasoning summaries go to the client as `reasoning_content` (asked upstream for them)
+    expose_reasoning: bool = False
+    # responses: this account's stored items and turns (`store`, `previous_response_id`); None: none kept
+    conversation: Conversation | None = None
+
+
+@dataclass
+class RequestState:
+    """What one request learns on its way up that its answer needs on the way back: written by the
+    family's `to_upstream` (and two fields by the gateway), read by its `from_response` / `Stream` and
+    by the metrics. Each field's comment says which family writes it."""
+
+    # chat, anthropic, responses: {upstream tool name: client tool name} for names shortened or renamed
+    tool_names: dict[str, str] = field(default_factory=dict)
+    # chat: the answer is cut at the first of these (`stop`)
+    stop: list[str] = field(default_factory=list)
+    # chat: a usage chunk before `[DONE]` (`stream_options.include_usage`)
+    include_usage: bool = False
+    # chat: the request used the legacy `functions` field, so the answer gets `function_call`
+    legacy_functions: bool = False
+    # anthropic: the GPT model the Claude name mapped to (signatures, cache health)
+    upstream_model: str = ""
+    # anthropic: the client asked for thinking blocks
+    thinking: bool = False
+    # anthropic: the answer is cut at the first of these (`stop_sequences`)
+    stop_sequences: list[str] = field(default_factory=list)
+    # anthropic: the prompt cache key sent upstream and the client's body, for token calibration
+    cache_key: str = ""
+    request_body: dict[str, Any] | None = None
+    # responses: (input sent upstream, client items with ids) for the conversation store; None: not kept
+    conversation_sent: tuple[list[Any], list[Any]] | None = None
+    # gateway: the prompt cache key as the usage page's conversation ("" without one)
+    conversation: str = ""
+    # gateway: the cache-health record of this request's conversation (core/cache_health.py)
+    cache_thread: Thread | None = None
 
 
 @dataclass
@@ -36,7 +93,8 @@ class RequestContext:
     model: str = ""  # the model name the client asked for, echoed back to it
     stream: bool = False
     headers: dict[str, str] = field(default_factory=dict)  # lower-case names
-    options: dict[str, Any] = field(default_factory=dict)  # family-specific settings and state
+    options: TranslatorOptions = field(default_factory=TranslatorOptions)  # given, read-only
+    state: RequestState = field(default_factory=RequestState)  # learnt on the way up, read on the way back
 
 
 class Translator(Protocol):

@@ -8,7 +8,7 @@ conversation (`prompt_cache_key`), the tools already sent keep their upstream or
 appended at the end: the earlier prompt tokens stay as they were. The order is every tool ever sent
 under the key, by first appearance, so a sub-agent sharing the key with other tools, or a turn that
 drops one, moves nothing for the others. One shared `ToolOrder` (on the
-Runtime, given to translators as `ctx.options["tool_order"]`) remembers a bounded number of
+Runtime, given to translators as `ctx.options.tool_order`) remembers a bounded number of
 conversations, least recently used first out.
 """
 
@@ -18,7 +18,6 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
-OPTION = "tool_order"  # ctx.options key
 TOOLS_PER_CONVERSATION = 2048  # tool ids remembered per conversation, the oldest forgotten first
 
 
@@ -55,8 +54,7 @@ class ToolOrder:
         return [by_id[i] for i in order] if len(by_id) == len(tools) else tools
 
 
-def arrange(body: dict[str, Any], options: dict[str, Any]) -> None:
+def arrange(body: dict[str, Any], order: ToolOrder | None) -> None:
     """Reorder `body["tools"]` in place by the conversation's earlier turns (when a ToolOrder is given)."""
-    order = options.get(OPTION)
-    if isinstance(order, ToolOrder) and isinstance(body.get("tools"), list) and body["tools"]:
+    if order is not None and isinstance(body.get("tools"), list) and body["tools"]:
         body["tools"] = order.arrange(body.get("prompt_cache_key"), body["tools"])

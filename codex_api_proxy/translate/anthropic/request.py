@@ -4,7 +4,7 @@ messages and their blocks.
 Choices a reader needs (each one is tested in tests/test_anthropic_translate.py):
 
 - Models: `claude-*` names map by family (opus, sonnet, haiku; a claude name with no family counts as
-  sonnet) through `ctx.options["model_map"]` over DEFAULT_MODEL_MAP (core/models.map_model); an exact name in the map wins;
+  sonnet) through `ctx.options.model_map` over DEFAULT_MODEL_MAP (core/models.map_model); an exact name in the map wins;
   other names pass through; a bracket suffix (`[1m]`) is ignored. Responses echo the name the client
   asked for (`ctx.model`).
 - Reasoning effort: `output_config.effort` wins (EFFORT_BY_NAME: low..max as themselves). Otherwise
@@ -23,7 +23,7 @@ Choices a reader needs (each one is tested in tests/test_anthropic_translate.py)
   with images or documents is sent as a list of input_text/input_image/input_file parts: the shape Codex
   CLI itself sends for its view_image tool, which keeps the image attached to its call.
 - Tool names that are not `[A-Za-z0-9_-]{1,64}` are sent as sanitised prefix + "_" + 8 hex of their
-  sha1 (deterministic); `ctx.options["tool_names"]` maps them back. Schemas lose $schema/$id/$comment,
+  sha1 (deterministic); `ctx.state.tool_names` maps them back. Schemas lose $schema/$id/$comment,
   null types and regex patterns Python's `re` rejects (the OpenAI validator's "is not a 'regex'"),
   and top-level combinators (their properties are merged); no `strict`. Anthropic `web_search_*` server
   tools become {"type": "web_search"} (its answer: anthropic_web_search); other server tools are
@@ -103,15 +103,13 @@ def to_upstream(body: Any, ctx: RequestContext) -> dict[str, Any]:
     if not isinstance(messages, list) or not messages:
         raise bad_request("messages: a non-empty list of messages is required", "messages")
     ctx.model = ctx.model or model.strip()
-    upstream_model = map_model(model.strip(), ctx.options.get("model_map"))
+    upstream_model = map_model(model.strip(), ctx.options.model_map)
     tools, names, server_tools, defs = _tools(body.get("tools"), _referenced(messages))
     thinking, effort = _reasoning(body)
-    ctx.options.update(
-        upstream_model=upstream_model,
-        thinking=thinking,
-        stop_sequences=_stop_sequences(body.get("stop_sequences")),
-        tool_names={up: orig for orig, up in names.items() if up != orig},
-    )
+    state = ctx.state
+    state.upstream_model, state.thinking = upstream_model, thinking
+    state.stop_sequences = _stop_sequences(body.get("stop_sequences"))
+    state.tool_names = {up: orig for orig, up in names.items() if up != orig}
     instructions = _instructions(body.get("system"))
     items = _Input(names, upstream_model, defs).build(messages)
     out: dict[str, Any] = {"model": upstream_model}
@@ -127,8 +125,8 @@ def to_upstream(body: Any, ctx: RequestContext) -> dict[str, Any]:
     if thinking:
         out["include"] = ["reasoning.encrypted_content"]
     out["prompt_cache_key"] = prompt_cache_key(ctx.headers, items, instructions)
-    tool_order.arrange(out, ctx.options)
-    ctx.options.update(cache_key=out["prompt_cache_key"], request_body=body)  # for token calibration
+    tool_order.arrange(out, ctx.options.tool_order)
+    state.cache_key, state.request_body = out["prompt_cache_key"], body  # for token calibration
     out["stream"] = True
     out["store"] = False
     return upstream_policy.apply(out)  # what the backend takes, whichever family built it

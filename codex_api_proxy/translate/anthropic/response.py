@@ -23,7 +23,6 @@ import uuid
 from typing import Any
 
 from ...core import tokens
-from ...core.cache_health import CacheHealth
 from ...core.errors import ProxyError
 from ..accumulate import usage_of
 from ..base import RequestContext, client_errors
@@ -100,8 +99,8 @@ def _arguments(raw: Any) -> dict[str, Any]:
 
 def from_response(response: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
     """The aggregated Responses object -> one Anthropic message."""
-    names = ctx.options.get("tool_names") or {}
-    stops = ctx.options.get("stop_sequences") or []
+    names = ctx.state.tool_names
+    stops = ctx.state.stop_sequences
     content: list[dict[str, Any]] = []
     tool_used = refusal = False
     stop: str | None = None
@@ -110,15 +109,11 @@ def from_response(response: dict[str, Any], ctx: RequestContext) -> dict[str, An
     searches = 0
     for i, item in enumerate(output):
         kind = item.get("type")
-        if kind == "reasoning" and ctx.options.get("thinking"):
+        if kind == "reasoning" and ctx.state.thinking:
             enc = item.get("encrypted_content")
             text = summary_text(item)
             if enc or text:
-                sig = (
-                    encode_signature(item.get("id") or "", enc, ctx.options.get("upstream_model", ""))
-                    if enc
-                    else ""
-                )
+                sig = encode_signature(item.get("id") or "", enc, ctx.state.upstream_model) if enc else ""
                 content.append({"type": "thinking", "thinking": text, "signature": sig})
         elif kind == "message":
             for part in item.get("content") or []:
@@ -168,14 +163,15 @@ def from_response(response: dict[str, Any], ctx: RequestContext) -> dict[str, An
 
 def turn_done(response: dict[str, Any], ctx: RequestContext) -> None:
     """A finished turn's usage feeds the conversation's token calibration and its cache health."""
-    usage, body, key = usage_of(response), ctx.options.get("request_body"), ctx.options.get("cache_key")
-    calibration: tokens.Calibration | None = ctx.options.get("calibration")
-    if isinstance(body, dict) and calibration is not None:
+    usage, body, key = usage_of(response), ctx.state.request_body, ctx.state.cache_key
+    calibration = ctx.options.calibration
+    if body is not None and calibration is not None:
         calibration.observe_turn(key, body, usage["input"])
-    model = str(ctx.options.get("upstream_model") or "")
-    health: CacheHealth | None = ctx.options.get("cache_health")
+    health = ctx.options.cache_health
     if health is not None:
-        health.note_usage(ctx.options.get("cache_thread"), str(key), model, usage["input"], usage["cached"])
+        health.note_usage(
+            ctx.state.cache_thread, key, ctx.state.upstream_model, usage["input"], usage["cached"]
+        )
 
 
 @client_errors
@@ -213,7 +209,7 @@ def probe_response(body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
         "stop_reason": "max_tokens",
         "stop_sequence": None,
         "usage": {
-            "input_tokens": count_tokens(body, ctx.headers, ctx.options.get("calibration")),
+            "input_tokens": count_tokens(body, ctx.headers, ctx.options.calibration),
             "cache_creation_input_tokens": 0,
             "cache_read_input_tokens": 0,
             "output_tokens": 0,

@@ -96,10 +96,10 @@ class Stream(StreamTranslator):
     def __init__(self, ctx: RequestContext) -> None:
         super().__init__()
         self.ctx = ctx
-        self.names: dict[str, str] = ctx.options.get("tool_names") or {}
-        self.thinking = bool(ctx.options.get("thinking"))
-        self.stops: list[str] = list(ctx.options.get("stop_sequences") or [])
-        self.upstream_model: str = ctx.options.get("upstream_model", "")
+        self.names: dict[str, str] = ctx.state.tool_names
+        self.thinking = ctx.state.thinking
+        self.stops: list[str] = list(ctx.state.stop_sequences)
+        self.upstream_model: str = ctx.state.upstream_model
         self.started = False
         self.block: _Block | None = None
         self.closed: set[tuple[Any, ...]] = set()

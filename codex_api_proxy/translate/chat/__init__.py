@@ -23,10 +23,10 @@ Request fields the backend cannot take are never forwarded; each one is:
 One module per direction, as for anthropic/: request (to_upstream), response (from_response and the
 pieces the stream shares), stream (the SSE translator).
 
-`to_upstream` fills `ctx.model` (when empty) and `ctx.stream` from the body. `ctx.options` read and
-written here: "expose_reasoning" (set by the caller: reasoning summaries as `reasoning_content`),
-"stop", "include_usage" and "legacy_functions" (written by `to_upstream` for the `Stream` /
-`from_response` of the same request). A request that used the legacy `functions` field gets the
+`to_upstream` fills `ctx.model` (when empty) and `ctx.stream` from the body. It reads
+`ctx.options.expose_reasoning` (set by the caller: reasoning summaries as `reasoning_content`) and
+writes `ctx.state.stop`, `include_usage`, `legacy_functions` and `tool_names` for the `Stream` /
+`from_response` of the same request. A request that used the legacy `functions` field gets the
 legacy `function_call` answer shape.
 """
 

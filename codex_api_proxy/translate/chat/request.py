@@ -72,7 +72,7 @@ def to_upstream(body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
     effort = body.get("reasoning_effort")
     if effort is not None and not isinstance(effort, str):
         raise bad_request("reasoning_effort must be a string", "reasoning_effort")
-    if effort is not None or ctx.options.get("expose_reasoning"):
+    if effort is not None or ctx.options.expose_reasoning:
         out["reasoning"] = {"effort": effort, "summary": "auto"} if effort else {"summary": "auto"}
         out["include"] = ["reasoning.encrypted_content"]
     text: dict[str, Any] = {}
@@ -87,15 +87,13 @@ def to_upstream(body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
         out["service_tier"] = body["service_tier"]
     key = body.get("prompt_cache_key")
     out["prompt_cache_key"] = key if isinstance(key, str) and key else prompt_cache_key(ctx.headers, items)
-    ctx.options["tool_names"] = tool_names.shorten(out)
-    tool_order.arrange(out, ctx.options)
+    ctx.state.tool_names = tool_names.shorten(out)
+    tool_order.arrange(out, ctx.options.tool_order)
 
     stream_options = body.get("stream_options")
-    ctx.options["include_usage"] = isinstance(stream_options, dict) and bool(
-        stream_options.get("include_usage")
-    )
-    ctx.options["stop"] = _stops(body.get("stop"))
-    ctx.options["legacy_functions"] = legacy
+    ctx.state.include_usage = isinstance(stream_options, dict) and bool(stream_options.get("include_usage"))
+    ctx.state.stop = _stops(body.get("stop"))
+    ctx.state.legacy_functions = legacy
     ctx.model, ctx.stream = ctx.model or model, bool(body.get("stream"))
     ignored = sorted(k for k in body if k not in _HANDLED)
     if ignored:

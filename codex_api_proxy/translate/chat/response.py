@@ -110,9 +110,9 @@ def _tool_call(item: dict[str, Any], names: dict[str, str], said: dict[str, str]
 
 def from_response(response: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
     """The aggregated Responses object -> one `chat.completion`."""
-    legacy = bool(ctx.options.get("legacy_functions"))
-    names = ctx.options.get("tool_names") or {}
-    cutter = StopCutter(list(ctx.options.get("stop") or []))
+    legacy = ctx.state.legacy_functions
+    names = ctx.state.tool_names
+    cutter = StopCutter(list(ctx.state.stop))
     text: list[str] = []
     refusal: list[str] = []
     reasoning: list[str] = []
@@ -139,7 +139,7 @@ def from_response(response: dict[str, Any], ctx: RequestContext) -> dict[str, An
         message["function_call"] = calls[0].get("function") or calls[0]["custom"]
     elif calls:
         message["tool_calls"] = calls
-    if ctx.options.get("expose_reasoning") and reasoning:
+    if ctx.options.expose_reasoning and reasoning:
         message["reasoning_content"] = "\n\n".join(reasoning)
     finish = "stop" if cutter.hit else finish_reason(response, bool(calls), legacy)
     return {

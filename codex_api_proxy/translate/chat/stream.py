@@ -44,9 +44,9 @@ class Stream(StreamTranslator):
         self.calls = 0
         self.spoke = False  # some content or refusal came (else the answer's content is "")
         self.reasoned = False  # some reasoning was sent (the next summary part starts a paragraph)
-        self.cutter = StopCutter(list(ctx.options.get("stop") or []))
-        self.legacy = bool(ctx.options.get("legacy_functions"))
-        self.expose = bool(ctx.options.get("expose_reasoning"))
+        self.cutter = StopCutter(list(ctx.state.stop))
+        self.legacy = ctx.state.legacy_functions
+        self.expose = ctx.options.expose_reasoning
 
     def _envelope(self, **fields: Any) -> bytes:
         return frame(
@@ -120,7 +120,7 @@ class Stream(StreamTranslator):
             if self.cutter.hit:
                 self.stopped = True
                 out += self._send({}, "stop")
-                if not self.ctx.options.get("include_usage"):
+                if not self.ctx.state.include_usage:
                     # complete: end now rather than when the model stops (usage would need the end)
                     self.finished = True
                     out.append(DONE)
@@ -160,7 +160,7 @@ class Stream(StreamTranslator):
         state.tool_index, self.calls = self.calls, self.calls + 1
         out = self._flush_text()
         name, call_id = call.get("name") or "", call.get("call_id") or f"call_{uuid.uuid4().hex[:24]}"
-        name = (self.ctx.options.get("tool_names") or {}).get(name, name)
+        name = self.ctx.state.tool_names.get(name, name)
         if call.get("type") == "custom_tool_call" and not self.legacy:
             head = {"index": state.tool_index, "id": call_id, "type": "custom"}
             return out + self._send({"tool_calls": [{**head, "custom": {"name": name, "input": ""}}]})
@@ -201,7 +201,7 @@ class Stream(StreamTranslator):
             if not self.spoke and not self.calls:  # an empty answer: content "", as from_response says
                 out += self._send({"content": ""})
             out += self._send({}, finish_reason(response, self.calls > 0, self.legacy))
-        if self.ctx.options.get("include_usage"):
+        if self.ctx.state.include_usage:
             out.append(self._envelope(choices=[], usage=chat_usage(response)))
         return [*out, DONE]
 

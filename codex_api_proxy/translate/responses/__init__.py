@@ -27,8 +27,6 @@ log = logging.getLogger(__name__)
 # A server-side conversation object: not emulated, refused rather than silently ignored.
 STATEFUL_PARAMS = ("conversation",)
 ENCRYPTED_REASONING = "reasoning.encrypted_content"
-CONVERSATIONS = "conversations"  # ctx.options: this request's conversations.Conversation, if any
-_SENT = "conversation_sent"  # ctx.options: (input sent upstream, client items with ids) for the store
 _STORE_HINT = (
     "codex-api-proxy keeps items and responses in memory per account, bounded in size and age "
     "(README: Stored state), and this one was never relayed here or has been evicted"
@@ -94,7 +92,6 @@ def _history(body: dict[str, Any], conversation: Conversation | None) -> list[di
 
 
 _SKIPPED = frozenset((*STATEFUL_PARAMS, "previous_response_id"))  # resolved here, never sent upstream
-TOOL_NAMES = "tool_names"  # ctx.options: {upstream tool name: client tool name} for shortened names
 
 
 def normalise(body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
@@ -123,7 +120,7 @@ def normalise(body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
         raw_input = []
     elif not isinstance(raw_input, list):
         raise bad_request("input must be a string or a list of items", param="input")
-    conversation: Conversation | None = ctx.options.get(CONVERSATIONS)
+    conversation = ctx.options.conversation
     history = _history(body, conversation)
     resolved = [_resolve(item, i, conversation) for i, item in enumerate(raw_input)]
     new = [_normalise_item(item, i) for i, item in enumerate(resolved)]
@@ -138,7 +135,7 @@ def normalise(body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
             and isinstance(raw, dict)
             and raw.get("type") != "item_reference"
         ]
-        ctx.options[_SENT] = (out["input"], own)
+        ctx.state.conversation_sent = (out["input"], own)
 
     instructions = body.get("instructions")
     if instructions is not None and not isinstance(instructions, str):
@@ -154,8 +151,8 @@ def normalise(body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
     if not out.get("prompt_cache_key"):
         out["prompt_cache_key"] = prompt_cache_key(ctx.headers, out["input"], instructions)
     out = upstream_policy.apply(out)
-    ctx.options[TOOL_NAMES] = tool_names.shorten(out)
-    tool_order.arrange(out, ctx.options)
+    ctx.state.tool_names = tool_names.shorten(out)
+    tool_order.arrange(out, ctx.options.tool_order)
     log.debug("responses request normalised: %d history + %d input items", len(history), len(new))
     return out
 
@@ -176,8 +173,7 @@ def to_upstream(body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
 
 def remember(response: dict[str, Any], ctx: RequestContext) -> None:
     """A finished response goes into the conversation store, so later requests can refer to it."""
-    conversation: Conversation | None = ctx.options.get(CONVERSATIONS)
-    sent = ctx.options.get(_SENT)
+    conversation, sent = ctx.options.conversation, ctx.state.conversation_sent
     if conversation is None or sent is None:
         return
     conversation.remember(response.get("id"), sent[0], response.get("output") or [], sent[1])
@@ -208,7 +204,7 @@ def output_text(response: dict[str, Any]) -> str:
 
 def from_response(response: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
     """The aggregated Responses object, as the OpenAI API returns it to a non-streaming client."""
-    names = ctx.options.get(TOOL_NAMES) or {}
+    names = ctx.state.tool_names
     response = {**response, "output": [tool_names.restore(i, names) for i in response.get("output") or []]}
     remember(response, ctx)
     result = dict(response)
@@ -229,7 +225,7 @@ class Stream(StreamTranslator):
         self.own_id: str | None = None  # the id given to a response whose stream named none
 
     def on_event(self, kind: str, data: dict[str, Any]) -> list[bytes]:
-        names, original = self.ctx.options.get(TOOL_NAMES), data
+        names, original = self.ctx.state.tool_names, data
         if names and isinstance(data.get("item"), dict):
             item = tool_names.restore(data["item"], names)
             data = data if item is data["item"] else {**data, "item": item}

@@ -369,6 +369,11 @@ async def test_the_pool_reaches_an_https_origin_through_each_kind_of_proxy(
         for _ in range(2):  # the second request reuses the tunnelled connection
             response = await pool.request("GET", f"https://127.0.0.1:{origin.port}/x", {}, None)
             assert (response.status, await response.read(100)) == (200, b"ok")
+        pooled = [conn for conns in pool._idle.values() for conn in conns]
+        assert pooled and all(  # a small request is not held back by Nagle on any path
+            conn.transport.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            for conn in pooled
+        )
         pool.close()
     finally:
         origin.stop()

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from codex_api_proxy.core.errors import ProxyError
+from codex_api_proxy.core.limits import BODY_SLICE
 from codex_api_proxy.core.proxies import Proxies
 from codex_api_proxy.relay import http11
 from codex_api_proxy.relay.pool import Pool
@@ -244,5 +245,40 @@ def test_upstream_sockets_probe_keep_alive_and_errors_name_no_class() -> None:
             await post(make_pool(), f"http://127.0.0.1:{closed_port}/x")
         assert raised.value.status == 502
         assert "Error" not in raised.value.message and "_" not in raised.value.message.split(":", 1)[1]
+
+    asyncio.run(main())
+
+
+def test_a_large_body_goes_whole_in_slices_and_the_connection_is_reused() -> None:
+    """A body of several slices (written as the socket takes them, not in one write) arrives byte for
+    byte, also to a server that reads slowly; the connection serves the next request."""
+    body = bytes(range(256)) * (4 * (BODY_SLICE // 256) + 3)
+    received: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        parser = http11.Parser("server")
+        while True:
+            events, data = parser.next_message(), bytearray()
+            while http11.END not in events:
+                chunk = await reader.read(1 << 16)
+                if not chunk:
+                    return
+                await asyncio.sleep(0)  # a slow reader: the pool's writes wait for the socket
+                events = parser.feed(chunk)
+                data += b"".join(e for e in events if type(e) is bytes)
+            received.append(bytes(data))
+            writer.write(OK)
+
+    async def main() -> None:
+        server, url, accepted = await serve(handler)
+        pool = make_pool()
+        try:
+            for sent in (body, b"{}"):
+                response = await pool.request("POST", url, {"content-type": "application/json"}, sent)
+                assert response.status == 200 and await response.read(1 << 20) == b"{}"
+            assert received == [body, b"{}"] and len(accepted) == 1
+        finally:
+            pool.close()
+            server.close()
 
     asyncio.run(main())

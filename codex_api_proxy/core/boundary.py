@@ -30,6 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import jsonslices
 from .errors import ProxyError, bad_request
 from .headers import CORS_ALLOWED, CORS_EXPOSED
 from .limits import KIB, MAX_BODY, MAX_HEAD, MAX_HEADERS, MIB, OFF_LOOP_BYTES
@@ -163,7 +164,8 @@ def json_body(raw: bytes, encoding: str) -> tuple[dict[str, Any], bytes]:
     """A request's JSON object and its decoded bytes; every way it can be wrong is a 4xx."""
     raw = decoded_body(raw, encoding)
     try:
-        body = json.loads(raw)
+        # a large one in slices: one json.loads call would hold the GIL, even in a worker thread
+        body = jsonslices.loads(raw) if len(raw) > OFF_LOOP_BYTES else json.loads(raw)
     except RecursionError:
         raise bad_request("request body is nested too deeply", code="invalid_json") from None
     except ValueError:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .headers import SESSION_HEADERS
+from .jsonslices import SLICE, dumps_pieces
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +32,25 @@ THREADS = 8  # turn lines followed per key (the main conversation and its sub-ag
 SHARE_DROP = 0.25  # a fall of the cached share by this much (absolute) with an unchanged prefix is reported
 
 
-def _digest(value: Any) -> bytes:
-    raw = value if isinstance(value, str) else json.dumps(value, sort_keys=True, ensure_ascii=False)
-    return hashlib.blake2b(raw.encode("utf-8", "surrogatepass"), digest_size=12).digest()
+def _digest(value: Any, large: bool = False) -> bytes:
+    """The hash of a value's sorted JSON text (a string's own text); of a large request's values,
+    the same hash made a slice at a time (jsonslices), so that no one call holds the GIL for long."""
+    if not large:
+        raw = value if isinstance(value, str) else json.dumps(value, sort_keys=True, ensure_ascii=False)
+        return hashlib.blake2b(raw.encode("utf-8", "surrogatepass"), digest_size=12).digest()
+    digest = hashlib.blake2b(digest_size=12)
+    if isinstance(value, str):
+        pieces = [value[start : start + SLICE] for start in range(0, len(value), SLICE)]
+    else:
+        pieces = dumps_pieces(value, sort_keys=True)
+    for piece in pieces:
+        digest.update(piece.encode("utf-8", "surrogatepass"))
+    return digest.digest()
 
 
-def _fields(value: Any) -> dict[str, bytes]:
+def _fields(value: Any, large: bool = False) -> dict[str, bytes]:
     """Per top-level field hashes of a tool or item, to name the field that changed."""
-    return {str(k): _digest(v) for k, v in value.items()} if isinstance(value, dict) else {}
+    return {str(k): _digest(v, large) for k, v in value.items()} if isinstance(value, dict) else {}
 
 
 def _tool_name(tool: Any) -> str:
@@ -66,16 +78,16 @@ class Prefix:
     item_fields: list[dict[str, bytes]] = field(default_factory=list)
 
     @classmethod
-    def of(cls, body: dict[str, Any], headers: dict[str, str]) -> Prefix:
+    def of(cls, body: dict[str, Any], headers: dict[str, str], large: bool = False) -> Prefix:
         tools, items = _listed(body.get("tools")), _listed(body.get("input"))
         return cls(
-            _digest(body.get("instructions") or ""),
-            [_digest(t) for t in tools],
-            [_digest(i) for i in items],
+            _digest(body.get("instructions") or "", large),
+            [_digest(t, large) for t in tools],
+            [_digest(i, large) for i in items],
             next((headers[h] for h in SESSION_HEADERS if headers.get(h)), None),
             [_tool_name(t) for t in tools],
-            [_fields(t) for t in tools],
-            [_fields(i) for i in items],
+            [_fields(t, large) for t in tools],
+            [_fields(i, large) for i in items],
         )
 
     def tool_changes(self, before: Prefix) -> list[str]:
@@ -150,12 +162,15 @@ class CacheHealth:
     conversations: OrderedDict[str, list[Thread]] = field(default_factory=OrderedDict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def note_request(self, key: str | None, body: dict[str, Any], headers: dict[str, str]) -> Thread | None:
+    def note_request(
+        self, key: str | None, body: dict[str, Any], headers: dict[str, str], large: bool = False
+    ) -> Thread | None:
         """A turn about to go upstream: log what changed in its prefix since the most similar earlier
-        turn under its key; a turn that shares nothing with any of them starts a new thread."""
+        turn under its key; a turn that shares nothing with any of them starts a new thread. A large
+        request (`large`, hashed in slices) is hashed off the event loop by the caller."""
         if not key:
             return None
-        prefix = Prefix.of(body, headers)
+        prefix = Prefix.of(body, headers, large)
         with self.lock:
             threads = self.conversations.setdefault(key, [])
             self.conversations.move_to_end(key)

@@ -25,6 +25,9 @@ MAX_UPSTREAM_JSON = 16 * MIB  # a small upstream document the proxy reads itself
 MAX_ERROR_BODY = 1 * MIB  # an upstream error body: only its message and fields are kept
 INSPECT_CHARS = 64 * KIB  # of the translated request shown in mitmweb's flow comment
 OFF_LOOP_BYTES = 1 * MIB  # a body larger than this is parsed and translated in a worker thread
+BODY_SLICE = (
+    1 * MIB
+)  # a larger upstream request body is written in slices of this, each once the socket took the last
 RELEASE_DELAY = 1.0  # seconds after a large body's flow ends before its memory is handed back
 
 # Client connections to the proxy (mitmproxy's, timed in mitm_patches)

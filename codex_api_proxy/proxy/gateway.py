@@ -13,7 +13,7 @@ from typing import Any
 
 from mitmproxy import http
 
-from ..core import boundary, models, routes
+from ..core import boundary, jsonslices, models, routes
 from ..core import headers as header_policy
 from ..core.conversations import conversation_headers
 from ..core.errors import ProxyError
@@ -133,10 +133,11 @@ class ApiGateway:
         headers = header_policy.forwarded(client_headers)
         if route == "codex":
             headers.setdefault("originator", header_policy.originator())
-        prepare = (body, ctx, family, route, headers)
+        large = boundary.off_loop(sent, flow.request.headers.get("content-encoding", ""))
+        prepare = (body, ctx, family, route, headers, large)
         if passthrough:
             upstream = Upstream(body, sent, family.passthrough_path or "", headers)
-        elif boundary.off_loop(sent, flow.request.headers.get("content-encoding", "")):
+        elif large:
             upstream = await asyncio.to_thread(self.prepare, *prepare)  # as costly as parsing it
         else:
             upstream = self.prepare(*prepare)
@@ -186,9 +187,12 @@ class ApiGateway:
         family: Family,
         route: str,
         headers: dict[str, str],
+        large: bool = False,
     ) -> Upstream:
         """Translation up to the bytes that go upstream: no flow, no await, so that a large body can be
-        prepared in a worker thread (its parts that keep state lock themselves)."""
+        prepared in a worker thread (its parts that keep state lock themselves). A large one is also
+        encoded and hashed in slices (core/jsonslices.py): one json.dumps of it would hold the GIL,
+        and so every other client's event loop, for as long as it takes."""
         if family.anthropic and anthropic.is_probe(body):
             return Upstream(body, b"", "", headers, probe_answer=anthropic.probe_response(body, ctx))
         upstream_body = family.module.to_upstream(body, ctx)
@@ -198,8 +202,11 @@ class ApiGateway:
             )
             headers = conversation_headers(headers, upstream_body.get("prompt_cache_key"))
         key = upstream_body.get("prompt_cache_key")
-        ctx.state.cache_thread = self.runtime.cache_health.note_request(key, upstream_body, headers)
-        content = json.dumps(upstream_body, ensure_ascii=False, separators=(",", ":")).encode()
+        ctx.state.cache_thread = self.runtime.cache_health.note_request(key, upstream_body, headers, large)
+        if large:
+            content = jsonslices.encode(upstream_body, separators=(",", ":"))
+        else:
+            content = json.dumps(upstream_body, ensure_ascii=False, separators=(",", ":")).encode()
         return Upstream(upstream_body, content, family.upstream_path, headers)
 
     async def list_models(self, flow: http.HTTPFlow) -> dict[str, Any]:

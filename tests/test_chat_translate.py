@@ -6,6 +6,7 @@ split at awkward places, and read back with the official openai SDK where it can
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -569,6 +570,15 @@ def test_cache_key_helper_takes_responses_input_and_instructions():
     items = [dev("S"), user("U")]
     assert prompt_cache_key({}, items) == prompt_cache_key({}, [*items, said("A"), user("V")])
     assert prompt_cache_key({}, items, "I") != prompt_cache_key({}, items)
+
+
+def test_cache_key_of_long_texts_is_the_hash_of_their_joined_text():
+    # hashed a slice at a time (a pasted file must not hold the GIL), the key is still the one it
+    # always was: the backend's prompt cache of a conversation survives a proxy upgrade
+    long = "é😀 x" * 300_000  # longer than a slice, multi-byte characters on the cuts
+    items = [{"role": "system", "content": [{"text": long}, {"image": "-"}, {"text": "b"}]}, user("U", long)]
+    seed = "\x00".join(("I", long + "b", "U" + long))
+    assert prompt_cache_key({}, items, "I") == "cxp-" + hashlib.sha256(seed.encode()).hexdigest()[:32]
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -73,3 +73,13 @@ def test_encode_is_json_dumps_bytes() -> None:
         jsonslices.encode(value, separators=(",", ":"))
         == json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
     )
+
+
+# bytes made of a needle's own bytes, so that needles sit on every window boundary (SLICE is 8 here)
+NEEDLE_BYTES = st.lists(st.sampled_from([b"a", b"\\", b"u", b"d"]), max_size=60).map(b"".join)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(NEEDLE_BYTES, st.sampled_from([b"\\ud", b"a", b"dddd", b"\\u\\u"]))
+def test_contains_is_in(raw: bytes, needle: bytes) -> None:
+    assert jsonslices.contains(raw, needle) == (needle in raw)

@@ -172,7 +172,8 @@ def json_body(raw: bytes, encoding: str) -> tuple[dict[str, Any], bytes]:
         raise bad_request("request body is not valid JSON", code="invalid_json") from None
     if not isinstance(body, dict):
         raise bad_request("request body must be a JSON object", code="invalid_json")
-    if b"\\ud" in raw or b"\\uD" in raw:  # an escaped surrogate: maybe a lone one, unencodable
+    # an escaped surrogate: maybe a lone one, unencodable (searched in slices, see jsonslices.contains)
+    if jsonslices.contains(raw, b"\\ud") or jsonslices.contains(raw, b"\\uD"):
         body = repair_surrogates(body)
     return body, raw
 

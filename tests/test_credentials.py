@@ -463,6 +463,7 @@ async def test_network_error_is_502(
     with pytest.raises(ProxyError) as err:
         await creds.get()
     assert (err.value.status, err.value.code) == (502, "refresh_unreachable")
+    assert "(the connection could not be opened)" in err.value.message  # words, not a library's class
     with pytest.raises(ProxyError) as err:
         await creds.after_unauthorized(Auth("chatgpt", expired, "acct-1", False))
     assert err.value.status == 502

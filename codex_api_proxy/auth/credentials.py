@@ -133,6 +133,26 @@ def _failure_kind(err: ProxyError) -> str:
     return {"refresh_timeout": "timeout", "refresh_unreachable": "unreachable"}.get(err.code or "", "failed")
 
 
+def network_failure(exc: Exception) -> str:
+    """What went wrong on the way to the token endpoint, in words a person reads (no library class)."""
+    for kind, words in _NETWORK_FAILURES:
+        if isinstance(exc, kind):
+            return words
+    return "network error"
+
+
+_NETWORK_FAILURES: tuple[tuple[type[Exception], str], ...] = (
+    (httpx.ConnectTimeout, "connecting timed out"),
+    (httpx.ProxyError, "the outbound proxy refused the connection"),
+    (httpx.ConnectError, "the connection could not be opened"),
+    (httpx.ReadTimeout, "no answer in time"),
+    (httpx.WriteTimeout, "sending timed out"),
+    (httpx.PoolTimeout, "no free connection in time"),
+    (httpx.RemoteProtocolError, "the connection broke before an answer"),
+    (httpx.InvalidURL, "the token endpoint's URL is invalid"),
+)
+
+
 class Credentials:
     """auth.json, its mode, and fresh tokens on demand (see the module docstring for the rules)."""
 
@@ -387,13 +407,13 @@ class Credentials:
         except (httpx.ReadTimeout, httpx.WriteTimeout) as exc:
             raise ProxyError(
                 504,
-                f"The OpenAI token endpoint stopped answering the Codex login refresh ({type(exc).__name__}).",
+                f"The OpenAI token endpoint stopped answering the Codex login refresh ({network_failure(exc)}).",
                 code="refresh_timeout",
             ) from None
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise ProxyError(
                 502,
-                f"Cannot reach the OpenAI token endpoint to refresh the Codex login ({type(exc).__name__}).",
+                f"Cannot reach the OpenAI token endpoint to refresh the Codex login ({network_failure(exc)}).",
                 code="refresh_unreachable",
             ) from None
         try:
@@ -426,7 +446,7 @@ class Credentials:
                     if pause is None:
                         raise
                     log.info(
-                        "token endpoint unreachable (%s); trying again in %g s", type(exc).__name__, pause
+                        "token endpoint unreachable (%s); trying again in %g s", network_failure(exc), pause
                     )
                     await asyncio.sleep(pause)
 

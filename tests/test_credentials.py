@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from codex_api_proxy.auth import credentials as credentials_module
-from codex_api_proxy.auth.authfile import Auth, default_path
+from codex_api_proxy.auth.authfile import Auth, default_path, iso_time
 from codex_api_proxy.auth.credentials import CLIENT_ID, TOKEN_URL, Credentials
 from codex_api_proxy.core.errors import ProxyError
 from codex_api_proxy.testing.fake_backend import FakeBackend, make_jwt
@@ -668,7 +668,7 @@ async def test_atomic_write_keeps_keys_order_format_and_mode(tmp_path: Path) -> 
                 "account_id": "acct-old",
                 "future_field": [1, {"x": "ü"}],
             },
-            "last_refresh": "2026-01-01T00:00:00Z",
+            "last_refresh": iso_time(time.time() - 30 * 24 * 3600),  # a month old: it is replaced
             "zz_unknown": {"keep": True},
         }
         write(path, original, mode=0o644)

@@ -1,6 +1,6 @@
 """The suite does not depend on the calendar: its login fixture, written on any day, is a fresh login on
-that day. (It once held `last_refresh: 2026-11-24`; from 2026-12-02 on, eight days later, the proxy
-refreshed that opaque token, the session-wide fake rotated it, and every later test got 401.)"""
+that day. (It once held a fixed `last_refresh` date; eight days after it the proxy refreshed that opaque
+token, the session-wide fake rotated it, and every later test got 401, on every machine from then on.)"""
 
 from __future__ import annotations
 
